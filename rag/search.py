@@ -1,0 +1,119 @@
+"""Stage 5: rank chunks for a question with BM25, dense vectors, or both fused.
+
+engine = Engine(load_index(...), embedder)
+hits = engine.search("max sqs message size", k=5, mode="hybrid")
+hits[0].chunk.heading   # ('AWS Notes', 'Integration and Messaging', 'SQS -- ...')
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rag.chunking import Chunk
+from rag.dense import DenseIndex
+from rag.embedding import Embedder
+from rag.fusion import ranked, rrf
+from rag.lexical import LexicalIndex, tokenize
+from rag.settings import MODES, Mode, Settings
+from rag.store import IndexMissing, StoredIndex, load_index
+
+MAX_QUESTION_CHARS = 2000
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk: Chunk
+    score: float  # the score the ranking was made by (fused for hybrid)
+    bm25_rank: int | None = None  # 1-based rank in each leg's candidates; None if not there
+    dense_rank: int | None = None
+    bm25_score: float | None = None
+    dense_score: float | None = None  # cosine similarity
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    notices: tuple[str, ...] = ()
+
+
+def prepare_question(raw: str) -> Question:
+    """Strip control characters and cap the length; an empty question is a ValueError."""
+    text = _CONTROL.sub(" ", raw or "").strip()
+    text = re.sub(r"[ \t]+", " ", text)
+    if not text:
+        raise ValueError("the question is empty: type what you want to find in your notes")
+    notices = []
+    if len(text) > MAX_QUESTION_CHARS:
+        text = text[:MAX_QUESTION_CHARS]
+        notices.append(
+            f"the question was over {MAX_QUESTION_CHARS} characters and was cut to "
+            f"its first {MAX_QUESTION_CHARS}"
+        )
+    return Question(text, tuple(notices))
+
+
+class Engine:
+    """The retrieval engine over one loaded index generation."""
+
+    def __init__(self, index: StoredIndex, embedder: Embedder, depth: int = 50, rrf_k: float = 60):
+        self.index = index
+        self.chunks: list[Chunk] = index.chunks
+        self.dense: DenseIndex = index.dense
+        self.embedder = embedder
+        self.lexical = LexicalIndex([tokenize(c.indexed_text) for c in self.chunks])
+        self.depth = depth  # candidates taken from each leg before fusing
+        self.rrf_k = rrf_k
+
+    def search(self, question: str, k: int = 5, mode: Mode = "hybrid") -> list[Hit]:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        depth = max(self.depth, k)
+        lex: dict[int, tuple[int, float]] = {}  # row -> (1-based rank, score) in each leg
+        den: dict[int, tuple[int, float]] = {}
+        if mode != "dense":
+            lex = _leg(*self.lexical.search(tokenize(question), depth))
+        if mode != "bm25":
+            den = _leg(*self.dense.search(self.embedder.embed([question])[0], depth))
+        if mode == "hybrid":
+            order = ranked(rrf([list(lex), list(den)], k=self.rrf_k))
+        else:
+            order = [(row, score) for row, (_, score) in (lex or den).items()]
+        return [self._hit(row, score, lex, den) for row, score in order[:k]]
+
+    def _hit(self, row: int, score: float, lex: dict, den: dict) -> Hit:
+        b, d = lex.get(row), den.get(row)
+        return Hit(
+            chunk=self.chunks[row],
+            score=score,
+            bm25_rank=b[0] if b else None,
+            dense_rank=d[0] if d else None,
+            bm25_score=b[1] if b else None,
+            dense_score=d[1] if d else None,
+        )
+
+    def idf(self, token: str) -> float:
+        return self.lexical.idf(token)
+
+
+def _leg(rows, scores) -> dict[int, tuple[int, float]]:
+    return {int(r): (n, float(s)) for n, (r, s) in enumerate(zip(rows, scores, strict=True), 1)}
+
+
+def open_engine(settings: Settings, log: Callable[[str], None] = print) -> Engine:
+    """Load the model and the index once; a missing index is built first, with a message."""
+    from rag.embedding import SentenceTransformerEmbedder
+    from rag.indexer import update_index
+
+    embedder = SentenceTransformerEmbedder(settings.model)
+    tokens = settings.max_chunk_tokens
+    try:
+        index = load_index(settings.index_dir, embedder.name, embedder.dim, tokens)
+    except IndexMissing:
+        log(f"No index in {settings.index_dir} yet: building it from {settings.notes_dir} ...")
+        report = update_index(settings.notes_dir, settings.index_dir, embedder, tokens)
+        log(f"Indexed {report.files} files into {report.chunks} chunks in {report.seconds:.1f}s.")
+        index = load_index(settings.index_dir, embedder.name, embedder.dim, tokens)
+    return Engine(index, embedder)
