@@ -1,0 +1,165 @@
+"""Measure retrieval and answers against questions with gold line ranges.
+
+    cases = load_cases(Path("eval/questions.jsonl"))
+    report = evaluate(engine, cases)
+    print(format_table(report))
+
+A hit is relevant when it is in the gold file and its line span overlaps a gold range.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.answer import compose
+from rag.search import Engine
+from rag.settings import MODES
+
+CUTOFFS = (1, 5, 10)
+METRICS = ("R@1", "R@5", "R@10", "MRR@10", "nDCG@10")
+
+
+@dataclass(frozen=True)
+class Span:
+    path: str
+    start_line: int
+    end_line: int
+
+    def overlaps(self, path: str, start: int, end: int) -> bool:
+        return path == self.path and start <= self.end_line and self.start_line <= end
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    question: str
+    gold: tuple[Span, ...]  # empty: the notes do not answer it
+    type: str
+
+
+def load_cases(path: Path) -> list[Case]:
+    """Read an eval file: one {"id", "question", "gold": [{path, start_line, end_line}], "type"}
+    per line. Bad lines are a ValueError naming the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"eval file {path} does not exist")
+    cases, seen = [], set()
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            gold = tuple(
+                Span(str(g["path"]), int(g["start_line"]), int(g["end_line"]))
+                for g in item.get("gold", [])
+            )
+            case = Case(str(item["id"]), str(item["question"]), gold, str(item.get("type", "")))
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path} line {n}: not a valid eval case ({e})") from None
+        if case.id in seen:
+            raise ValueError(f"{path} line {n}: duplicate id {case.id!r}")
+        seen.add(case.id)
+        cases.append(case)
+    return cases
+
+
+def relevance(gold: Iterable[Span], path: str, start: int, end: int) -> set[int]:
+    """Indexes of the gold ranges that a span overlaps."""
+    return {i for i, g in enumerate(gold) if g.overlaps(path, start, end)}
+
+
+def score_ranking(gold: tuple[Span, ...], spans: list[tuple[str, int, int]]) -> dict[str, float]:
+    """Recall@k (share of gold ranges found in the top k), MRR@10 and binary nDCG@10."""
+    found_by_rank = [relevance(gold, *span) for span in spans[:10]]
+    out: dict[str, float] = {}
+    for k in CUTOFFS:
+        found = set().union(*found_by_rank[:k]) if found_by_rank[:k] else set()
+        out[f"R@{k}"] = len(found) / len(gold)
+    first = next((r for r, f in enumerate(found_by_rank, 1) if f), None)
+    out["MRR@10"] = 1.0 / first if first else 0.0
+    dcg = sum(1.0 / math.log2(r + 1) for r, f in enumerate(found_by_rank, 1) if f)
+    ideal = sum(1.0 / math.log2(r + 1) for r in range(1, min(len(gold), 10) + 1))
+    out["nDCG@10"] = min(dcg / ideal, 1.0)
+    return out
+
+
+def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {m: round(sum(r[m] for r in rows) / len(rows), 4) for m in rows[0]} if rows else {}
+
+
+def retrieval_report(engine: Engine, cases: list[Case], modes=MODES) -> dict:
+    """{mode: {"overall": {metric: value}, "by_type": {type: {...}}, "n": count}}"""
+    answerable = [c for c in cases if c.gold]
+    report = {}
+    for mode in modes:
+        rows_by_type: dict[str, list[dict[str, float]]] = defaultdict(list)
+        for case in answerable:
+            hits = engine.search(case.question, k=10, mode=mode)
+            spans = [(h.chunk.path, h.chunk.start_line, h.chunk.end_line) for h in hits]
+            rows_by_type[case.type].append(score_ranking(case.gold, spans))
+        all_rows = [r for rows in rows_by_type.values() for r in rows]
+        report[mode] = {
+            "n": len(all_rows),
+            "overall": _mean(all_rows),
+            "by_type": {t: _mean(rows) for t, rows in sorted(rows_by_type.items())},
+        }
+    return report
+
+
+def answer_report(engine: Engine, cases: list[Case], mode="hybrid", k: int = 5) -> dict:
+    """First-citation accuracy and decline rates of `rag ask`."""
+    correct = answered_ok = declined_bad = declined_good = 0
+    answerable = [c for c in cases if c.gold]
+    unanswerable = [c for c in cases if not c.gold]
+    for case in cases:
+        answer = compose(case.question, engine.search(case.question, k=k, mode=mode), engine.idf)
+        if not case.gold:
+            declined_good += not answer.answered
+            continue
+        if not answer.answered:
+            declined_bad += 1
+            continue
+        answered_ok += 1
+        first = answer.citations[0]
+        correct += bool(relevance(case.gold, first.path, first.start_line, first.end_line))
+    return {
+        "first_citation_accuracy": round(correct / max(len(answerable), 1), 4),
+        "first_citation_accuracy_when_answered": round(correct / max(answered_ok, 1), 4),
+        "decline_rate_unanswerable": round(declined_good / max(len(unanswerable), 1), 4),
+        "decline_rate_answerable": round(declined_bad / max(len(answerable), 1), 4),
+        "answerable": len(answerable),
+        "unanswerable": len(unanswerable),
+    }
+
+
+def evaluate(engine: Engine, cases: list[Case], modes=MODES) -> dict:
+    return {
+        "retrieval": retrieval_report(engine, cases, modes),
+        "answers": answer_report(engine, cases),
+    }
+
+
+def format_table(report: dict) -> str:
+    retrieval = report["retrieval"]
+    lines = [f"{'mode':<8} {'type':<13} {'n':>4} " + " ".join(f"{m:>8}" for m in METRICS)]
+    for mode, r in retrieval.items():
+        rows = [("overall", r["n"], r["overall"])]
+        rows += [(t, None, v) for t, v in r["by_type"].items()]
+        for label, n, values in rows:
+            count = f"{n:>4}" if n is not None else "    "
+            cells = " ".join(f"{values[m]:>8.3f}" for m in METRICS)
+            lines.append(f"{mode:<8} {label:<13} {count} {cells}")
+    if "answers" in report:
+        a = report["answers"]
+        lines.append(
+            f"answers: first-citation accuracy {a['first_citation_accuracy']:.3f} "
+            f"({a['first_citation_accuracy_when_answered']:.3f} when answered), declined "
+            f"{a['decline_rate_unanswerable']:.1%} of {a['unanswerable']} unanswerable and "
+            f"{a['decline_rate_answerable']:.1%} of {a['answerable']} answerable"
+        )
+    return "\n".join(lines)
