@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rag.answer import Answer, compose
 from rag.embedding import ModelError, SentenceTransformerEmbedder
+from rag.evaluate import evaluate, format_table, load_cases
 from rag.indexer import IndexBusy, IndexReport, update_index
 from rag.notes import NotesError
 from rag.search import Engine, Hit, open_engine, prepare_question
@@ -27,6 +28,9 @@ EXAMPLES = {
     "  rag search --batch questions.jsonl --json   # one result line per input line",
     "ask": 'examples:\n  rag ask "what is the default sqs visibility timeout?"\n'
     "  rag ask --batch questions.jsonl --json",
+    "eval": "examples:\n  rag eval\n  rag eval --questions my-questions.jsonl --json\n\n"
+    'each line: {"id": "q1", "question": "...", "gold": [{"path": "a.md", "start_line": 3, '
+    '"end_line": 4}], "type": "fact"}; "gold": [] marks a question the notes do not answer',
 }
 
 
@@ -82,6 +86,12 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("-k", type=int, default=None, help="number of hits (default 5)")
         p.add_argument("--mode", choices=MODES, default=None, help="retrieval leg(s)")
         p.set_defaults(run=run)
+
+    p = command("eval", "Measure retrieval and answers on questions with gold line ranges.")
+    p.add_argument(
+        "--questions", metavar="FILE", default="eval/questions.jsonl", help="eval JSONL file"
+    )
+    p.set_defaults(run=cmd_eval)
     return parser
 
 
@@ -162,6 +172,15 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         else:
             _print_notices(q.notices)
             print(answer_text(answer))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    cases = load_cases(Path(args.questions))
+    if not cases:
+        raise ValueError(f"{args.questions} holds no questions")
+    report = evaluate(_engine(settings), cases)
+    print(json.dumps(report) if args.json else format_table(report))
     return 0
 
 

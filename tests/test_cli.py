@@ -1,0 +1,176 @@
+"""The `rag` command: JSON schemas, batch mode, help, and every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag.cli import main
+from rag.store import current_generation
+
+HIT_KEYS = {"path", "heading", "start_line", "end_line", "score", "text"}
+CITATION_KEYS = {"n", "path", "heading", "start_line", "end_line", "text"}
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def at(settings):
+    return ["--notes", str(settings.notes_dir), "--index", str(settings.index_dir)]
+
+
+def test_search_json_schema(capsys, aws_settings):
+    code, out, _ = run(
+        capsys, "search", "max sqs message size", "-k", "3", "--json", *at(aws_settings)
+    )
+    assert code == 0
+    result = json.loads(out)
+    assert result["question"] == "max sqs message size"
+    assert len(result["hits"]) == 3
+    for hit in result["hits"]:
+        assert set(hit) >= HIT_KEYS
+        assert hit["path"] == "aws-notes.md"
+        assert all(isinstance(h, str) for h in hit["heading"])
+        assert 1 <= hit["start_line"] <= hit["end_line"]
+    scores = [h["score"] for h in result["hits"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_ask_json_schema(capsys, aws_settings):
+    question = "What is the maximum size of an SQS message?"
+    code, out, _ = run(capsys, "ask", question, "--json", *at(aws_settings))
+    assert code == 0
+    result = json.loads(out)
+    assert {"question", "answer", "answered", "citations"} <= set(result)
+    assert result["answered"] is True and "256KB" in result["answer"]
+    assert [c["n"] for c in result["citations"]] == list(range(1, len(result["citations"]) + 1))
+    for c in result["citations"]:
+        assert set(c) == CITATION_KEYS
+    assert result["citations"][0]["heading"][-1] == "SQS -- Simple queueing service"
+
+
+@pytest.mark.parametrize("command", ["search", "ask"])
+def test_batch_keeps_input_order_and_ids(capsys, aws_settings, tmp_path, command):
+    batch = tmp_path / "q.jsonl"
+    rows = [
+        {"id": "b", "question": "lambda max timeout", "type": "ignored"},
+        {"id": "a", "question": "   "},
+        {"id": "c", "question": "what is imds"},
+    ]
+    batch.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    code, out, _ = run(capsys, command, "--batch", str(batch), "--json", *at(aws_settings))
+    assert code == 0
+    results = [json.loads(line) for line in out.splitlines()]
+    assert [r["id"] for r in results] == ["b", "a", "c"]
+    assert "empty" in results[1]["error"]
+    assert ("hits" in results[2]) if command == "search" else ("citations" in results[2])
+
+
+def test_readable_output_names_heading_and_lines(capsys, aws_settings):
+    _, out, _ = run(capsys, "ask", "max sqs message size", *at(aws_settings))
+    assert "Sources:" in out
+    assert "SQS -- Simple queueing service" in out and "aws-notes.md:1693" in out
+
+
+def test_index_json_reports_counts_and_skips(capsys, tmp_path):
+    notes = tmp_path / "notes"
+    (notes / "sub").mkdir(parents=True)
+    (notes / "a.md").write_text("# A\n\nSQS keeps messages for four days.\n")
+    (notes / "sub" / "b.md").write_text("# B\n\n## Lambda\n\n- timeout 900s max\n")
+    (notes / "empty.md").write_text("")
+    (notes / "latin.md").write_bytes("caf\xe9 na\xefve".encode("latin-1"))
+    (notes / "blob.md").write_bytes(b"\x89PNG\x00\x00")
+    code, out, _ = run(
+        capsys, "index", "--json", "--notes", str(notes), "--index", str(tmp_path / "ix")
+    )
+    assert code == 0
+    report = json.loads(out)
+    assert report["files"] == 2 and report["chunks"] == 2 and report["embedded"] == 2
+    assert report["removed"] == 0 and report["seconds"] > 0
+    reasons = {s["path"]: s["reason"] for s in report["skipped"]}
+    assert set(reasons) == {"empty.md", "latin.md", "blob.md"}
+    assert "empty" in reasons["empty.md"] and "UTF-8" in reasons["latin.md"]
+    assert "binary" in reasons["blob.md"]
+
+
+def test_missing_index_is_built_on_first_use(capsys, tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "n.md").write_text("# Queues\n\nSQS messages are at most 256KB.\n")
+    index = tmp_path / "index"
+    code, out, err = run(
+        capsys, "search", "sqs size", "--json", "--notes", str(notes), "--index", str(index)
+    )
+    assert code == 0 and "No index" in err and "building" in err
+    assert json.loads(out)["hits"][0]["heading"] == ["Queues"]
+    assert current_generation(index) is not None
+
+
+def test_empty_question_is_refused_without_search(capsys, aws_settings):
+    code, out, err = run(capsys, "ask", " \t\n", *at(aws_settings))
+    assert code == 2 and out == ""
+    assert "question is empty" in err
+
+
+def test_huge_question_is_truncated_with_a_notice(capsys, aws_settings):
+    code, out, _ = run(capsys, "search", "sqs " * 1000, "--json", *at(aws_settings))
+    result = json.loads(out)
+    assert code == 0 and len(result["question"]) == 2000
+    assert "cut to its first 2000" in result["notices"][0]
+
+
+def test_control_characters_are_stripped(capsys, aws_settings):
+    code, out, _ = run(
+        capsys, "search", "sqs\x00 message\x1b[31m size\x07", "--json", *at(aws_settings)
+    )
+    assert code == 0
+    assert json.loads(out)["question"] == "sqs message [31m size"
+
+
+def test_missing_notes_folder_is_a_clear_error(capsys, tmp_path):
+    missing = tmp_path / "nowhere"
+    code, _, err = run(capsys, "index", "--notes", str(missing), "--index", str(tmp_path / "i"))
+    assert code == 2 and f"notes folder {missing} does not exist" in err
+
+
+def test_empty_notes_folder_is_a_clear_error(capsys, tmp_path):
+    (tmp_path / "notes").mkdir()
+    code, _, err = run(
+        capsys, "index", "--notes", str(tmp_path / "notes"), "--index", str(tmp_path / "i")
+    )
+    assert code == 2 and "no usable markdown notes" in err
+
+
+def test_corrupt_index_is_named_with_the_fix(capsys, aws_settings, tmp_path):
+    import shutil
+
+    index = tmp_path / "index"
+    shutil.copytree(aws_settings.index_dir, index)
+    (current_generation(index) / "dense.faiss").write_bytes(b"garbage")
+    code, _, err = run(
+        capsys, "search", "sqs", "--notes", str(aws_settings.notes_dir), "--index", str(index)
+    )
+    assert code == 2 and "dense.faiss" in err and "rag index --full" in err
+
+
+@pytest.mark.parametrize("command", ["index", "search", "ask", "eval"])
+def test_every_command_has_help_with_an_example(capsys, command):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
+    assert "examples:" in out and f"rag {command}" in out
+    assert "--notes" in out and "--index" in out
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "rag"
+    rag = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True)
+    assert "index" in rag.stdout and "search" in rag.stdout and "ask" in rag.stdout
