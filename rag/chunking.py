@@ -134,6 +134,9 @@ def _split(lines, in_fence, sizes, a, b, budget, is_section=False) -> list[tuple
         depth = _depth(lines, in_fence, i)
         if depth is not None:
             points[i] = depth
+    if is_section:  # a heading always travels with the block under it
+        first_body = next((i for i in range(a + 1, b + 1) if lines[i].strip()), None)
+        points.pop(first_body, None)
     if not points:
         return [(a, b)]  # one indivisible block (a long code fence, table or paragraph)
     shallowest = min(points.values())
@@ -149,7 +152,7 @@ def _split(lines, in_fence, sizes, a, b, budget, is_section=False) -> list[tuple
     for s, e in packed:
         s, e = _trim(lines, s, e)
         if s <= e:
-            pieces.extend(_split(lines, in_fence, sizes, s, e, budget))
+            pieces.extend(_split(lines, in_fence, sizes, s, e, budget, is_section and s == a))
     return pieces
 
 
@@ -176,7 +179,9 @@ def _trim(lines, s, e):
 def parent_bullets(lines, in_fence, section_start, i) -> list[str]:
     """Texts of the list items that enclose line i, outermost first."""
     m = LIST_ITEM.match(lines[i])
-    indent = len(m.group(1).expandtabs(4)) if m else 0
+    indent = len(
+        (m.group(1) if m else lines[i][: len(lines[i]) - len(lines[i].lstrip())]).expandtabs(4)
+    )
     parents: list[str] = []
     for j in range(i - 1, section_start - 1, -1):
         if indent == 0:

@@ -37,9 +37,9 @@ def minmax_blend(scored: Sequence[dict[int, float]], weights: Sequence[float]) -
         if not leg:
             continue
         lo, hi = min(leg.values()), max(leg.values())
-        span = (hi - lo) or 1.0
         for row, score in leg.items():
-            blended[row] = blended.get(row, 0.0) + weight * (score - lo) / span
+            norm = (score - lo) / (hi - lo) if hi > lo else 1.0  # all tied: all are the best
+            blended[row] = blended.get(row, 0.0) + weight * norm
     return blended
 
 

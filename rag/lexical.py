@@ -12,7 +12,7 @@ import numpy as np
 from rank_bm25 import BM25Okapi
 
 # Words joined by : . _ / - stay one token too (iam:PassRole, s3.amazonaws.com, x-amz-date).
-_WORD = re.compile(r"[A-Za-z0-9]+(?:[:._/\-][A-Za-z0-9]+)*")
+_WORD = re.compile(r"[^\W_]+(?:[:._/\-][^\W_]+)*")
 _JOINER = re.compile(r"[:._/\-]")
 # Case changes split camelCase (ChangeMessageVisibility); a digit run splits off the front of a
 # number with a unit (256KB, 12h) but not from a name (s3, gp3, ec2).
@@ -48,7 +48,7 @@ def _part_tokens(part: str) -> list[str]:
     if low in STOPWORDS:
         return []
     out = [_stem(low)]
-    pieces = _CAMEL.findall(part)
+    pieces = _CAMEL.findall(part) if part.isascii() else []
     number_unit = _NUMBER_UNIT.match(low)
     if number_unit:
         pieces = [number_unit.group(1), number_unit.group(2)]
@@ -63,6 +63,8 @@ def _stem(word: str) -> str:
         return word
     if word.endswith("ies") and len(word) > 4:
         return word[:-3] + "y"
+    if word.endswith("sses"):
+        return word[:-2]
     if word.endswith("s") and not word.endswith(("ss", "us", "is", "os")):
         return word[:-1]
     return word
@@ -73,8 +75,8 @@ class LexicalIndex:
 
     def __init__(self, docs: list[list[str]], k1: float = 1.5, b: float = 0.75) -> None:
         self.size = len(docs)
-        # rank-bm25 divides by the corpus size; an empty corpus gets no model at all.
-        self._bm25 = BM25Okapi(docs, k1=k1, b=b) if docs else None
+        # rank-bm25 divides by the corpus size and vocabulary: without tokens there is no model.
+        self._bm25 = BM25Okapi(docs, k1=k1, b=b) if any(docs) else None
 
     def scores(self, query_tokens: list[str]) -> np.ndarray:
         if self._bm25 is None or not query_tokens:

@@ -56,6 +56,9 @@ class Settings:
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
         """Build settings from RAG_* variables; non-None keyword overrides win."""
         env = os.environ if env is None else env
+        unknown = set(overrides) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         values: dict[str, object] = {}
         for f in fields(cls):
             raw = overrides.get(f.name)

@@ -1,0 +1,141 @@
+"""Tokenizer golden cases and BM25 checked against rank-bm25 and by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from rank_bm25 import BM25Okapi
+
+from rag.lexical import LexicalIndex, tokenize
+
+
+@pytest.mark.parametrize(
+    "text, tokens",
+    [
+        ("s3", ["s3"]),
+        ("S3 gp3 GP3 ec2", ["s3", "gp3", "gp3", "ec2"]),  # a digit after a name stays on it
+        ("iam:PassRole", ["iam:passrole", "iam", "passrole", "pass", "role"]),
+        ("256KB", ["256kb", "256", "kb"]),  # a number with a unit also gives both halves
+        ("256 KB", ["256", "kb"]),
+        ("12h", ["12h", "12"]),  # one-letter pieces are dropped
+        (
+            "ChangeMessageVisibility",
+            ["changemessagevisibility", "change", "message", "visibility"],
+        ),
+        ("IAMRole EC2Instance", ["iamrole", "iam", "role", "ec2instance", "ec2", "instance"]),
+        ("x-amz-date", ["x-amz-date", "x", "amz", "date"]),
+        ("What is the visibility timeout of the queue?", ["visibility", "timeout", "queue"]),
+        ("it's what's", []),  # stopwords, "s" included
+        ("queues policies Buckets", ["queue", "policy", "bucket"]),  # plurals folded
+        ("AWS SQS access status", ["aws", "sqs", "access", "status"]),  # not plurals
+        ("", []),
+        ("--- | *** |", []),
+    ],
+)
+def test_tokenize(text, tokens):
+    assert tokenize(text) == tokens
+
+
+def test_tokenize_keeps_letters_outside_ascii():
+    # Notes are not all in English: accented and Cyrillic letters are letters too.
+    assert tokenize("café naïve") == ["café", "naïve"]
+    assert tokenize("очередь сообщений") == ["очередь", "сообщений"]
+
+
+# --- BM25 --------------------------------------------------------------------------------------
+
+CORPUS = [
+    "SQS visibility timeout defaults to 30 seconds",  # sqs visibility timeout default 30 second
+    "S3 bucket policy",  # s3 bucket policy
+    "SQS queue access policy for the dead-letter queue",  # 8 tokens, both query words
+    "EBS gp3 volumes",
+    "Lambda function timeout",
+    "queue depth alarm threshold",
+]
+DOCS = [tokenize(t) for t in CORPUS]
+
+
+def test_corpus_tokens_as_worked_out():
+    assert [len(d) for d in DOCS] == [6, 3, 8, 3, 3, 4]
+    assert DOCS[2] == [
+        "sqs",
+        "queue",
+        "access",
+        "policy",
+        "dead-letter",
+        "dead",
+        "letter",
+        "queue",
+    ]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        ["sqs", "policy"],
+        ["queue"],  # in 3 of 6 documents: idf exactly 0
+        ["queue", "queue", "timeout"],  # a repeated query term counts twice
+        ["sqs", "nothing-like-it"],
+        ["timeout", "gp3", "alarm", "s3"],
+    ],
+)
+def test_scores_match_rank_bm25(query):
+    expected = BM25Okapi(DOCS).get_scores(query)
+    np.testing.assert_allclose(LexicalIndex(DOCS).scores(query), expected, rtol=0, atol=1e-12)
+    custom = BM25Okapi(DOCS, k1=0.9, b=0.4).get_scores(query)
+    np.testing.assert_allclose(LexicalIndex(DOCS, k1=0.9, b=0.4).scores(query), custom, atol=1e-12)
+
+
+def test_scores_by_hand():
+    # sqs and policy are each in 2 of 6 documents: idf = ln((6 - 2 + 0.5) / (2 + 0.5)) = ln 1.8.
+    # avgdl = 27 / 6 = 4.5; a term seen once in a document of length L adds
+    # idf * 2.5 / (1 + 1.5 * (0.25 + 0.75 * L / 4.5)).
+    idf = math.log(1.8)
+    one = {length: idf * 2.5 / (1 + 1.5 * (0.25 + 0.75 * length / 4.5)) for length in (3, 6, 8)}
+    scores = LexicalIndex(DOCS).scores(["sqs", "policy"])
+    assert scores.tolist() == pytest.approx([one[6], one[3], 2 * one[8], 0, 0, 0], abs=1e-12)
+    assert LexicalIndex(DOCS).idf("sqs") == pytest.approx(idf)
+    assert LexicalIndex(DOCS).idf("never-seen") == 0.0
+
+
+def test_search_exact_top_rows():
+    index = LexicalIndex(DOCS)
+    rows, scores = index.search(tokenize("SQS policy?"), k=5)
+    # Both words beat one; with one word each, the shorter S3 document (3) beats SQS (6).
+    assert rows.tolist() == [2, 1, 0]  # documents without a query word are not hits
+    assert scores.tolist() == pytest.approx(index.scores(["sqs", "policy"])[[2, 1, 0]].tolist())
+    assert index.search(tokenize("SQS policy?"), k=1)[0].tolist() == [2]
+    assert index.search(tokenize("timeouts"), k=10)[0].tolist() == [4, 0]  # shorter first
+
+
+def test_search_breaks_ties_by_row():
+    docs = [["c"], ["x", "b"], ["d"], ["x", "a"], ["e"], ["f"], ["x", "g"], ["h"]]
+    rows, scores = LexicalIndex(docs).search(["x"], k=8)
+    assert rows.tolist() == [1, 3, 6]
+    assert scores[0] == scores[1] == scores[2] > 0
+    assert LexicalIndex(docs).search(["x"], k=2)[0].tolist() == [1, 3]
+
+
+def test_no_query_no_hits():
+    index = LexicalIndex(DOCS)
+    for query in ([], tokenize("what is the"), ["absent"]):
+        rows, scores = index.search(query, k=5)
+        assert rows.tolist() == [] and scores.tolist() == []
+    assert index.scores([]).tolist() == [0.0] * 6
+    assert index.search(["sqs"], k=0)[0].tolist() == []
+
+
+def test_empty_corpus():
+    index = LexicalIndex([])
+    assert index.scores(["sqs"]).tolist() == []
+    assert index.search(["sqs"], k=5)[0].tolist() == []
+    assert index.idf("sqs") == 0.0
+
+
+def test_corpus_of_documents_without_tokens():
+    # e.g. notes whose every word is a stopword or punctuation.
+    index = LexicalIndex([tokenize("---"), tokenize("it is")])
+    assert index.scores(["sqs"]).tolist() == [0.0, 0.0]
+    assert index.search(["sqs"], k=5)[0].tolist() == []

@@ -1,0 +1,117 @@
+"""Loading notes: what is read, what is skipped and why, and the errors for unusable folders."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from rag.notes import Note, NotesError, Skipped, load_notes, require_notes
+
+
+def write(root: Path, rel: str, data: bytes) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def test_loads_every_md_recursively_with_posix_relative_paths(tmp_path):
+    write(tmp_path, "b.md", b"# B\n")
+    write(tmp_path, "a/deep/er/c.md", b"# C\n")
+    write(tmp_path, "a/a.md", b"# A\n")
+    write(tmp_path, "a/readme.txt", b"not markdown")
+    write(tmp_path, "a/notes.md.bak", b"# backup")
+    notes, skipped = load_notes(tmp_path)
+    assert [n.path for n in notes] == ["a/a.md", "a/deep/er/c.md", "b.md"]
+    assert skipped == []
+    assert notes[1] == Note("a/deep/er/c.md", "# C\n", hashlib.sha256(b"# C\n").hexdigest())
+
+
+def test_hidden_folders_and_files_are_ignored(tmp_path):
+    write(tmp_path, ".obsidian/workspace.md", b"# app state\n")
+    write(tmp_path, "sub/.trash/old.md", b"# deleted\n")
+    write(tmp_path, ".draft.md", b"# hidden\n")
+    write(tmp_path, "kept.md", b"# kept\n")
+    notes, skipped = load_notes(tmp_path)
+    assert [n.path for n in notes] == ["kept.md"]
+    assert skipped == []
+
+
+def test_hidden_parent_of_the_notes_folder_is_fine(tmp_path):
+    # Only parts below the notes folder count: ~/.notes/ itself is a valid folder.
+    write(tmp_path, ".notes/a.md", b"# A\n")
+    notes, _ = load_notes(tmp_path / ".notes")
+    assert [n.path for n in notes] == ["a.md"]
+
+
+def test_unusable_files_are_skipped_with_a_reason(tmp_path):
+    write(tmp_path, "empty.md", b"")
+    write(tmp_path, "blank.md", b" \n\t\n")
+    write(tmp_path, "image.md", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    write(tmp_path, "latin1.md", "# Café\n".encode("latin-1"))  # é is the single byte 0xE9
+    write(tmp_path, "good.md", "# Café\n".encode())
+    notes, skipped = load_notes(tmp_path)
+    assert [n.path for n in notes] == ["good.md"]
+    assert notes[0].text == "# Café\n"
+    assert skipped == [
+        Skipped("blank.md", "empty file"),
+        Skipped("empty.md", "empty file"),
+        Skipped("image.md", "binary file (contains NUL bytes)"),
+        Skipped("latin1.md", "not UTF-8 text (bad byte at offset 5)"),
+    ]
+
+
+def test_bom_is_dropped_from_the_text_but_not_the_hash(tmp_path):
+    raw = b"\xef\xbb\xbf# Title\r\nbody\r\n"
+    write(tmp_path, "bom.md", raw)
+    (note,), _ = load_notes(tmp_path)
+    assert note.text == "# Title\r\nbody\r\n"
+    assert note.sha256 == hashlib.sha256(raw).hexdigest()
+
+
+def test_a_folder_named_like_a_note_is_not_a_note(tmp_path):
+    (tmp_path / "folder.md").mkdir()
+    write(tmp_path, "folder.md/inside.md", b"# inside\n")
+    notes, skipped = load_notes(tmp_path)
+    assert [n.path for n in notes] == ["folder.md/inside.md"]
+    assert skipped == []
+
+
+def test_missing_folder_error_names_it(tmp_path):
+    missing = tmp_path / "no-such-notes"
+    with pytest.raises(NotesError) as err:
+        load_notes(missing)
+    assert str(err.value) == (
+        f"notes folder {missing} does not exist; create it or pass --notes DIR"
+    )
+    assert isinstance(err.value, ValueError)
+
+
+def test_a_file_is_not_a_notes_folder(tmp_path):
+    write(tmp_path, "a.md", b"# A\n")
+    with pytest.raises(NotesError, match=r"is not a folder"):
+        load_notes(tmp_path / "a.md")
+
+
+def test_require_notes_on_an_empty_folder(tmp_path):
+    with pytest.raises(NotesError) as err:
+        require_notes(tmp_path)
+    assert str(err.value) == f"no usable markdown notes (*.md) in {tmp_path}"
+
+
+def test_require_notes_says_what_was_skipped(tmp_path):
+    write(tmp_path, "empty.md", b"")
+    write(tmp_path, "bin.md", b"\x00")
+    with pytest.raises(NotesError) as err:
+        require_notes(tmp_path)
+    assert str(err.value) == (
+        f"no usable markdown notes (*.md) in {tmp_path} "
+        "(bin.md: binary file (contains NUL bytes); empty.md: empty file)"
+    )
+
+
+def test_require_notes_returns_what_load_notes_does(tmp_path):
+    write(tmp_path, "a.md", b"# A\n")
+    write(tmp_path, "b.md", b"")
+    assert require_notes(tmp_path) == load_notes(tmp_path)
