@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from rag.chunking import HEADING, LIST_ITEM, fence_mask, parent_bullets
+from rag.chunking import HEADING, LIST_ITEM, fence_mask, location, parent_bullets
 from rag.lexical import tokenize
-from rag.search import Hit
+from rag.search import Engine, Hit, prepare_question
+from rag.settings import Mode
 
 NOT_IN_NOTES = "Not in your notes: nothing there answers this question."
 MAX_PARTS = 3
@@ -35,9 +36,7 @@ class Citation:
 
     @property
     def location(self) -> str:
-        if self.end_line == self.start_line:
-            return f"{self.path}:{self.start_line}"
-        return f"{self.path}:{self.start_line}-{self.end_line}"
+        return location(self.path, self.start_line, self.end_line)
 
 
 @dataclass(frozen=True)
@@ -72,6 +71,17 @@ class Unit:
     display: str  # the text without list markers, with its parent bullets as a prefix
     tokens: frozenset[str]
     parent_tokens: frozenset[str]
+
+
+def ask(engine: Engine, raw_question: str, k: int = 5, mode: Mode = "hybrid") -> Answer:
+    """Clean the question, search, and compose: what `rag ask` and the chat page both do.
+
+    A question that is empty after clean-up is a ValueError, and nothing is searched.
+    """
+    question = prepare_question(raw_question)
+    answer = compose(question.text, engine.search(question.text, k=k, mode=mode), engine.idf)
+    answer.notices = question.notices
+    return answer
 
 
 def compose(question: str, hits: list[Hit], idf: Callable[[str], float]) -> Answer:
@@ -206,3 +216,41 @@ def _cite(n: int, u: Unit) -> Citation:
     return Citation(
         n, c.path, c.heading, u.start_line, u.end_line, u.text, c.text, c.start_line, c.end_line
     )
+
+
+def hit_json(h: Hit) -> dict:
+    c = h.chunk
+    return {
+        "path": c.path,
+        "heading": list(c.heading),
+        "start_line": c.start_line,
+        "end_line": c.end_line,
+        "score": round(h.score, 6),
+        "text": c.text,
+        "bm25_rank": h.bm25_rank,
+        "dense_rank": h.dense_rank,
+    }
+
+
+def answer_json(a: Answer) -> dict:
+    """The `rag ask --json` schema."""
+    out = {
+        "question": a.question,
+        "answer": a.text,
+        "answered": a.answered,
+        "citations": [
+            {
+                "n": c.n,
+                "path": c.path,
+                "heading": list(c.heading),
+                "start_line": c.start_line,
+                "end_line": c.end_line,
+                "text": c.text,
+            }
+            for c in a.citations
+        ],
+        "candidates": [hit_json(h) for h in a.candidates],
+    }
+    if a.notices:
+        out["notices"] = list(a.notices)
+    return out

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from rag.notes import Note
 
-CHUNKER_VERSION = 2  # bump when the cutting rules change: stored indexes are then rebuilt
+CHUNKER_VERSION = 3  # bump when the cutting rules change: stored indexes are then rebuilt
 
 HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 LIST_ITEM = re.compile(r"^(\s*)(?:[-*+]|\d{1,9}[.)])(?:[ \t]+|$)")
@@ -43,7 +43,12 @@ class Chunk:
 
     @property
     def location(self) -> str:
-        return f"{self.path}:{self.start_line}-{self.end_line}"
+        return location(self.path, self.start_line, self.end_line)
+
+
+def location(path: str, start: int, end: int) -> str:
+    """`file:lines` as a citation shows it: "a.md:7" or "a.md:7-9"."""
+    return f"{path}:{start}" if start == end else f"{path}:{start}-{end}"
 
 
 def split_lines(text: str) -> list[str]:

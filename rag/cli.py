@@ -11,9 +11,11 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
-from rag.answer import Answer, compose
+from rag import beir
+from rag.answer import Answer, answer_json, ask, hit_json
 from rag.embedding import ModelError, SentenceTransformerEmbedder
 from rag.evaluate import evaluate, format_table, load_cases
 from rag.indexer import IndexBusy, IndexReport, update_index
@@ -28,6 +30,8 @@ EXAMPLES = {
     "  rag search --batch questions.jsonl --json   # one result line per input line",
     "ask": 'examples:\n  rag ask "what is the default sqs visibility timeout?"\n'
     "  rag ask --batch questions.jsonl --json",
+    "beir": "examples:\n  rag beir ../shared/bench/scifact\n  rag beir ~/beir/nfcorpus --json\n\n"
+    "the notes and index go to .bench/<name>/ unless --notes/--index say otherwise",
     "eval": "examples:\n  rag eval\n  rag eval --questions my-questions.jsonl --json\n\n"
     'each line: {"id": "q1", "question": "...", "gold": [{"path": "a.md", "start_line": 3, '
     '"end_line": 4}], "type": "fact"}; "gold": [] marks a question the notes do not answer',
@@ -92,10 +96,20 @@ def _parser() -> argparse.ArgumentParser:
         "--questions", metavar="FILE", default="eval/questions.jsonl", help="eval JSONL file"
     )
     p.set_defaults(run=cmd_eval)
+
+    p = command("beir", "Measure retrieval on a BEIR folder (corpus, queries, qrels).")
+    p.add_argument("beir_dir", metavar="DIR", help="folder with corpus.jsonl, queries.jsonl, qrels")
+    p.set_defaults(run=cmd_beir)
     return parser
 
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
+    report = _update(settings, full=args.full, progress_bar=not args.json)
+    print(json.dumps(report.to_json()) if args.json else _index_summary(report, settings))
+    return 0
+
+
+def _update(settings: Settings, full: bool, progress_bar: bool) -> IndexReport:
     embedder = SentenceTransformerEmbedder(settings.model)
     bar = None
 
@@ -107,21 +121,18 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
             bar = tqdm(total=total, desc="embedding", unit="chunk", file=sys.stderr)
         bar.update(done - bar.n)
 
-    report = update_index(
-        settings.notes_dir,
-        settings.index_dir,
-        embedder,
-        settings.max_chunk_tokens,
-        full=args.full,
-        progress=None if args.json else progress,
-    )
-    if bar is not None:
-        bar.close()
-    if args.json:
-        print(json.dumps(report.to_json()))
-    else:
-        print(_index_summary(report, settings))
-    return 0
+    try:
+        return update_index(
+            settings.notes_dir,
+            settings.index_dir,
+            embedder,
+            settings.max_chunk_tokens,
+            full=full,
+            progress=progress if progress_bar else None,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _index_summary(r: IndexReport, settings: Settings) -> str:
@@ -149,7 +160,9 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
         hits = engine.search(q.text, k=k, mode=mode)
         if args.json:
             out = {"question": q.text, "hits": [hit_json(h) for h in hits]}
-            _print_json(out, qid, args, q.notices)
+            if q.notices:
+                out["notices"] = list(q.notices)
+            _print_json(out, qid, args)
         else:
             _print_notices(q.notices)
             print(_search_text(q.text, hits))
@@ -161,16 +174,14 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     k, mode = args.k or settings.top_k, args.mode or settings.mode
     for qid, raw in _questions(args):
         try:
-            q = prepare_question(raw)
+            answer = ask(engine, raw, k=k, mode=mode)
         except ValueError as e:
             _emit_error(args, qid, raw, e)
             continue
-        answer = compose(q.text, engine.search(q.text, k=k, mode=mode), engine.idf)
-        answer.notices = q.notices
         if args.json:
-            _print_json(answer_json(answer), qid, args, q.notices)
+            _print_json(answer_json(answer), qid, args)
         else:
-            _print_notices(q.notices)
+            _print_notices(answer.notices)
             print(answer_text(answer))
     return 0
 
@@ -184,38 +195,28 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def hit_json(h: Hit) -> dict:
-    c = h.chunk
-    return {
-        "path": c.path,
-        "heading": list(c.heading),
-        "start_line": c.start_line,
-        "end_line": c.end_line,
-        "score": round(h.score, 6),
-        "text": c.text,
-        "bm25_rank": h.bm25_rank,
-        "dense_rank": h.dense_rank,
-    }
-
-
-def answer_json(a: Answer) -> dict:
-    return {
-        "question": a.question,
-        "answer": a.text,
-        "answered": a.answered,
-        "citations": [
-            {
-                "n": c.n,
-                "path": c.path,
-                "heading": list(c.heading),
-                "start_line": c.start_line,
-                "end_line": c.end_line,
-                "text": c.text,
-            }
-            for c in a.citations
-        ],
-        "candidates": [hit_json(h) for h in a.candidates],
-    }
+def cmd_beir(args: argparse.Namespace, settings: Settings) -> int:
+    beir_dir = Path(args.beir_dir)
+    work = Path(".bench") / beir_dir.resolve().name
+    settings = replace(
+        settings,
+        notes_dir=Path(args.notes) if args.notes else work / "notes",
+        index_dir=Path(args.index) if args.index else work / "index",
+    )
+    docs = beir.convert(beir_dir, settings.notes_dir)
+    queries, qrels = beir.load_queries(beir_dir)
+    indexed = _update(settings, full=False, progress_bar=not args.json)
+    if not args.json:
+        print(_index_summary(indexed, settings))
+    report = beir.evaluate_beir(_engine(settings), queries, qrels)
+    if args.json:
+        print(json.dumps({"documents": docs, "queries": len(queries), "results": report}))
+        return 0
+    print(f"{beir_dir.name}: {docs} documents, {len(queries)} queries with qrels")
+    print(f"{'mode':<8} {'nDCG@10':>8} {'R@100':>8}")
+    for mode, r in report.items():
+        print(f"{mode:<8} {r['nDCG@10']:>8.4f} {r['R@100']:>8.4f}")
+    return 0
 
 
 def answer_text(a: Answer) -> str:
@@ -273,11 +274,9 @@ def _questions(args: argparse.Namespace) -> Iterator[tuple[str | None, str]]:
                 ) from None
 
 
-def _print_json(out: dict, qid: str | None, args: argparse.Namespace, notices) -> None:
+def _print_json(out: dict, qid: str | None, args: argparse.Namespace) -> None:
     if qid is not None:
         out = {"id": qid, **out}
-    if notices:
-        out["notices"] = list(notices)
     print(json.dumps(out, ensure_ascii=False), flush=bool(args.batch))
 
 

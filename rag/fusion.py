@@ -43,6 +43,20 @@ def minmax_blend(scored: Sequence[dict[int, float]], weights: Sequence[float]) -
     return blended
 
 
+def max_blend(scored: Sequence[dict[int, float]], weights: Sequence[float]) -> dict[int, float]:
+    """Blend of scores divided by each leg's best score (0 stays 0: BM25 and cosine floors).
+
+    Unlike min-max, the result does not depend on how deep each leg was cut.
+    """
+    blended: dict[int, float] = {}
+    for leg, weight in zip(scored, weights, strict=True):
+        top = max(leg.values(), default=0.0)
+        for row, score in leg.items():
+            norm = score / top if top > 0 else 0.0
+            blended[row] = blended.get(row, 0.0) + weight * norm
+    return blended
+
+
 def ranked(scores: dict[int, float]) -> list[tuple[int, float]]:
     """(row, score) best first; ties broken by row number so results are deterministic."""
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))

@@ -49,7 +49,7 @@ class IndexReport:
     seconds: float = 0.0
     changed_files: list[str] = field(default_factory=list)  # new or edited notes
     removed_files: list[str] = field(default_factory=list)
-    rebuild_reason: str = ""  # why every chunk was embedded again, if it was
+    rebuild_reason: str = ""  # why every note was cut again (and maybe embedded), if it was
     written: bool = False  # whether a new generation went live
     dry_run: bool = False
 
@@ -75,7 +75,7 @@ def update_index(
     notes, skipped = require_notes(notes_dir)
     with _maybe_lock(index_dir, lock_wait, enabled=not dry_run):
         old, reason = _previous(index_dir, embedder, max_tokens, full)
-        old_files = old.manifest.files if old else {}
+        old_files = old.manifest.files if old and not reason else {}
         old_by_path: dict[str, list[Chunk]] = {}
         for chunk in old.chunks if old else []:
             old_by_path.setdefault(chunk.path, []).append(chunk)
@@ -104,7 +104,9 @@ def update_index(
             unchanged=len(new_ids & old_ids),
             skipped=skipped,
             changed_files=changed_files,
-            removed_files=sorted(p for p in old_files if p not in note_paths),
+            removed_files=sorted(
+                p for p in (old.manifest.files if old else {}) if p not in note_paths
+            ),
             rebuild_reason=reason,
             dry_run=dry_run,
         )
@@ -140,15 +142,25 @@ def update_index(
 def _previous(
     index_dir: Path, embedder: Embedder, max_tokens: int, full: bool
 ) -> tuple[StoredIndex | None, str]:
-    """The live generation to build on, or None with the reason everything is re-embedded."""
+    """The live generation whose vectors can be re-used, and why notes are cut again, if so.
+
+    Vectors depend only on the model and the text, so a changed chunker re-cuts every note but
+    still re-uses the vector of every piece whose text is unchanged.
+    """
     if full:
         return None, "full rebuild requested"
     if current_generation(index_dir) is None:
         return None, "no index yet"
     try:
-        return load_index(index_dir, embedder.name, embedder.dim, max_tokens), ""
+        old = load_index(index_dir, embedder.name, embedder.dim, None)
     except IndexProblem as e:
         return None, e.reason
+    if old.manifest.chunker != chunker_settings(max_tokens):
+        return old, (
+            f"the chunker settings changed from {old.manifest.chunker} to "
+            f"{chunker_settings(max_tokens)}; every note is cut again"
+        )
+    return old, ""
 
 
 def _embed(embedder: Embedder, texts: list[str], progress: Progress | None) -> np.ndarray:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from rag.chunking import Chunk
 from rag.dense import DenseIndex
 from rag.embedding import Embedder
-from rag.fusion import ranked, rrf
+from rag.fusion import max_blend, ranked, rrf
+from rag.glossary import Glossary
 from rag.lexical import LexicalIndex, tokenize
+from rag.notes import require_notes
 from rag.settings import MODES, Mode, Settings
 from rag.store import IndexMissing, StoredIndex, load_index
 
@@ -55,32 +58,48 @@ def prepare_question(raw: str) -> Question:
     return Question(text, tuple(notices))
 
 
+@dataclass(frozen=True)
+class Tuning:
+    """Retrieval knobs, each chosen by measurement (eval/README.md)."""
+
+    fusion: Literal["blend", "rrf"] = "blend"
+    bm25_weight: float = 0.4  # share of the BM25 leg in the blend; dense gets the rest
+    depth: int = 100  # candidates taken from each leg before fusing
+    rrf_k: float = 60.0
+    expand_acronyms: bool = False  # add the notes' own spelling-out of acronyms to the question
+
+
 class Engine:
     """The retrieval engine over one loaded index generation."""
 
-    def __init__(self, index: StoredIndex, embedder: Embedder, depth: int = 50, rrf_k: float = 60):
+    def __init__(self, index: StoredIndex, embedder: Embedder, tuning: Tuning = Tuning()):
         self.index = index
         self.chunks: list[Chunk] = index.chunks
         self.dense: DenseIndex = index.dense
         self.embedder = embedder
         self.lexical = LexicalIndex([tokenize(c.indexed_text) for c in self.chunks])
-        self.depth = depth  # candidates taken from each leg before fusing
-        self.rrf_k = rrf_k
+        self.glossary = Glossary.from_texts(c.text for c in self.chunks)
+        self.tuning = tuning
 
     def search(self, question: str, k: int = 5, mode: Mode = "hybrid") -> list[Hit]:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-        depth = max(self.depth, k)
+        t = self.tuning
+        query = self.glossary.expand(question) if t.expand_acronyms else question
+        depth = max(t.depth, k)
         lex: dict[int, tuple[int, float]] = {}  # row -> (1-based rank, score) in each leg
         den: dict[int, tuple[int, float]] = {}
         if mode != "dense":
-            lex = _leg(*self.lexical.search(tokenize(question), depth))
+            lex = _leg(*self.lexical.search(tokenize(query), depth))
         if mode != "bm25":
-            den = _leg(*self.dense.search(self.embedder.embed([question])[0], depth))
-        if mode == "hybrid":
-            order = ranked(rrf([list(lex), list(den)], k=self.rrf_k))
-        else:
+            den = _leg(*self.dense.search(self.embedder.embed([query])[0], depth))
+        if mode != "hybrid":
             order = [(row, score) for row, (_, score) in (lex or den).items()]
+        elif t.fusion == "rrf":
+            order = ranked(rrf([list(lex), list(den)], k=t.rrf_k))
+        else:
+            legs = [{r: s for r, (_, s) in leg.items()} for leg in (lex, den)]
+            order = ranked(max_blend(legs, [t.bm25_weight, 1 - t.bm25_weight]))
         return [self._hit(row, score, lex, den) for row, score in order[:k]]
 
     def _hit(self, row: int, score: float, lex: dict, den: dict) -> Hit:
@@ -107,6 +126,7 @@ def open_engine(settings: Settings, log: Callable[[str], None] = print) -> Engin
     from rag.embedding import SentenceTransformerEmbedder
     from rag.indexer import update_index
 
+    require_notes(settings.notes_dir)  # before the model: a wrong --notes fails at once
     embedder = SentenceTransformerEmbedder(settings.model)
     tokens = settings.max_chunk_tokens
     try:

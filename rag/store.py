@@ -108,20 +108,20 @@ def read_manifest(index_dir: Path) -> Manifest:
     return manifest
 
 
-def incompatibility(manifest: Manifest, model: str, dim: int, max_tokens: int) -> str | None:
-    """Why an index cannot be used with this model and chunker, or None if it can."""
+def incompatibility(manifest: Manifest, model: str, dim: int, max_tokens: int | None) -> str | None:
+    """Why an index cannot be used with this model and chunker (None: not checked), or None."""
     if manifest.model != model:
         return f"the index was built with model {manifest.model}, the settings name {model}"
     if manifest.dim != dim:
         return f"the index has {manifest.dim}-dimensional vectors, the model makes {dim}"
-    if manifest.chunker != chunker_settings(max_tokens):
+    if max_tokens is not None and manifest.chunker != chunker_settings(max_tokens):
         return f"the index was chunked with {manifest.chunker}, the settings say " + str(
             chunker_settings(max_tokens)
         )
     return None
 
 
-def load_index(index_dir: Path, model: str, dim: int, max_tokens: int) -> StoredIndex:
+def load_index(index_dir: Path, model: str, dim: int, max_tokens: int | None) -> StoredIndex:
     manifest = read_manifest(index_dir)
     reason = incompatibility(manifest, model, dim, max_tokens)
     if reason:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.fusion import minmax_blend, ranked, rrf, weighted_rrf
+from rag.fusion import max_blend, minmax_blend, ranked, rrf, weighted_rrf
 
 
 def test_rrf_by_hand():
@@ -63,3 +63,14 @@ def test_minmax_blend_leg_of_equal_scores():
     blended = minmax_blend([{1: 0.9, 2: 0.5}, {2: 7.0}], [1.0, 1.0])
     # row 2, found by both legs, must not rank below row 1, found by one
     assert blended == pytest.approx({1: 1.0, 2: 1.0})
+
+
+def test_max_blend_divides_each_leg_by_its_best_score():
+    blended = max_blend([{1: 4.0, 2: 2.0}, {2: 0.5, 3: 0.25}], [0.4, 0.6])
+    assert blended == pytest.approx({1: 0.4, 2: 0.4 * 0.5 + 0.6, 3: 0.6 * 0.5})
+    assert [row for row, _ in ranked(blended)] == [2, 1, 3]
+
+
+def test_max_blend_ignores_an_empty_or_all_zero_leg():
+    assert max_blend([{}, {7: 0.8}], [0.4, 0.6]) == pytest.approx({7: 0.6})
+    assert max_blend([{7: 0.0}, {7: 0.5}], [0.4, 0.6]) == pytest.approx({7: 0.6})
