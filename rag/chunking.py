@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from rag.notes import Note
 
-CHUNKER_VERSION = 3  # bump when the cutting rules change: stored indexes are then rebuilt
+CHUNKER_VERSION = 4  # bump when the cutting rules change: stored indexes are then rebuilt
 
 HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 LIST_ITEM = re.compile(r"^(\s*)(?:[-*+]|\d{1,9}[.)])(?:[ \t]+|$)")

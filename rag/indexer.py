@@ -29,6 +29,7 @@ from rag.store import (
     load_index,
     write_generation,
 )
+from rag.units import unit_hash, unit_text, units_of
 
 EMBED_BATCH = 256  # texts per progress step
 Progress = Callable[[int, int], None]  # (done, total) chunks embedded so far
@@ -76,30 +77,15 @@ def update_index(
     with _maybe_lock(index_dir, lock_wait, enabled=not dry_run):
         old, reason = _previous(index_dir, embedder, max_tokens, full)
         old_files = old.manifest.files if old and not reason else {}
-        old_by_path: dict[str, list[Chunk]] = {}
-        for chunk in old.chunks if old else []:
-            old_by_path.setdefault(chunk.path, []).append(chunk)
-
-        chunks: list[Chunk] = []
-        changed_files = []
-        for note in notes:
-            if old_files.get(note.path) == note.sha256 and note.path in old_by_path:
-                chunks.extend(old_by_path[note.path])  # unchanged file: keep its chunks as they are
-            else:
-                changed_files.append(note.path)
-                chunks.extend(chunk_note(note, embedder.count_tokens, max_tokens))
-
-        old_rows = {c.content_hash: i for i, c in enumerate(old.chunks)} if old else {}
-        new_texts = {  # content hash -> text, for content the old generation has no vector of
-            c.content_hash: c.indexed_text for c in chunks if c.content_hash not in old_rows
-        }
+        chunks, changed_files = _chunks(notes, old, old_files, embedder, max_tokens)
+        vectors = VectorPlan(old, chunks)
         old_ids = {c.id for c in old.chunks} if old else set()
         new_ids = {c.id for c in chunks}
         note_paths = {n.path for n in notes}
         report = IndexReport(
             files=len(notes),
             chunks=len(chunks),
-            embedded=len(new_texts),
+            embedded=vectors.new_chunks,
             removed=len(old_ids - new_ids),
             unchanged=len(new_ids & old_ids),
             skipped=skipped,
@@ -115,15 +101,7 @@ def update_index(
             report.seconds = time.perf_counter() - started
             return report
 
-        fresh = _embed(embedder, list(new_texts.values()), progress)
-        fresh_rows = {h: i for i, h in enumerate(new_texts)}
-        old_vectors = old.dense.vectors() if old and old_rows else None
-        vectors = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
-        for i, chunk in enumerate(chunks):
-            if chunk.content_hash in fresh_rows:
-                vectors[i] = fresh[fresh_rows[chunk.content_hash]]
-            else:
-                vectors[i] = old_vectors[old_rows[chunk.content_hash]]
+        chunk_vectors, unit_vectors = vectors.build(embedder, progress)
         manifest = Manifest(
             model=embedder.name,
             dim=embedder.dim,
@@ -132,11 +110,77 @@ def update_index(
             checksums={},
             chunks=len(chunks),
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            units=len(unit_vectors),
         )
-        write_generation(index_dir, chunks, DenseIndex.build(vectors), manifest)
+        dense, units = DenseIndex.build(chunk_vectors), DenseIndex.build(unit_vectors)
+        write_generation(index_dir, chunks, dense, units, manifest)
         report.written = True
         report.seconds = time.perf_counter() - started
         return report
+
+
+def _chunks(notes, old, old_files, embedder, max_tokens) -> tuple[list[Chunk], list[str]]:
+    """Every chunk of the notes: kept from the old index for unchanged files, else cut anew."""
+    old_by_path: dict[str, list[Chunk]] = {}
+    for chunk in old.chunks if old else []:
+        old_by_path.setdefault(chunk.path, []).append(chunk)
+    chunks: list[Chunk] = []
+    changed = []
+    for note in notes:
+        if old_files.get(note.path) == note.sha256 and note.path in old_by_path:
+            chunks.extend(old_by_path[note.path])
+        else:
+            changed.append(note.path)
+            chunks.extend(chunk_note(note, embedder.count_tokens, max_tokens))
+    return chunks, changed
+
+
+def vector_texts(chunks: list[Chunk]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(hash, text) of every chunk vector and every unit vector, in index row order.
+
+    A chunk with a single unit gets no unit vector: its own vector already is that unit's.
+    """
+    chunk_items = [(c.content_hash, c.indexed_text) for c in chunks]
+    unit_items = []
+    for chunk in chunks:
+        units = units_of(chunk)
+        if len(units) > 1:
+            unit_items += [(unit_hash(chunk, u), unit_text(chunk, u)) for u in units]
+    return chunk_items, unit_items
+
+
+class VectorPlan:
+    """Which vectors of a new generation are re-used (by text hash) and which are embedded."""
+
+    def __init__(self, old: StoredIndex | None, chunks: list[Chunk]) -> None:
+        self.old = old
+        self.chunk_items, self.unit_items = vector_texts(chunks)
+        self.old_rows: dict[str, int] = {}  # hash -> row in old chunk rows + old unit rows
+        if old:
+            old_chunks, old_units = vector_texts(old.chunks)
+            if len(old_units) != old.units.size:  # a generation from before unit vectors
+                old_units = []
+            for row, (h, _) in enumerate([*old_chunks, *old_units]):
+                self.old_rows.setdefault(h, row)
+        self.missing = {  # hash -> text, for text no old vector was made from
+            h: t for h, t in [*self.chunk_items, *self.unit_items] if h not in self.old_rows
+        }
+        self.new_chunks = len({h for h, _ in self.chunk_items if h in self.missing})
+
+    def build(self, embedder: Embedder, progress: Progress | None) -> tuple[np.ndarray, ...]:
+        fresh = _embed(embedder, list(self.missing.values()), progress)
+        fresh_rows = {h: i for i, h in enumerate(self.missing)}
+        old_all = np.zeros((0, embedder.dim), dtype=np.float32)
+        if self.old_rows:
+            old_all = np.concatenate([self.old.dense.vectors(), self.old.units.vectors()])
+
+        def gather(items: list[tuple[str, str]]) -> np.ndarray:
+            out = np.zeros((len(items), embedder.dim), dtype=np.float32)
+            for i, (h, _) in enumerate(items):
+                out[i] = fresh[fresh_rows[h]] if h in fresh_rows else old_all[self.old_rows[h]]
+            return out
+
+        return gather(self.chunk_items), gather(self.unit_items)
 
 
 def _previous(

@@ -12,15 +12,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from rag.chunking import Chunk
-from rag.dense import DenseIndex
+from rag.dense import MultiVectorIndex
 from rag.embedding import Embedder
 from rag.fusion import max_blend, ranked, rrf
 from rag.glossary import Glossary
 from rag.lexical import LexicalIndex, tokenize
 from rag.notes import require_notes
 from rag.settings import MODES, Mode, Settings
-from rag.store import IndexMissing, StoredIndex, load_index
+from rag.store import (
+    IndexIncompatible,
+    IndexMissing,
+    IndexProblem,
+    StoredIndex,
+    incompatibility,
+    load_index,
+    read_manifest,
+)
+from rag.units import units_of
 
 MAX_QUESTION_CHARS = 2000
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -33,7 +44,9 @@ class Hit:
     bm25_rank: int | None = None  # 1-based rank in each leg's candidates; None if not there
     dense_rank: int | None = None
     bm25_score: float | None = None
-    dense_score: float | None = None  # cosine similarity
+    dense_score: float | None = None  # the dense leg's score: chunk and best-unit cosines mixed
+    cosine: float = 0.0  # question vs the chunk's own vector, whatever the mode
+    unit_scores: tuple[float, ...] | None = None  # question vs each unit (rag.units), if any
 
 
 @dataclass(frozen=True)
@@ -63,7 +76,10 @@ class Tuning:
     """Retrieval knobs, each chosen by measurement (eval/README.md)."""
 
     fusion: Literal["blend", "rrf"] = "blend"
-    bm25_weight: float = 0.4  # share of the BM25 leg in the blend; dense gets the rest
+    bm25_weight: float = 0.3  # share of the BM25 leg in the blend; dense gets the rest
+    chunk_weight: float = 0.5  # share of a chunk's own vector in its dense score; units: the rest
+    k1: float = 0.9  # BM25 term saturation (Anserini's defaults suit short chunks)
+    b: float = 0.4  # BM25 length normalisation
     depth: int = 100  # candidates taken from each leg before fusing
     rrf_k: float = 60.0
     expand_acronyms: bool = False  # add the notes' own spelling-out of acronyms to the question
@@ -75,9 +91,12 @@ class Engine:
     def __init__(self, index: StoredIndex, embedder: Embedder, tuning: Tuning = Tuning()):
         self.index = index
         self.chunks: list[Chunk] = index.chunks
-        self.dense: DenseIndex = index.dense
         self.embedder = embedder
-        self.lexical = LexicalIndex([tokenize(c.indexed_text) for c in self.chunks])
+        counts = [len(u) if len(u) > 1 else 0 for u in map(units_of, self.chunks)]
+        self.dense = MultiVectorIndex(index.dense, index.units, counts, tuning.chunk_weight)
+        self.lexical = LexicalIndex(
+            [tokenize(c.indexed_text) for c in self.chunks], k1=tuning.k1, b=tuning.b
+        )
         self.glossary = Glossary.from_texts(c.text for c in self.chunks)
         self.tuning = tuning
 
@@ -89,10 +108,11 @@ class Engine:
         depth = max(t.depth, k)
         lex: dict[int, tuple[int, float]] = {}  # row -> (1-based rank, score) in each leg
         den: dict[int, tuple[int, float]] = {}
+        vector = self.embedder.embed([query])[0]  # bm25 mode too: answers weigh cosines
         if mode != "dense":
             lex = _leg(*self.lexical.search(tokenize(query), depth))
         if mode != "bm25":
-            den = _leg(*self.dense.search(self.embedder.embed([query])[0], depth))
+            den = _leg(*self.dense.search(vector, depth))
         if mode != "hybrid":
             order = [(row, score) for row, (_, score) in (lex or den).items()]
         elif t.fusion == "rrf":
@@ -100,10 +120,11 @@ class Engine:
         else:
             legs = [{r: s for r, (_, s) in leg.items()} for leg in (lex, den)]
             order = ranked(max_blend(legs, [t.bm25_weight, 1 - t.bm25_weight]))
-        return [self._hit(row, score, lex, den) for row, score in order[:k]]
+        return [self._hit(row, score, lex, den, vector) for row, score in order[:k]]
 
-    def _hit(self, row: int, score: float, lex: dict, den: dict) -> Hit:
+    def _hit(self, row: int, score: float, lex: dict, den: dict, vector: np.ndarray) -> Hit:
         b, d = lex.get(row), den.get(row)
+        units = self.dense.unit_scores(vector, row)
         return Hit(
             chunk=self.chunks[row],
             score=score,
@@ -111,6 +132,8 @@ class Engine:
             dense_rank=d[0] if d else None,
             bm25_score=b[1] if b else None,
             dense_score=d[1] if d else None,
+            cosine=self.dense.chunk_score(vector, row),
+            unit_scores=tuple(units.tolist()) if units is not None else None,
         )
 
     def idf(self, token: str) -> float:
@@ -119,6 +142,17 @@ class Engine:
 
 def _leg(rows, scores) -> dict[int, tuple[int, float]]:
     return {int(r): (n, float(s)) for n, (r, s) in enumerate(zip(rows, scores, strict=True), 1)}
+
+
+def _only_chunker_changed(settings: Settings, embedder) -> bool:
+    """True when the index only needs re-cutting: its vectors are still this model's."""
+    try:
+        return (
+            incompatibility(read_manifest(settings.index_dir), embedder.name, embedder.dim, None)
+            is None
+        )
+    except IndexProblem:
+        return False
 
 
 def open_engine(settings: Settings, log: Callable[[str], None] = print) -> Engine:
@@ -131,8 +165,13 @@ def open_engine(settings: Settings, log: Callable[[str], None] = print) -> Engin
     tokens = settings.max_chunk_tokens
     try:
         index = load_index(settings.index_dir, embedder.name, embedder.dim, tokens)
-    except IndexMissing:
-        log(f"No index in {settings.index_dir} yet: building it from {settings.notes_dir} ...")
+    except (IndexMissing, IndexIncompatible) as e:
+        if isinstance(e, IndexIncompatible) and not _only_chunker_changed(settings, embedder):
+            raise  # another model or format: re-embedding everything is the user's call
+        if isinstance(e, IndexMissing):
+            log(f"No index in {settings.index_dir} yet: building it from {settings.notes_dir} ...")
+        else:
+            log(f"{e.reason}: updating the index (unchanged text keeps its vectors) ...")
         report = update_index(settings.notes_dir, settings.index_dir, embedder, tokens)
         log(f"Indexed {report.files} files into {report.chunks} chunks in {report.seconds:.1f}s.")
         index = load_index(settings.index_dir, embedder.name, embedder.dim, tokens)

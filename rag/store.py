@@ -25,7 +25,7 @@ from rag.dense import DenseIndex
 FORMAT = "rag-index"
 FORMAT_VERSION = 1
 POINTER = "CURRENT"
-FILES = ("chunks.jsonl", "dense.faiss")
+FILES = ("chunks.jsonl", "dense.faiss", "units.faiss")
 
 
 class IndexProblem(RuntimeError):
@@ -61,13 +61,15 @@ class Manifest:
     created: str
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
+    units: int = 0  # unit (line) vectors, in chunk order; see rag/units.py
 
 
 @dataclass
 class StoredIndex:
     manifest: Manifest
     chunks: list[Chunk]
-    dense: DenseIndex
+    dense: DenseIndex  # one vector per chunk
+    units: DenseIndex  # one vector per unit of each chunk with more than one unit
     generation: Path
 
 
@@ -128,23 +130,32 @@ def load_index(index_dir: Path, model: str, dim: int, max_tokens: int | None) ->
         raise IndexIncompatible(reason)
     gen = current_generation(index_dir)
     assert gen is not None  # read_manifest found it
-    for name in FILES:
+    # Generations from before unit vectors have no units.faiss; their chunk vectors still count.
+    names = [n for n in FILES if n in manifest.checksums or n != "units.faiss"]
+    for name in names:
         _verify(gen / name, manifest.checksums.get(name))
     chunks = _read_chunks(gen / "chunks.jsonl")
-    try:
-        dense = DenseIndex.load(gen / "dense.faiss")
-    except RuntimeError as e:
-        raise IndexCorrupt(f"{gen / 'dense.faiss'} cannot be read ({e})") from e
-    if dense.size != len(chunks) or len(chunks) != manifest.chunks or dense.dim != manifest.dim:
+    dense = _read_faiss(gen / "dense.faiss")
+    units = (
+        _read_faiss(gen / "units.faiss") if "units.faiss" in names else DenseIndex.empty(dense.dim)
+    )
+    if (
+        dense.size != len(chunks)
+        or len(chunks) != manifest.chunks
+        or units.size != manifest.units
+        or dense.dim != manifest.dim
+        or units.dim != manifest.dim
+    ):
         raise IndexCorrupt(
-            f"{gen} is inconsistent: {len(chunks)} chunks, {dense.size} vectors of dim "
-            f"{dense.dim}, manifest says {manifest.chunks}"
+            f"{gen} is inconsistent: {len(chunks)} chunks, {dense.size} + {units.size} vectors "
+            f"of dim {dense.dim}; the manifest says {manifest.chunks} + {manifest.units} of "
+            f"dim {manifest.dim}"
         )
-    return StoredIndex(manifest, chunks, dense, gen)
+    return StoredIndex(manifest, chunks, dense, units, gen)
 
 
 def write_generation(
-    index_dir: Path, chunks: list[Chunk], dense: DenseIndex, manifest: Manifest
+    index_dir: Path, chunks: list[Chunk], dense: DenseIndex, units: DenseIndex, manifest: Manifest
 ) -> Path:
     """Write a complete new generation and make it the live one; returns its folder."""
     index_dir = Path(index_dir)
@@ -157,6 +168,7 @@ def write_generation(
         for chunk in chunks:
             f.write(json.dumps(chunk_to_json(chunk), ensure_ascii=False) + "\n")
     dense.save(tmp / "dense.faiss")
+    units.save(tmp / "units.faiss")
     checksums = {name: _sha256(tmp / name) for name in FILES}
     manifest = Manifest(**{**asdict(manifest), "checksums": checksums})
     (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2) + "\n")
@@ -204,6 +216,13 @@ def _read_chunks(path: Path) -> list[Chunk]:
     except (OSError, UnicodeDecodeError) as e:
         raise IndexCorrupt(f"cannot read {path} ({e})") from e
     return chunks
+
+
+def _read_faiss(path: Path) -> DenseIndex:
+    try:
+        return DenseIndex.load(path)
+    except RuntimeError as e:
+        raise IndexCorrupt(f"{path} cannot be read ({e})") from e
 
 
 def _verify(path: Path, expected: str | None) -> None:

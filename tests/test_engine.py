@@ -64,7 +64,9 @@ def test_off_topic_question_is_declined_with_candidates(aws_engine):
 def test_index_round_trip_gives_identical_results(aws_settings, aws_engine, embedder):
     again = Engine(load_index(aws_settings.index_dir, embedder.name, embedder.dim, 200), embedder)
     assert again.chunks == aws_engine.chunks
-    np.testing.assert_array_equal(again.dense.vectors(), aws_engine.dense.vectors())
+    np.testing.assert_array_equal(again.index.dense.vectors(), aws_engine.index.dense.vectors())
+    np.testing.assert_array_equal(again.index.units.vectors(), aws_engine.index.units.vectors())
+    assert again.index.units.size > again.index.dense.size  # lines are embedded too
     for q in ("lambda timeout", "s3 object lock", "vpc peering limit"):
         assert [(h.chunk.id, h.score) for h in again.search(q)] == [
             (h.chunk.id, h.score) for h in aws_engine.search(q)
