@@ -3,16 +3,29 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# llama-cpp-python builds from source (minutes): keep the wheel between runs.
+WHEELS ?= $(HOME)/.cache/rag-wheels
+LLAMA := llama-cpp-python==0.3.36
 
-.PHONY: install index app test lint eval bench clean
+.PHONY: install browser index app test lint eval bench bench-beir clean
 
 install: $(STAMP)
 
 # Re-install only when the project's dependencies change.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[test]'
+	mkdir -p $(WHEELS)
+	ls $(WHEELS)/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 || \
+		$(BIN)/pip wheel --quiet --no-deps '$(LLAMA)' -w $(WHEELS)
+	$(BIN)/pip install --quiet --find-links $(WHEELS) -e '.[test,llm]'
 	touch $(STAMP)
+
+# Headless Chromium for the browser tests, from Debian (never a downloaded browser).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		else echo "note: chromium missing and not root: the browser tests will skip"; fi; }
 
 index: install
 	$(BIN)/rag index
@@ -24,11 +37,14 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+test: lint browser
 	$(BIN)/pytest tests/ eval/
 
 eval: install
-	$(BIN)/pytest eval/ -s
+	$(BIN)/pytest eval/ -q
+
+bench-beir: install
+	$(BIN)/rag beir ../shared/bench/scifact
 
 clean:
-	rm -rf index/gen-* index/CURRENT index/.lock
+	rm -rf index/gen-* index/CURRENT index/CURRENT.tmp index/.lock
