@@ -51,10 +51,10 @@ class Evidence:
     unseen: float  # share of the question's terms that the notes never use, 0..1
 
 
-# A logistic fit on eval/questions.jsonl (395 questions, 39 the notes do not answer); the
-# threshold is the point where at most 5% of answerable questions are declined (eval/README.md).
-WEIGHTS = {"best_cosine": 4.589, "coverage": 1.933, "agreement": 0.178, "unseen": -2.533}
-THRESHOLD = 1.576
+# A logistic fit on eval/questions.jsonl (395 questions, 39 the notes do not answer) by
+# eval/calibrate.py; the threshold declines at most 5% of answerable ones (eval/README.md).
+WEIGHTS = {"best_cosine": 4.702, "coverage": 2.339, "agreement": 0.082, "unseen": -2.293}
+THRESHOLD = 1.75
 
 
 @dataclass
@@ -91,7 +91,7 @@ def ask(engine: Engine, raw_question: str, k: int = 5, mode: Mode = "hybrid") ->
     return answer
 
 
-def compose(question: str, hits: list[Hit], idf: Callable[[str], float]) -> Answer:
+def compose(question: str, hits: list[Hit], idf: Callable[[str], float | None]) -> Answer:
     """The extractive answer: the best-matching lines of the hits, each with a citation."""
     evidence = gather_evidence(question, hits, idf)
     if not hits or not is_answerable(evidence):
@@ -113,7 +113,7 @@ def compose(question: str, hits: list[Hit], idf: Callable[[str], float]) -> Answ
     return Answer(question, text, True, citations, evidence=evidence)
 
 
-def gather_evidence(question: str, hits: list[Hit], idf: Callable[[str], float]) -> Evidence:
+def gather_evidence(question: str, hits: list[Hit], idf: Callable[[str], float | None]) -> Evidence:
     weights = _term_weights(question, idf)
     total = sum(weights.values()) or 1.0
     coverage = best = 0.0
@@ -123,7 +123,7 @@ def gather_evidence(question: str, hits: list[Hit], idf: Callable[[str], float])
         best = max(best, hit.cosine, *(hit.unit_scores or ()))
     top = hits[0] if hits else None
     agreement = bool(top and (top.bm25_rank or 99) <= 5 and (top.dense_rank or 99) <= 5)
-    unseen = sum(1 for t in weights if idf(t) <= 0) / max(len(weights), 1)
+    unseen = sum(1 for t in weights if idf(t) is None) / max(len(weights), 1)
     return Evidence(best, coverage, agreement, unseen)
 
 
@@ -151,12 +151,11 @@ def candidates_of(hit: Hit, rank: int) -> list[Part]:
     ]
 
 
-def _term_weights(question: str, idf: Callable[[str], float]) -> dict[str, float]:
+def _term_weights(question: str, idf: Callable[[str], float | None]) -> dict[str, float]:
     """Question terms weighted by rarity; a term the notes never use weighs the most."""
-    terms = set(tokenize(question))
-    known = {t: idf(t) for t in terms}
-    ceiling = max([*known.values(), 1.0])
-    return {t: (w if w > 0 else ceiling) for t, w in known.items()}
+    rarity = {t: idf(t) for t in set(tokenize(question))}
+    ceiling = max([w for w in rarity.values() if w is not None] + [1.0])
+    return {t: ceiling if w is None else max(w, 0.01) for t, w in rarity.items()}
 
 
 def _part_score(p: Part, weights: dict[str, float]) -> float:

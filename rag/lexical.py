@@ -6,7 +6,9 @@ tokenize("iam:PassRole on gp3, 256KB")
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 
 import numpy as np
 from rank_bm25 import BM25Okapi
@@ -75,6 +77,7 @@ class LexicalIndex:
 
     def __init__(self, docs: list[list[str]], k1: float = 1.5, b: float = 0.75) -> None:
         self.size = len(docs)
+        self._df = Counter(t for doc in docs for t in set(doc))  # token -> documents with it
         # rank-bm25 divides by the corpus size and vocabulary: without tokens there is no model.
         self._bm25 = BM25Okapi(docs, k1=k1, b=b) if any(docs) else None
 
@@ -83,9 +86,13 @@ class LexicalIndex:
             return np.zeros(self.size, dtype=np.float64)
         return np.asarray(self._bm25.get_scores(query_tokens), dtype=np.float64)
 
-    def idf(self, token: str) -> float:
-        """How rare a token is in the corpus (0 for tokens it never saw)."""
-        return float(self._bm25.idf.get(token, 0.0)) if self._bm25 else 0.0
+    def idf(self, token: str) -> float | None:
+        """How rare a token is (Lucene's always-positive idf); None if no document has it.
+
+        This weighs question terms against each other; scoring keeps rank-bm25's own idf.
+        """
+        n = self._df.get(token, 0)
+        return math.log(1 + (self.size - n + 0.5) / (n + 0.5)) if n else None
 
     def search(self, query_tokens: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows and scores of the k best-scoring documents with a positive score, best first."""

@@ -136,7 +136,7 @@ class Engine:
             unit_scores=tuple(units.tolist()) if units is not None else None,
         )
 
-    def idf(self, token: str) -> float:
+    def idf(self, token: str) -> float | None:
         return self.lexical.idf(token)
 
 

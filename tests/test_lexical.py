@@ -96,8 +96,9 @@ def test_scores_by_hand():
     one = {length: idf * 2.5 / (1 + 1.5 * (0.25 + 0.75 * length / 4.5)) for length in (3, 6, 8)}
     scores = LexicalIndex(DOCS).scores(["sqs", "policy"])
     assert scores.tolist() == pytest.approx([one[6], one[3], 2 * one[8], 0, 0, 0], abs=1e-12)
-    assert LexicalIndex(DOCS).idf("sqs") == pytest.approx(idf)
-    assert LexicalIndex(DOCS).idf("never-seen") == 0.0
+    # idf() weighs question terms with Lucene's always-positive form: ln(1 + 4.5 / 2.5)
+    assert LexicalIndex(DOCS).idf("sqs") == pytest.approx(math.log(1 + 1.8))
+    assert LexicalIndex(DOCS).idf("never-seen") is None
 
 
 def test_search_exact_top_rows():
@@ -131,7 +132,7 @@ def test_empty_corpus():
     index = LexicalIndex([])
     assert index.scores(["sqs"]).tolist() == []
     assert index.search(["sqs"], k=5)[0].tolist() == []
-    assert index.idf("sqs") == 0.0
+    assert index.idf("sqs") is None
 
 
 def test_corpus_of_documents_without_tokens():
