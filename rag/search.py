@@ -97,14 +97,17 @@ class Engine:
         self.lexical = LexicalIndex(
             [tokenize(c.indexed_text) for c in self.chunks], k1=tuning.k1, b=tuning.b
         )
-        self.glossary = Glossary.from_texts(c.text for c in self.chunks)
+        # Off by default (eval/README.md): built only when asked for.
+        self.glossary = (
+            Glossary.from_texts(c.text for c in self.chunks) if tuning.expand_acronyms else None
+        )
         self.tuning = tuning
 
     def search(self, question: str, k: int = 5, mode: Mode = "hybrid") -> list[Hit]:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         t = self.tuning
-        query = self.glossary.expand(question) if t.expand_acronyms else question
+        query = self.glossary.expand(question) if self.glossary else question
         depth = max(t.depth, k)
         lex: dict[int, tuple[int, float]] = {}  # row -> (1-based rank, score) in each leg
         den: dict[int, tuple[int, float]] = {}
