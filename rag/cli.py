@@ -15,21 +15,24 @@ from dataclasses import replace
 from pathlib import Path
 
 from rag import beir
-from rag.answer import Answer, answer_json, ask, hit_json
+from rag.answer import Answer, hit_json
 from rag.embedding import ModelError, SentenceTransformerEmbedder
 from rag.evaluate import evaluate, format_table, load_cases
 from rag.indexer import IndexBusy, IndexReport, update_index
+from rag.llm import LLMEvent, LLMSettings, Token, result_json, stream_ask
 from rag.notes import NotesError
 from rag.search import Engine, Hit, open_engine, prepare_question
 from rag.settings import MODES, Settings
 from rag.store import IndexProblem
 
 EXAMPLES = {
-    "index": "examples:\n  rag index\n  rag index --notes ~/notes --index ~/.rag-index --json",
+    "index": "examples:\n  rag index\n  rag index --dry-run   # what would change\n"
+    "  rag index --notes ~/notes --index ~/.rag-index --json",
     "search": 'examples:\n  rag search "max sqs message size" -k 5\n'
     "  rag search --batch questions.jsonl --json   # one result line per input line",
     "ask": 'examples:\n  rag ask "what is the default sqs visibility timeout?"\n'
-    "  rag ask --batch questions.jsonl --json",
+    "  rag ask --batch questions.jsonl --json\n"
+    '  rag ask "sqs max message size?" --llm-url http://127.0.0.1:8080/v1   # an LLM writes it',
     "beir": "examples:\n  rag beir ../shared/bench/scifact\n  rag beir ~/beir/nfcorpus --json\n\n"
     "the notes and index go to .bench/<name>/ unless --notes/--index say otherwise",
     "eval": "examples:\n  rag eval\n  rag eval --questions my-questions.jsonl --json\n\n"
@@ -42,7 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env(
-            notes_dir=args.notes, index_dir=args.index, model_path=args.model
+            notes_dir=args.notes,
+            index_dir=args.index,
+            model_path=args.model,
+            llm_url=getattr(args, "llm_url", None),  # only `rag ask` has the LLM flags
+            llm_model=getattr(args, "llm_model", None),
+            llm_timeout=getattr(args, "llm_timeout", None),
         )
         return args.run(args, settings)
     except (NotesError, IndexProblem, ModelError, IndexBusy, ValueError) as e:
@@ -78,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("index", "Build the index, or bring it up to date with the notes.")
     p.add_argument("--full", action="store_true", help="re-embed everything from scratch")
+    p.add_argument("--dry-run", action="store_true", help="say what would change; write nothing")
     p.set_defaults(run=cmd_index)
 
     for name, run, help in (
@@ -90,6 +99,20 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("-k", type=int, default=None, help="number of hits (default 5)")
         p.add_argument("--mode", choices=MODES, default=None, help="retrieval leg(s)")
         p.set_defaults(run=run)
+    p = sub.choices["ask"]
+    p.add_argument(
+        "--llm-url",
+        metavar="URL",
+        help="OpenAI-compatible API (.../v1) that writes the answer (env RAG_LLM_URL; "
+        "unset: extractive answers)",
+    )
+    p.add_argument("--llm-model", metavar="NAME", help="model to ask for (env RAG_LLM_MODEL)")
+    p.add_argument(
+        "--llm-timeout",
+        metavar="SECONDS",
+        type=float,
+        help="longest wait for a whole LLM answer (env RAG_LLM_TIMEOUT; 120)",
+    )
 
     p = command("eval", "Measure retrieval and answers on questions with gold line ranges.")
     p.add_argument(
@@ -104,12 +127,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
-    report = _update(settings, full=args.full, progress_bar=not args.json)
+    report = _update(settings, args.full, not args.json, dry_run=args.dry_run)
     print(json.dumps(report.to_json()) if args.json else _index_summary(report, settings))
     return 0
 
 
-def _update(settings: Settings, full: bool, progress_bar: bool) -> IndexReport:
+def _update(settings: Settings, full: bool, progress_bar: bool, dry_run=False) -> IndexReport:
     embedder = SentenceTransformerEmbedder(settings.model)
     bar = None
 
@@ -128,6 +151,7 @@ def _update(settings: Settings, full: bool, progress_bar: bool) -> IndexReport:
             embedder,
             settings.max_chunk_tokens,
             full=full,
+            dry_run=dry_run,
             progress=progress if progress_bar else None,
         )
     finally:
@@ -139,7 +163,12 @@ def _index_summary(r: IndexReport, settings: Settings) -> str:
     lines = []
     if r.rebuild_reason and r.written:
         lines.append(f"Full rebuild: {r.rebuild_reason}.")
-    verb = "Indexed" if r.written else "Index is up to date:"
+    if r.dry_run:
+        verb = "Would index"
+        lines += [f"  changed: {p}" for p in r.changed_files]
+        lines += [f"  removed: {p}" for p in r.removed_files]
+    else:
+        verb = "Indexed" if r.written else "Index is up to date:"
     lines.append(
         f"{verb} {r.files} files, {r.chunks} chunks ({r.embedded} embedded, {r.unchanged} "
         f"unchanged, {r.removed} removed) in {r.seconds:.2f}s -> {settings.index_dir}"
@@ -172,18 +201,39 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     engine = _engine(settings)
     k, mode = args.k or settings.top_k, args.mode or settings.mode
+    llm = LLMSettings.from_settings(settings)
     for qid, raw in _questions(args):
         try:
-            answer = ask(engine, raw, k=k, mode=mode)
+            events = stream_ask(engine, raw, llm, k=k, mode=mode)
         except ValueError as e:
             _emit_error(args, qid, raw, e)
             continue
         if args.json:
-            _print_json(answer_json(answer), qid, args)
+            *_, done = events
+            _print_json(result_json(done.answer), qid, args)
         else:
-            _print_notices(answer.notices)
-            print(answer_text(answer))
+            _print_stream(events)
     return 0
+
+
+def _print_stream(events: Iterator[LLMEvent]) -> None:
+    """Print an LLM's tokens as they arrive, then the sources; or the extractive answer."""
+    streamed = False
+    for event in events:
+        if isinstance(event, Token):
+            print(event.text, end="", flush=True)
+            streamed = True
+            continue
+        a = event.answer
+        if streamed:
+            print()
+        _print_notices(a.notices)
+        if getattr(a, "uncited", False):
+            _print_notices(["the answer cites none of the excerpts: check it against them"])
+        if a.generator == "llm":
+            print("\n" + sources_text(a))
+        else:  # no LLM, or a fault (after what it had streamed)
+            print(("\n" if streamed else "") + answer_text(a))
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
@@ -220,12 +270,18 @@ def cmd_beir(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def answer_text(a: Answer) -> str:
-    out = [a.text, ""]
-    if a.citations:
+    return f"{a.text}\n\n{sources_text(a)}"
+
+
+def sources_text(a: Answer) -> str:
+    out = []
+    cited = getattr(a, "cited", ())  # an LLM answer's cited excerpts come first; only they
+    if a.citations:  # are quoted, unless it cited none
         out.append("Sources:")
         for c in a.citations:
             out.append(f"[{c.n}] {' > '.join(c.heading)}  ({c.location})")
-            out += [f"    {line}" for line in c.text.split("\n")]
+            if not cited or c.n in cited:
+                out += [f"    {line}" for line in c.text.split("\n")]
     else:
         out.append("Nearest sections:")
         for h in a.candidates:

@@ -39,6 +39,22 @@ class Settings:
     """Address the chat server binds; loopback unless told otherwise."""
     port: int = field(default=7860, metadata={"env": "RAG_PORT"})
     """Port of the chat server."""
+    llm_url: str = field(default="", metadata={"env": "RAG_LLM_URL"})
+    """Base URL of an OpenAI-compatible API (`.../v1`); empty means extractive answers only."""
+    llm_model: str = field(default="", metadata={"env": "RAG_LLM_MODEL"})
+    """Model name sent to the LLM server; empty lets a one-model server choose."""
+    llm_api_key: str = field(default="", repr=False, metadata={"env": "RAG_LLM_API_KEY"})
+    """Bearer token for the LLM server, if it wants one."""
+    llm_timeout: float = field(default=120.0, metadata={"env": "RAG_LLM_TIMEOUT"})
+    """Seconds a whole LLM answer may take before the extractive answer is shown instead."""
+    llm_connect_timeout: float = field(default=5.0, metadata={"env": "RAG_LLM_CONNECT_TIMEOUT"})
+    """Seconds to wait for a connection to the LLM server."""
+    llm_read_timeout: float = field(default=60.0, metadata={"env": "RAG_LLM_READ_TIMEOUT"})
+    """Longest silence from the LLM server, the wait for its first token included."""
+    llm_context_chars: int = field(default=4000, metadata={"env": "RAG_LLM_CONTEXT_CHARS"})
+    """Characters of prompt (instructions, history, question, excerpts) sent to the LLM."""
+    llm_max_tokens: int = field(default=400, metadata={"env": "RAG_LLM_MAX_TOKENS"})
+    """Longest LLM answer, in model tokens; prompt and answer must fit the model's context."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -47,6 +63,15 @@ class Settings:
             raise ValueError(f"max_chunk_tokens must be at least 32, not {self.max_chunk_tokens}")
         if self.top_k < 1:
             raise ValueError(f"top_k must be at least 1, not {self.top_k}")
+        for name in ("llm_timeout", "llm_connect_timeout", "llm_read_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be more than 0 seconds, not {getattr(self, name)}")
+        if self.llm_max_tokens < 16:
+            raise ValueError(f"llm_max_tokens must be at least 16, not {self.llm_max_tokens}")
+        if self.llm_context_chars < 1000:
+            raise ValueError(
+                f"llm_context_chars must be at least 1000, not {self.llm_context_chars}"
+            )
 
     @property
     def model(self) -> str:
@@ -73,6 +98,11 @@ class Settings:
 def _coerce(name: str, default: object, raw: object) -> object:
     if isinstance(default, Path):
         return Path(raw)  # type: ignore[arg-type]
+    if isinstance(default, float):
+        try:
+            return float(raw)  # type: ignore[arg-type]
+        except ValueError:
+            raise ValueError(f"{name} must be a number, not {raw!r}") from None
     if isinstance(default, int):
         try:
             return int(raw)  # type: ignore[call-overload]

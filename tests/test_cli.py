@@ -174,3 +174,17 @@ def test_console_script_is_installed():
     script = Path(sys.executable).parent / "rag"
     rag = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True)
     assert "index" in rag.stdout and "search" in rag.stdout and "ask" in rag.stdout
+
+
+def test_index_dry_run_writes_nothing(capsys, tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.md").write_text("# A\n\n- SQS keeps messages for four days\n")
+    index = tmp_path / "index"
+    code, out, _ = run(
+        capsys, "index", "--dry-run", "--json", "--notes", str(notes), "--index", str(index)
+    )
+    report = json.loads(out)
+    assert code == 0 and report["dry_run"] and not report["written"]
+    assert report["embedded"] == 1 and report["changed_files"] == ["a.md"]
+    assert not index.exists() or not any(index.iterdir())

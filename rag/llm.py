@@ -1,0 +1,459 @@
+"""Stage 6, optional: a fluent answer from any OpenAI-compatible LLM, grounded in the hits.
+
+    llm = LLMSettings.from_settings(settings)     # None unless RAG_LLM_URL is set
+    for event in stream_ask(engine, "what is the default sqs visibility timeout?", llm):
+        if isinstance(event, Token):
+            print(event.text, end="")             # checked text, as it arrives
+        else:
+            answer = event.answer                 # an LLMAnswer; the extractive one on a fault
+
+The prompt numbers the top hits [1]..[k]. Every [n] the model writes is checked as it streams:
+one naming an excerpt that was not given is removed, and an answer left citing nothing is
+flagged `uncited`. No server, an error status, a stall or a malformed stream ends in the
+extractive answer with a notice, within `timeout` seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Literal
+
+import httpx
+
+from rag.answer import Answer, Citation, answer_json, compose
+from rag.search import Engine, Hit, prepare_question
+from rag.settings import Mode, Settings
+
+Generator = Literal["llm", "extractive"]
+History = Sequence[tuple[str, str]]  # earlier (question, answer) turns, oldest first
+HISTORY_SHARE = 0.25  # of the prompt budget, at most, for earlier turns (newest kept first)
+MIN_EXCERPT_CHARS = 200  # less room than this left in the budget is not worth an excerpt
+
+SYSTEM = """You answer questions from numbered excerpts of the user's notes.
+- Use only what the excerpts say; add nothing from elsewhere.
+- After each claim, cite the excerpt it comes from as [n], for example [1] or [2][3].
+- If the excerpts do not answer the question, reply: Not in your notes.
+- Be brief: a few sentences."""
+
+_MARKER = re.compile(r"([ \t]*)\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")  # [1], [1, 3]
+_OPEN_TAIL = re.compile(r"[ \t]*(?:\[\s*(?:\d+(?:\s*[,;]\s*\d*)*\s*)?)?$")  # may become one
+_DECLINE = re.compile(r"\bnot in (?:your|the|my) notes\b", re.IGNORECASE)
+
+
+class LLMError(Exception):
+    """The LLM server could not give an answer; the message says why, in a few words."""
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    url: str  # base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8080/v1
+    model: str = ""  # empty: the field is left out, and a one-model server uses its own
+    api_key: str = field(default="", repr=False)
+    timeout: float = 120.0  # seconds for the whole answer
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0  # longest silence, the wait for the first token included
+    context_chars: int = 4000  # prompt budget: instructions, history, question, excerpts
+    max_tokens: int = 400  # longest answer, in model tokens
+    temperature: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"the LLM URL must start with http:// or https://, not {self.url!r}")
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> LLMSettings | None:
+        """The LLM part of the settings, or None when no LLM URL is configured."""
+        if not s.llm_url:
+            return None
+        return cls(
+            url=s.llm_url,
+            model=s.llm_model,
+            api_key=s.llm_api_key,
+            timeout=s.llm_timeout,
+            connect_timeout=s.llm_connect_timeout,
+            read_timeout=s.llm_read_timeout,
+            context_chars=s.llm_context_chars,
+            max_tokens=s.llm_max_tokens,
+        )
+
+
+@dataclass
+class LLMAnswer(Answer):
+    """An Answer that says who wrote it. Its citations list the cited excerpts first."""
+
+    generator: Generator = "llm"
+    cited: tuple[int, ...] = ()  # the excerpt numbers the text cites, ascending
+    uncited: bool = False  # an LLM answer that cites no excerpt: check it against the sources
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str  # the next piece of the answer, its citations already checked
+
+
+@dataclass(frozen=True)
+class Done:
+    answer: LLMAnswer  # its text is what the Tokens spelt out, unless it fell back
+
+
+LLMEvent = Token | Done
+
+
+@dataclass(frozen=True)
+class Finished:
+    reason: str  # the server's finish_reason: "stop", "length", ...
+
+
+def stream_ask(
+    engine: Engine,
+    raw_question: str,
+    llm: LLMSettings | None,
+    k: int = 5,
+    mode: Mode = "hybrid",
+    history: History = (),
+) -> Iterator[LLMEvent]:
+    """Like `answer.ask`, but streamed from the LLM when `llm` is set; the extractive if None.
+
+    The question is cleaned and searched at once (an empty one is a ValueError here).
+    """
+    question = prepare_question(raw_question)
+    hits = engine.search(question.text, k=k, mode=mode)
+    if llm is None:
+        events: Iterator[LLMEvent] = iter(
+            [Done(_extractive(compose(question.text, hits, engine.idf)))]
+        )
+    else:
+        events = stream_answer(question.text, hits, engine.idf, llm, history)
+    return _add_notices(events, question.notices)
+
+
+def stream_answer(
+    question: str,
+    hits: Sequence[Hit],
+    idf: Callable[[str], float],
+    llm: LLMSettings,
+    history: History = (),
+) -> Iterator[LLMEvent]:
+    """Tokens of the LLM's answer from the hits as they arrive, then one Done.
+
+    `idf` is `engine.idf`, for the extractive answer a fault falls back to.
+    """
+    hits = list(hits)
+    if not hits:  # nothing to ground an answer in: no need to ask
+        yield Done(_extractive(compose(question, hits, idf)))
+        return
+    messages, given = build_messages(question, hits, history, llm.context_chars)
+    check = CitationCheck({c.n for c in given})
+    notices: list[str] = []
+    parts: list[str] = []
+    try:
+        for text in _checked_pieces(llm, messages, check, notices):
+            parts.append(text)
+            yield Token(text)
+        if not "".join(parts).strip():
+            raise LLMError("the answer was empty")
+    except Exception as e:  # whatever the server did, the user gets an answer
+        fallback = _extractive(compose(question, hits, idf))
+        fallback.notices = (f"LLM answer failed ({_why(e, llm)}); showing the extractive answer",)
+        yield Done(fallback)
+        return
+    yield Done(_checked_answer(question, "".join(parts).strip(), hits, given, check, notices))
+
+
+def _checked_pieces(
+    llm: LLMSettings, messages: list[dict], check: CitationCheck, notices: list[str]
+) -> Iterator[str]:
+    """The model's text with its citations checked, in pieces, within the deadline."""
+    started = False
+    stream = _within(llm.timeout, lambda stop: _chat_stream(llm, messages, stop))
+    with contextlib.closing(stream):
+        for item in stream:
+            if isinstance(item, Finished):
+                if item.reason == "length":
+                    notices.append(f"the LLM's answer was cut at {llm.max_tokens} tokens")
+                continue
+            text = check.feed(item)
+            text = text if started else text.lstrip()
+            if text:
+                started = True
+                yield text
+    yield check.finish()
+
+
+def build_messages(
+    question: str, hits: Sequence[Hit], history: History, budget: int
+) -> tuple[list[dict], list[Citation]]:
+    """Chat messages within `budget` characters, and the numbered excerpts they give."""
+    turns = _history_messages(history, int(budget * HISTORY_SHARE))
+    intro, ask = "Excerpts from my notes:\n\n", f"\n\nQuestion: {question}"
+    used = len(SYSTEM) + sum(len(m["content"]) for m in turns) + len(intro) + len(ask)
+    given = excerpts(hits, budget - used)
+    user = intro + "\n\n".join(excerpt_block(c) for c in given) + ask
+    return [{"role": "system", "content": SYSTEM}, *turns, {"role": "user", "content": user}], given
+
+
+def excerpts(hits: Sequence[Hit], budget: int) -> list[Citation]:
+    """The hits as excerpts [1]..[k], best first, cut at a line end to fit `budget` characters.
+
+    The first hit is always given, cut to MIN_EXCERPT_CHARS if need be.
+    """
+    given: list[Citation] = []
+    for hit in hits:
+        c = hit.chunk
+        room = budget - len(excerpt_block(_cite(len(given) + 1, hit, ""))) - 2
+        if room < MIN_EXCERPT_CHARS:
+            if given:
+                break
+            room = MIN_EXCERPT_CHARS
+        lines: list[str] = []
+        left = room
+        for line in c.text.split("\n"):
+            if len(line) > left:
+                break
+            lines.append(line)
+            left -= len(line) + 1
+        while lines and not lines[-1].strip():
+            lines.pop()
+        if not lines:  # a first line longer than the room: give its start
+            lines = [c.text.split("\n")[0][:room]]
+        given.append(_cite(len(given) + 1, hit, "\n".join(lines)))
+        budget -= len(excerpt_block(given[-1])) + 2
+    return given
+
+
+def excerpt_block(c: Citation) -> str:
+    return f"[{c.n}] {' > '.join(c.heading) or c.path}\n{c.text}"
+
+
+class CitationCheck:
+    """Checks [n] markers as the text streams in: keeps those naming a given excerpt.
+
+        check = CitationCheck(valid={1, 2})
+        check.feed("Yes [1") + check.feed("] and [9].") + check.finish()  # 'Yes [1] and.'
+        check.cited, check.removed                                        # [1], [9]
+
+    A marker split across pieces is held back until it closes; "[1, 2]" becomes "[1][2]".
+    """
+
+    def __init__(self, valid: set[int]):
+        self.valid = valid
+        self.cited: list[int] = []  # valid numbers, in order of first citation
+        self.removed: list[int] = []  # invalid numbers, as they came
+        self._pending = ""  # the end of the text so far, while it may be an unclosed marker
+
+    def feed(self, piece: str) -> str:
+        text = _MARKER.sub(self._check, self._pending + piece)
+        cut = _OPEN_TAIL.search(text).start()
+        self._pending = text[cut:]
+        return text[:cut]
+
+    def finish(self) -> str:
+        """What is still held back: a marker the stream cut off is dropped."""
+        rest, self._pending = self._pending, ""
+        return "" if "[" in rest else rest
+
+    def _check(self, m: re.Match) -> str:
+        numbers = [int(x) for x in re.findall(r"\d+", m.group(2))]
+        keep = [n for n in dict.fromkeys(numbers) if n in self.valid]
+        self.removed += [n for n in numbers if n not in self.valid]
+        self.cited += [n for n in keep if n not in self.cited]
+        return m.group(1) + "".join(f"[{n}]" for n in keep) if keep else ""
+
+
+def parse_sse(lines: Iterable[str]) -> Iterator[str | Finished]:
+    """The content pieces of a `/chat/completions` event stream, then its Finished."""
+    data: list[str] = []
+    reason = None
+    seen = False
+    for line in itertools.chain(lines, [""]):
+        if line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+            continue
+        if line or not data:  # comments, event: and id: fields; a blank line ends an event
+            continue
+        payload, data, seen = "\n".join(data), [], True
+        if payload.strip() == "[DONE]":
+            yield Finished(reason or "stop")
+            return
+        content, finish = _delta(payload)
+        if content:
+            yield content
+        reason = finish or reason
+    if reason is None:
+        raise LLMError("the stream ended early" if seen else "the server sent no event stream")
+    yield Finished(reason)
+
+
+def _delta(payload: str) -> tuple[str | None, str | None]:
+    """(content, finish_reason) of one stream event; LLMError if it is not one."""
+    try:
+        event = json.loads(payload)
+        if "error" in event:
+            raise LLMError(f"the server reported: {_short(json.dumps(event['error']))}")
+        if not event["choices"]:  # e.g. a closing usage event
+            return None, None
+        choice = event["choices"][0]
+        content = (choice.get("delta") or {}).get("content")
+        if content is not None and not isinstance(content, str):
+            raise TypeError
+        return content, choice.get("finish_reason")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        raise LLMError("the server sent a malformed stream") from None
+
+
+def _chat_stream(
+    llm: LLMSettings, messages: list[dict], stop: threading.Event
+) -> Iterator[str | Finished]:
+    body = {
+        "messages": messages,
+        "stream": True,
+        "max_tokens": llm.max_tokens,
+        "temperature": llm.temperature,
+    }
+    if llm.model:
+        body["model"] = llm.model
+    headers = {"Authorization": f"Bearer {llm.api_key}"} if llm.api_key else {}
+    connect = min(llm.connect_timeout, llm.timeout)
+    timeout = httpx.Timeout(connect, read=min(llm.read_timeout, llm.timeout))
+    url = llm.url.rstrip("/") + "/chat/completions"
+    with (
+        httpx.Client(timeout=timeout, headers=headers) as client,
+        client.stream("POST", url, json=body) as r,
+    ):
+        if r.status_code != 200:
+            r.read()
+            raise LLMError(f"the server answered HTTP {r.status_code}: {_short(r.text)}")
+        # Stop reading once the caller has gone (a server may trickle keep-alives forever).
+        yield from parse_sse(itertools.takewhile(lambda _: not stop.is_set(), r.iter_lines()))
+
+
+def _within(seconds: float, items: Callable[[threading.Event], Iterator]) -> Iterator:
+    """Pass on `items(stop)` from a worker thread; LLMError once `seconds` have passed.
+
+    A read in progress cannot be interrupted: the caller moves on at the deadline, and the
+    worker, told by `stop`, ends after its next read or at the read timeout.
+    """
+    inbox: queue.SimpleQueue = queue.SimpleQueue()  # (True, item) | (False, None | error)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            with contextlib.closing(items(stop)) as stream:
+                for item in stream:
+                    if stop.is_set():
+                        return
+                    inbox.put((True, item))
+            inbox.put((False, None))
+        except Exception as e:
+            inbox.put((False, e))
+
+    threading.Thread(target=work, name="rag-llm", daemon=True).start()
+    deadline = time.monotonic() + seconds
+    try:
+        while True:
+            try:
+                ok, item = inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise LLMError(f"no complete answer within {seconds:g}s") from None
+            if not ok:
+                if item is None:
+                    return
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+def _why(e: Exception, llm: LLMSettings) -> str:
+    if isinstance(e, LLMError):
+        return str(e)
+    if isinstance(e, httpx.ConnectTimeout):
+        return f"no connection to {llm.url} within {llm.connect_timeout:g}s"
+    if isinstance(e, httpx.ConnectError):
+        return f"cannot reach {llm.url}"
+    if isinstance(e, httpx.ReadTimeout):
+        return f"the server was silent for {min(llm.read_timeout, llm.timeout):g}s"
+    return f"{type(e).__name__}: {_short(str(e))}"
+
+
+def _short(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _history_messages(history: History, budget: int) -> list[dict]:
+    """The newest turns that fit; their [n] go, as they named other excerpts."""
+    turns: list[dict] = []
+    for question, answer in reversed(history):
+        answer = _MARKER.sub("", answer)
+        budget -= len(question) + len(answer)
+        if budget < 0:
+            break
+        turns[:0] = [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": answer},
+        ]
+    return turns
+
+
+def _cite(n: int, hit: Hit, text: str) -> Citation:
+    c = hit.chunk
+    end = c.start_line + text.count("\n")  # the text is the chunk's first lines
+    return Citation(n, c.path, c.heading, c.start_line, end, text, c.text, c.start_line, c.end_line)
+
+
+def _checked_answer(
+    question: str,
+    text: str,
+    hits: list[Hit],
+    given: list[Citation],
+    check: CitationCheck,
+    notices: list[str],
+) -> LLMAnswer:
+    cited = tuple(sorted(check.cited))
+    if check.removed:
+        gone = " ".join(f"[{n}]" for n in check.removed[:5])
+        gone += " ..." if len(check.removed) > 5 else ""
+        notices.append(f"removed citations of excerpts that were not given: {gone}")
+    declined = not cited and bool(_DECLINE.search(text))
+    sources = [c for c in given if c.n in cited] + [c for c in given if c.n not in cited]
+    return LLMAnswer(
+        question,
+        text,
+        answered=not declined,
+        citations=[] if declined else sources,
+        candidates=hits[:3] if declined else [],
+        notices=tuple(notices),
+        generator="llm",
+        cited=cited,
+        uncited=not cited and not declined,
+    )
+
+
+def _extractive(a: Answer) -> LLMAnswer:
+    return LLMAnswer(**{f.name: getattr(a, f.name) for f in fields(Answer)}, generator="extractive")
+
+
+def _add_notices(events: Iterator[LLMEvent], notices: tuple[str, ...]) -> Iterator[LLMEvent]:
+    for event in events:
+        if isinstance(event, Done):
+            event.answer.notices = notices + event.answer.notices
+        yield event
+
+
+def result_json(a: Answer) -> dict:
+    """The `rag ask --json` schema, plus "generator" and, for an LLM answer, "cited"/"uncited"."""
+    out = answer_json(a)
+    out["generator"] = getattr(a, "generator", "extractive")
+    if out["generator"] == "llm":
+        out["cited"] = list(a.cited)
+        out["uncited"] = a.uncited
+    return out
