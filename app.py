@@ -2,12 +2,15 @@
 
 python app.py                                  # http://127.0.0.1:7860
 python app.py --notes ~/notes --port 7861
+RAG_AUTH=me:secret python app.py --host 0.0.0.0   # on the network: ask for a password
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from rag.embedding import ModelError
 from rag.indexer import IndexBusy
@@ -16,7 +19,10 @@ from rag.search import open_engine
 from rag.settings import Settings
 from rag.store import IndexProblem
 
-EXAMPLES = "examples:\n  python app.py\n  python app.py --notes ~/notes --port 7861"
+EXAMPLES = """examples:
+  python app.py
+  python app.py --notes ~/notes --port 7861
+  python app.py --host 0.0.0.0 --auth me:secret   # or RAG_AUTH=me:secret"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,15 +35,26 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             host=args.host,
         )
+        auth = parse_auth(args.auth or os.environ.get("RAG_AUTH", ""))
+        feedback = args.feedback or os.environ.get("RAG_FEEDBACK") or None
         engine = open_engine(settings, log=lambda msg: print(msg, file=sys.stderr))
     except (NotesError, IndexProblem, ModelError, IndexBusy, ValueError) as e:
         print(f"app: error: {e}", file=sys.stderr)
         return 2
-    from rag.ui import build_ui  # gradio takes seconds to import; a bad --notes fails first
+    from rag.ui import serve  # gradio takes seconds to import; a bad --notes fails first
 
-    demo = build_ui(engine, settings)
-    demo.launch(server_name=settings.host, server_port=settings.port)
+    serve(engine, settings, auth=auth, feedback=Path(feedback) if feedback else None)
     return 0
+
+
+def parse_auth(text: str) -> tuple[str, str] | None:
+    """'user:pass' -> ('user', 'pass'); '' -> None (no sign-in)."""
+    if not text:
+        return None
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise ValueError("--auth (or RAG_AUTH) must be user:password, both non-empty")
+    return user, password
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,6 +72,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, help="port to serve on (env RAG_PORT; 7860)")
     parser.add_argument(
         "--host", help="address to bind (env RAG_HOST; 127.0.0.1, only this machine)"
+    )
+    parser.add_argument(
+        "--auth", metavar="USER:PASS", help="require this sign-in (env RAG_AUTH; none)"
+    )
+    parser.add_argument(
+        "--feedback",
+        metavar="FILE",
+        help="where thumbs-down answers are appended (env RAG_FEEDBACK; "
+        "feedback.jsonl next to the index folder)",
     )
     return parser
 

@@ -1,93 +1,57 @@
 """Stage 7: the chat page, a thin Gradio front on the same engine calls as `rag ask`.
 
-    demo = build_ui(open_engine(settings), settings)
-    demo.launch(server_name=settings.host, server_port=settings.port)
+    serve(engine, settings)                  # http://127.0.0.1:7860: chat + note viewer
     Client(url).predict("max sqs message size?", api_name="/ask")   # the reply, as markdown
 
-Everything from the notes or the user passes through `escape_md` before it reaches markdown:
-the chat shows notes as text, never as live HTML.
+A question is cleaned, read together with the previous one when it is a follow-up
+(`rag.followup`), searched, and answered by `rag.answer.compose`; the answer streams into the
+chat and its sources fill the panel beside it (`rag.render`); a [n] or a `file:lines` opens
+the note viewer (`rag.viewer`); a thumbs-down is kept (`rag.feedback`).
 """
 
+from __future__ import annotations
+
 import json
-import re
-import textwrap
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import gradio as gr
 
-from rag.answer import Answer, Citation, answer_json, ask
-from rag.search import Engine, Hit
-from rag.settings import Settings
+from rag.answer import Answer, answer_json, ask, compose
+from rag.feedback import append_feedback, default_feedback_path, feedback_entry
+from rag.followup import contextualize
+from rag.render import PANEL_CSS, escape_md, reply_markdown, sources_html, stream_markdown
+from rag.search import Engine, Hit, prepare_question
+from rag.settings import MODES, Settings
 
-_INLINE = re.compile(r"([\\`*_\[\]|~])")  # emphasis, code, links/images, tables, strikethrough
-_BLOCK_MARK = re.compile(r"^([#+=-])")  # a heading, list item or setext underline at line start
-_ORDERED_MARK = re.compile(r"^(\d+)([.)])")
-_MARKERS = re.compile(r"^(.*?)((?: \[\d+\])*)$")  # "line of the note [1]" -> (line, " [1]")
+__all__ = ["build_ui", "escape_md", "reply_markdown", "serve"]
 
-
-def escape_md(text: str) -> str:
-    """Make text from the notes or the user display literally in the chat's markdown.
-
-    escape_md("<img src=x onerror=alert(1)>")   # '&lt;img src=x onerror=alert(1)&gt;'
-    escape_md("- **a** [b](c)")                 # '\\- \\*\\*a\\*\\* \\[b\\](c)'
-    """
-    return "\n".join(_escape_line(line) for line in text.splitlines())
+PACE = 0.015  # seconds between streamed steps; the answer is ready before the first one
+MAX_SOURCES = 10
 
 
-def _escape_line(line: str) -> str:
-    expanded = line.expandtabs(4)
-    body = expanded.lstrip(" ")
-    if not body:
-        return ""
-    indent = len(expanded) - len(body)
-    # Entities, not backslashes, for HTML: a backslash does not stop a tag in raw HTML.
-    body = body.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    body = _INLINE.sub(r"\\\1", body)
-    body = _ORDERED_MARK.sub(r"\1\\\2", _BLOCK_MARK.sub(r"\\\1", body))
-    # Keep the indentation visible; four real spaces would start a code block instead.
-    return "&nbsp;" * indent + body
+@dataclass
+class Turn:
+    """One answered question, kept per browser session for follow-ups, panel and feedback."""
+
+    asked: str  # the question as typed (cleaned)
+    searched: str  # what was searched: `asked`, or it joined to an earlier question
+    mode: str
+    answer: Answer
+    hits: list[Hit] = field(default_factory=list)
+    message: int = 0  # index of the answer in the chat history
+
+    def panel(self, why: bool) -> str:
+        return sources_html(self.answer, self.hits, why, fused=self.mode == "hybrid")
 
 
-def reply_markdown(answer: Answer) -> str:
-    """The chat reply: any notices, the answer with its [n] markers, then its sources."""
-    notices = [f"**Note:** {escape_md(n)}" for n in answer.notices]
-    if answer.answered:
-        body = [_answer_lines(answer.text), "**Sources**", *map(_source, answer.citations)]
-    else:
-        body = [escape_md(answer.text)]
-        if answer.candidates:
-            body += ["The nearest sections of your notes:", _nearest(answer.candidates)]
-    return "\n\n".join([*notices, *body])
-
-
-def _answer_lines(text: str) -> str:
-    """Escape each answer line but keep its trailing [n] markers, which are ours."""
-    lines = []
-    for line in text.splitlines():
-        words, markers = _MARKERS.match(line).groups()
-        lines.append(escape_md(words) + markers)
-    return "\n".join(lines)
-
-
-def _source(c: Citation) -> str:
-    head = f"**[{c.n}]** {_heading(c.heading, c.path)} ({escape_md(c.location)})"
-    cited = escape_md(textwrap.dedent(c.text)).splitlines() or [""]
-    return head + "\n\n" + "\n".join(f"> {line}" for line in cited)
-
-
-def _nearest(hits: list[Hit]) -> str:
-    return "\n".join(
-        f"- {_heading(h.chunk.heading, h.chunk.path)} ({escape_md(h.chunk.location)})" for h in hits
-    )
-
-
-def _heading(heading: tuple[str, ...], path: str) -> str:
-    # The " > " is ours and mid-line, so it cannot open a quote; each part is escaped.
-    return " > ".join(escape_md(part) for part in heading) or escape_md(path)
-
-
-def build_ui(engine: Engine, settings: Settings) -> gr.Blocks:
+def build_ui(engine: Engine, settings: Settings, feedback: Path | None = None) -> gr.Blocks:
     """The chat page, plus two API endpoints: /ask (the reply as markdown) and /ask_json."""
+    lock = threading.Lock()  # one engine, shared by every session and endpoint
+    feedback = feedback or default_feedback_path(settings)
 
     def respond(message: str, history: list[dict] | None = None) -> str:
         """Answer a question from the notes, as markdown with [n] markers and its sources.
@@ -95,7 +59,8 @@ def build_ui(engine: Engine, settings: Settings) -> gr.Blocks:
         Each question stands alone: `history` follows the chat convention and is not used.
         """
         try:
-            answer = ask(engine, message, k=settings.top_k, mode=settings.mode)
+            with lock:
+                answer = ask(engine, message, k=settings.top_k, mode=settings.mode)
         except ValueError as e:  # an empty question: say so, search nothing
             return f"**Nothing searched:** {escape_md(str(e))}."
         return reply_markdown(answer)
@@ -106,47 +71,203 @@ def build_ui(engine: Engine, settings: Settings) -> gr.Blocks:
         Text, not a dict: gradio_client takes any dict with a "path" key for a file to fetch.
         """
         try:
-            answer = ask(engine, message, k=settings.top_k, mode=settings.mode)
+            with lock:
+                answer = ask(engine, message, k=settings.top_k, mode=settings.mode)
         except ValueError as e:
             return json.dumps({"question": message, "error": str(e)})
         return json.dumps({"notices": [], **answer_json(answer)}, ensure_ascii=False)
 
-    def chat(message: str, history: list[dict]) -> tuple[str, list[dict]]:
-        turn = [{"role": "user", "content": escape_md(message)}] if message.strip() else []
-        reply = {"role": "assistant", "content": respond(message, history)}
-        return "", [*history, *turn, reply]
+    def answer_turn(message: str, turns: list[Turn], k: int, mode: str) -> Turn:
+        question = prepare_question(message)  # ValueError when empty
+        searched = contextualize(question.text, [t.asked for t in turns])
+        with lock:
+            hits = engine.search(searched, k=int(k), mode=mode)
+            answer = compose(searched, hits, engine.idf)
+        answer.notices = question.notices
+        if searched != question.text:
+            answer.notices += (f'read as a follow-up: searched for "{searched}"',)
+        return Turn(question.text, searched, mode, answer, hits)
+
+    def chat(message, history, turns, k, mode, why) -> Iterator[tuple]:
+        """Stream one answer into the chat, a few words at a time; fill the sources panel."""
+        history, turns = list(history or []), list(turns or [])
+        try:
+            turn = answer_turn(message, turns, k, mode)
+        except ValueError as e:
+            reply = {"role": "assistant", "content": f"**Nothing searched:** {escape_md(str(e))}."}
+            yield "", [*history, reply], turns, gr.skip()
+            return
+        history.append({"role": "user", "content": escape_md(turn.asked)})
+        turn.message = len(history)
+        turns.append(turn)
+        panel = turn.panel(why)
+        for step, text in enumerate(stream_markdown(turn.answer)):
+            if step:
+                time.sleep(PACE)
+            reply = {"role": "assistant", "content": text}
+            yield "", [*history, reply], turns, (panel if step == 0 else gr.skip())
+
+    def show_selected(turns, why, evt: gr.SelectData):
+        """Clicking an earlier answer brings its sources back into the panel."""
+        turn = _turn_at(turns, evt.index)
+        return turn.panel(why) if turn else gr.skip()
+
+    def show_last(turns, why):
+        return turns[-1].panel(why) if turns else gr.skip()
+
+    def vote(turns, data: gr.LikeData) -> None:
+        turn = _turn_at(turns, data.index)
+        if data.liked is False and turn is not None:
+            append_feedback(feedback, feedback_entry(turn.searched, turn.answer, turn.asked))
+            gr.Info(f"Saved to {feedback.name}: this answer and its sources.")
 
     with gr.Blocks(title="Ask your notes", analytics_enabled=False) as demo:
-        _page(engine, settings, chat)
-        # One queue for every way in: the engine is shared, and each answer takes milliseconds.
-        gr.api(respond, api_name="ask", concurrency_id="engine")
-        gr.api(respond_json, api_name="ask_json", concurrency_id="engine")
+        page = _page(engine, settings)
+        turns = gr.State([])
+        ins = [page.box, page.chatbot, turns, page.k, page.mode, page.why]
+        outs = [page.box, page.chatbot, turns, page.sources]
+        private = dict(api_visibility="private")
+        streamed = dict(private, show_progress="hidden", concurrency_id="chat", concurrency_limit=8)
+        page.box.submit(chat, ins, outs, **streamed)
+        page.chatbot.example_select(_example_text, None, page.box, queue=False, **private).then(
+            chat, ins, outs, **streamed
+        )
+        page.chatbot.select(show_selected, [turns, page.why], page.sources, **private)
+        page.chatbot.like(vote, [turns], None, **private)
+        page.why.change(show_last, [turns, page.why], page.sources, **private)
+        cleared = [page.chatbot, turns, page.sources]
+        page.clear.click(lambda: ([], [], sources_html(None, [])), None, cleared, **private)
+        gr.api(respond, api_name="ask", concurrency_id="api", concurrency_limit=8)
+        gr.api(respond_json, api_name="ask_json", concurrency_id="api", concurrency_limit=8)
     return demo
 
 
-def _page(engine: Engine, settings: Settings, chat: Callable) -> None:
+def _turn_at(turns: list[Turn], index: int | tuple[int, int]) -> Turn | None:
+    index = index[0] if isinstance(index, (list, tuple)) else index
+    return next((t for t in turns if t.message == index), None)
+
+
+def _example_text(evt: gr.SelectData) -> str:
+    return evt.value["text"]
+
+
+@dataclass
+class _Page:
+    chatbot: gr.Chatbot
+    box: gr.Textbox
+    clear: gr.Button
+    sources: gr.HTML
+    k: gr.Slider
+    mode: gr.Radio
+    why: gr.Checkbox
+
+
+def _page(engine: Engine, settings: Settings) -> _Page:
     folder = escape_md(str(settings.notes_dir))
     gr.Markdown(
         f"## Ask your notes\n\nAnswers are lines quoted from the {len(engine.chunks)} sections "
-        f"of the notes in {folder}, each with the file and lines it came from."
+        f"of the notes in {folder}; each [n] opens the note at the lines it came from."
     )
-    chatbot = gr.Chatbot(
-        label="Chat",
-        height=560,
-        sanitize_html=True,  # a second guard; escape_md already keeps HTML out
-        allow_tags=False,
-        latex_delimiters=[],  # "$$" in a note is text, not a formula
-        buttons=["copy", "copy_all"],  # no "share": these are private notes
-        feedback_options=None,
-        placeholder="Ask a question about your notes.",
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            chatbot = gr.Chatbot(
+                label="Chat",
+                height=560,
+                sanitize_html=True,  # a second guard; escape_md already keeps HTML out
+                allow_tags=False,
+                latex_delimiters=[],  # "$$" in a note is text, not a formula
+                buttons=["copy", "copy_all"],  # no "share": these are private notes
+                feedback_options=["Like", "Dislike"],
+                examples=[{"text": q} for q in example_questions(engine)],
+                placeholder="Ask a question about your notes, or start from an example.",
+                elem_id="chat",
+            )
+            box = gr.Textbox(
+                placeholder="e.g. What is the maximum size of an SQS message?",
+                show_label=False,
+                submit_btn=True,
+                autofocus=True,
+                elem_id="question",
+            )
+            clear = gr.Button("Clear chat", size="sm", variant="secondary")
+        with gr.Column(scale=2):
+            with gr.Accordion("Search settings", open=False, elem_id="settings"):
+                k = gr.Slider(1, MAX_SOURCES, value=settings.top_k, step=1, label="Sources")
+                mode = gr.Radio(list(MODES), value=settings.mode, label="Retrieval mode")
+                why = gr.Checkbox(
+                    False, label="Why this source: BM25 rank, dense rank and fused score"
+                )
+            sources = gr.HTML(
+                sources_html(None, []),
+                css_template=PANEL_CSS,
+                js_on_load=None,
+                max_height=640,
+                elem_id="sources",
+            )
+    return _Page(chatbot, box, clear, sources, k, mode, why)
+
+
+def example_questions(engine: Engine, n: int = 4) -> list[str]:
+    """A few questions about sections spread evenly through the notes, for the empty chat."""
+    topics: list[str] = []
+    for chunk in engine.chunks:
+        topic = chunk.heading[-1].split(" -- ")[0].strip() if len(chunk.heading) > 1 else ""
+        if topic and len(topic) <= 40 and topic not in topics:
+            topics.append(topic)
+    picks = [topics[(2 * i + 1) * len(topics) // (2 * n)] for i in range(n)] if topics else []
+    return [f"What do my notes say about {t}?" for t in dict.fromkeys(picks)]
+
+
+def serve(
+    engine: Engine,
+    settings: Settings,
+    auth: tuple[str, str] | None = None,
+    feedback: Path | None = None,
+) -> None:
+    """Serve the chat at / and the note viewer at /note/ until interrupted."""
+    import uvicorn
+    from fastapi import FastAPI, Request
+    from starlette.routing import Mount
+
+    from rag.viewer import add_viewer
+
+    demo = build_ui(engine, settings, feedback)
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    async def signed_in(request: Request) -> bool:
+        """Gradio's own test: with auth on, the request carries a session cookie it issued."""
+        chat = next(r.app for r in app.routes if isinstance(r, Mount))
+        if chat.auth is None:
+            return True
+        cookies = request.cookies
+        token = cookies.get(f"access-token-{chat.cookie_id}") or cookies.get(
+            f"access-token-unsecure-{chat.cookie_id}"
+        )
+        return token in chat.tokens
+
+    add_viewer(app, settings.notes_dir, signed_in)  # before the mount, which takes all the rest
+    gr.mount_gradio_app(
+        app,
+        demo,
+        path="/",
+        server_name=settings.host,
+        server_port=settings.port,
+        auth=auth,
+        footer_links=["api"],
+        ssr_mode=False,
+        run_history=False,
     )
-    box = gr.Textbox(
-        placeholder="e.g. What is the maximum size of an SQS message?",
-        show_label=False,
-        submit_btn=True,
-        autofocus=True,
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")
     )
-    box.submit(
-        chat, [box, chatbot], [box, chatbot], api_visibility="private", concurrency_id="engine"
-    )
-    gr.ClearButton([box, chatbot], value="Clear chat")
+    url = f"http://{settings.host}:{settings.port}"
+    threading.Thread(target=_announce, args=(server, url), daemon=True).start()
+    server.run()
+
+
+def _announce(server, url: str) -> None:
+    """Say where the chat is, once the server listens."""
+    while not server.started and not server.should_exit:
+        time.sleep(0.05)
+    if server.started:
+        print(f"Running on local URL:  {url}", flush=True)

@@ -1,10 +1,14 @@
-"""The chat app: `app.py` as a real server on loopback, asked through gradio_client.
+"""The chat app: `app.py` as a real server on loopback, asked over HTTP and gradio_client.
 
-The server fixture builds its index on first start (~25 s), once for the whole module.
+The notes are notes/aws-notes.md plus a hostile note; their index is the session's aws index
+(tests/conftest.py) brought up to date with the hostile note, once per session (`app_files`),
+and shared with tests/test_browser.py. The pure parts (rendering, viewer paths, feedback
+lines) are tested at the end, without a server.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,16 +19,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from gradio_client import Client
 
 from rag.answer import NOT_IN_NOTES, Answer, Citation
 from rag.chunking import Chunk
+from rag.feedback import append_feedback, feedback_entry
+from rag.render import chat_markdown, escape_md, reply_markdown, sources_html, stream_markdown
 from rag.search import Hit
-from rag.ui import escape_md, reply_markdown
+from rag.viewer import NoteRefused, note_page, resolve_note
 
 ROOT = Path(__file__).resolve().parent.parent
-STARTUP_TIMEOUT = 120  # seconds; the first start embeds ~470 chunks
+STARTUP_TIMEOUT = 120  # seconds: loading the model and the index
 SQS_QUESTION = "What is the maximum size of an SQS message?"
 SQS_HEADING = "SQS -- Simple queueing service"
 HOSTILE_NOTE = """# Hostile note
@@ -33,6 +40,7 @@ HOSTILE_NOTE = """# Hostile note
 
 - The onerror payload is <img src=x onerror=alert(1)> in a note
 - The script payload is <script>alert(1)</script> in a note
+- The template payload is ${alert(1)} and {{constructor.constructor('alert(1)')()}} in a note
 """
 
 
@@ -48,20 +56,32 @@ class Server:
         return f"http://127.0.0.1:{self.port}/"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    tmp = tmp_path_factory.mktemp("app")
-    notes = tmp / "notes"
-    notes.mkdir()
-    shutil.copy(ROOT / "notes" / "aws-notes.md", notes)
-    (notes / "hostile.md").write_text(HOSTILE_NOTE, encoding="utf-8")
-    port, log = _free_port(), tmp / "app.log"
-    args = ["--notes", str(notes), "--index", str(tmp / "index"), "--port", str(port)]
+def app_files(tmp_path_factory: pytest.TempPathFactory, aws_settings, embedder) -> Path:
+    """A folder with notes/ (aws-notes.md + hostile.md) and index/, made once per session."""
+    from rag.indexer import update_index
+
+    base = tmp_path_factory.getbasetemp() / "app-files"
+    if not (base / "ready").exists():
+        shutil.rmtree(base, ignore_errors=True)
+        shutil.copytree(aws_settings.notes_dir, base / "notes")
+        (base / "notes" / "hostile.md").write_text(HOSTILE_NOTE, encoding="utf-8")
+        shutil.copytree(aws_settings.index_dir, base / "index")
+        update_index(base / "notes", base / "index", embedder, aws_settings.max_chunk_tokens)
+        (base / "ready").touch()
+    return base
+
+
+@contextlib.contextmanager
+def run_app(files: Path, workdir: Path, *args: str, env: dict[str, str] | None = None):
+    """app.py on a free port over `files`, with `workdir` as its working directory."""
+    port, log = _free_port(), workdir / "app.log"
+    notes = files / "notes"
+    argv = ["--notes", str(notes), "--index", str(files / "index"), "--port", str(port), *args]
     with open(log, "w") as out:  # a file, not a pipe: a full pipe would stall the server
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py"), *args],
-            cwd=tmp,  # gradio writes a .gradio/ folder into the working directory
-            env=_clean_env(),
+            [sys.executable, str(ROOT / "app.py"), *argv],
+            cwd=workdir,  # gradio writes a .gradio/ folder into the working directory
+            env={**_clean_env(), **(env or {})},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -75,6 +95,13 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, aws_settings, embedder):
+    files = app_files(tmp_path_factory, aws_settings, embedder)
+    with run_app(files, tmp_path_factory.mktemp("app")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +134,7 @@ def _wait_for_port(proc: subprocess.Popen, port: int, log: Path) -> None:
     pytest.fail(f"app.py did not listen on {port} within {STARTUP_TIMEOUT}s:\n{log.read_text()}")
 
 
-def _line_of(path: Path, needle: str) -> int:
+def line_of(path: Path, needle: str) -> int:
     """1-based number of the one line of `path` containing `needle`."""
     found = [n for n, line in enumerate(path.read_text().splitlines(), 1) if needle in line]
     assert len(found) == 1, found
@@ -118,7 +145,7 @@ def _line_of(path: Path, needle: str) -> int:
 
 
 def test_ask_answers_with_cited_heading_and_lines(server: Server, client: Client):
-    line = _line_of(server.notes / "aws-notes.md", "Max message size (256KB")
+    line = line_of(server.notes / "aws-notes.md", "Max message size (256KB")
     reply = client.predict(SQS_QUESTION, api_name="/ask")
     answer, sources = reply.split("\n\n**Sources**\n\n")
     assert "256KB" in answer.split("\n")[0] and answer.split("\n")[0].endswith(" [1]")
@@ -130,7 +157,7 @@ def test_ask_answers_with_cited_heading_and_lines(server: Server, client: Client
 
 
 def test_ask_json_gives_the_cli_schema(server: Server, client: Client):
-    line = _line_of(server.notes / "aws-notes.md", "Max message size (256KB")
+    line = line_of(server.notes / "aws-notes.md", "Max message size (256KB")
     out = json.loads(client.predict(SQS_QUESTION, api_name="/ask_json"))
     assert out["answered"] is True
     assert out["answer"].split("\n")[0].endswith("Max message size (256KB; 1KB-256KB) [1]")
@@ -224,6 +251,110 @@ def test_missing_notes_folder_exits_with_a_message(tmp_path: Path):
     assert "Traceback" not in run.stderr
 
 
+# --- the note viewer, over HTTP -------------------------------------------------------------
+
+
+def test_viewer_shows_the_note_with_the_cited_lines_marked(server: Server):
+    line = line_of(server.notes / "aws-notes.md", "Max message size (256KB")
+    page = httpx.get(f"{server.url}note/aws-notes.md?start={line}&end={line + 1}")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in page.headers["content-security-policy"]  # no script runs
+    html = page.text
+    assert f'<div class="l hit" id="L{line}"><span class="n">{line}</span>' in html
+    assert f'<div class="l hit" id="L{line + 1}">' in html
+    assert (
+        f'<div class="l" id="L{line + 2}">' in html and f'<div class="l" id="L{line - 1}">' in html
+    )
+    assert f"lines {line}-{line + 1} cited" in html
+
+
+def test_viewer_shows_html_in_a_note_as_text(server: Server):
+    html = httpx.get(f"{server.url}note/hostile.md?start=5&end=5").text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<img" not in html and "<script" not in html
+
+
+@pytest.fixture(scope="module")
+def outside(server: Server) -> str:
+    """A secret .md outside the notes folder, a symlink to it, and a hidden note inside."""
+    secret = server.notes.parent / "secret.md"
+    secret.write_text("TOP SECRET\n", encoding="utf-8")
+    (server.notes / "link-out.md").symlink_to(secret)
+    (server.notes / ".private").mkdir()
+    (server.notes / ".private" / "diary.md").write_text("TOP SECRET\n", encoding="utf-8")
+    (server.notes / "plain.txt").write_text("TOP SECRET\n", encoding="utf-8")
+    return str(secret)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../secret.md",
+        "..%2Fsecret.md",
+        "%2E%2E/secret.md",
+        "notes/../../secret.md",
+        "link-out.md",  # a symlink inside the folder that leads out of it
+        ".private/diary.md",
+        "plain.txt",
+        "no-such-note.md",
+        "",
+    ],
+)
+def test_viewer_refuses_anything_but_a_note_in_the_folder(server: Server, outside, path):
+    page = httpx.get(f"{server.url}note/{path}")
+    assert page.status_code == 404
+    assert "TOP SECRET" not in page.text
+
+
+def test_viewer_refuses_an_absolute_path(server: Server, outside):
+    for url in (f"note/{outside}", f"note/%2F{outside.lstrip('/')}"):
+        page = httpx.get(server.url + url)
+        assert page.status_code == 404 and "TOP SECRET" not in page.text, url
+
+
+# --- sign-in ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def auth_server(server: Server, tmp_path_factory):
+    files = server.notes.parent
+    with run_app(files, tmp_path_factory.mktemp("auth"), env={"RAG_AUTH": "ann:s3cret"}) as s:
+        yield s
+
+
+def test_auth_guards_the_chat_and_the_viewer(auth_server: Server):
+    url = auth_server.url
+    with httpx.Client(base_url=url) as browser:
+        assert browser.get("config").status_code == 401
+        assert browser.get("note/aws-notes.md").status_code == 401
+        wrong = browser.post("login", data={"username": "ann", "password": "nope"})
+        assert wrong.status_code == 400
+        assert browser.post("login", data={"username": "ann", "password": "s3cret"}).is_success
+        assert browser.get("config").status_code == 200
+        assert browser.get("note/aws-notes.md").status_code == 200
+    with pytest.raises(Exception, match="401|[Ll]ogin|auth"):
+        Client(url, verbose=False, download_files=False, analytics_enabled=False)
+    asked = Client(url, auth=("ann", "s3cret"), verbose=False, download_files=False)
+    assert "256KB" in asked.predict(SQS_QUESTION, api_name="/ask")
+
+
+def test_auth_must_be_user_and_password(tmp_path: Path):
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), "--auth", "no-colon", "--notes", str(tmp_path)],
+        cwd=tmp_path,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_TIMEOUT,
+    )
+    assert run.returncode == 2
+    assert run.stderr.strip() == (
+        "app: error: --auth (or RAG_AUTH) must be user:password, both non-empty"
+    )
+
+
 # --- the pure parts --------------------------------------------------------------------
 
 
@@ -279,3 +410,114 @@ def test_reply_markdown_declined_lists_candidates():
         f"{NOT_IN_NOTES}\n\nThe nearest sections of your notes:\n\n"
         "- A > &lt;i&gt;B&lt;/i&gt; (a.md:5-9)"
     )
+
+
+# --- the chat message, the sources panel, the viewer page and feedback lines ---------------
+
+
+def _answer(*citations: Citation, notices=()) -> Answer:
+    text = "\n".join(f"{c.text.strip().lstrip('- ')} [{c.n}]" for c in citations)
+    return Answer("q", text, True, list(citations), notices=notices)
+
+
+def _section_cite(n: int, line: int) -> Citation:
+    """A citation of one line of the section a.md:10-13 ("## <b>S</b>" and three items)."""
+    excerpt = "## <b>S</b>\n- one <i>\n- two\n- three"
+    text = excerpt.split("\n")[line - 10]
+    return Citation(n, "a b.md", ("T", "<b>S</b>"), line, line, text, excerpt, 10, 13)
+
+
+def test_chat_markdown_links_each_marker_to_the_viewer():
+    answer = _answer(_section_cite(1, 11), _section_cite(2, 13), notices=("read <this>",))
+    assert chat_markdown(answer) == (
+        "**Note:** read &lt;this&gt;\n\n"
+        "one &lt;i&gt; [[1]]\n"
+        "three [[2]]\n\n"
+        "**Sources**\n\n"
+        "- T > &lt;b&gt;S&lt;/b&gt;: [[1]] a b.md:11, [[2]] a b.md:13\n\n"
+        "[1]: /note/a%20b.md?start=11&end=11#L11\n"
+        "[2]: /note/a%20b.md?start=13&end=13#L13"
+    )
+
+
+def test_chat_markdown_declined_links_the_nearest_sections():
+    chunk = Chunk("id", "a.md", ("A", "[B]"), 5, 9, "text", "A > B", "hash")
+    answer = Answer("q", NOT_IN_NOTES, False, candidates=[Hit(chunk, 0.5)])
+    assert chat_markdown(answer) == (
+        f"{NOT_IN_NOTES}\n\nThe nearest sections of your notes:\n\n"
+        "- A > \\[B\\] ([a.md:5-9](/note/a.md?start=5&end=9#L5))"
+    )
+
+
+def test_stream_grows_word_by_word_to_the_full_message():
+    answer = _answer(_section_cite(1, 11), _section_cite(2, 13))
+    steps = list(stream_markdown(answer, words_per_step=1))
+    links = "[1]: /note/a%20b.md?start=11&end=11#L11\n[2]: /note/a%20b.md?start=13&end=13#L13"
+    assert steps[:3] == [
+        f"one\n\n{links}",
+        f"one &lt;i&gt; [[1]]\n\n{links}",
+        f"one &lt;i&gt; [[1]]\nthree [[2]]\n\n{links}",
+    ]
+    assert steps[-1] == chat_markdown(answer) and len(steps) == 4
+
+
+def test_sources_panel_marks_the_cited_lines_and_escapes_the_note():
+    c1, c2 = _section_cite(1, 11), _section_cite(2, 13)
+    chunk = Chunk("id", "a b.md", c1.heading, 10, 13, c1.excerpt, "T > S", "hash")
+    hit = Hit(chunk, 0.8123, bm25_rank=3, dense_rank=1)
+    html = sources_html(_answer(c1, c2), [hit], why=True)
+    assert html.count('<li class="rag-card">') == 1  # one section, two cited lines
+    assert '<div class="rag-head">T › &lt;b&gt;S&lt;/b&gt;</div>' in html
+    assert 'href="/note/a%20b.md?start=11&amp;end=11#L11"' in html and ">[1] a b.md:11</a>" in html
+    assert '<span class="rag-line">## &lt;b&gt;S&lt;/b&gt;</span>' in html
+    assert '<mark class="rag-line"><span class="rag-n">[1]</span>- one &lt;i&gt;</mark>' in html
+    assert '<span class="rag-line">- two</span>' in html
+    assert '<mark class="rag-line"><span class="rag-n">[2]</span>- three</mark>' in html
+    assert "BM25 rank #3 · dense rank #1 · fused score 0.812" in html
+    assert "<b>S" not in html and "<i>" not in html
+    assert "BM25 rank" not in sources_html(_answer(c1), [hit], why=False)
+
+
+def test_viewer_page_escapes_and_marks():
+    page = note_page("x<y>.md", "# <b>T</b>\n<script>alert(1)</script>\nlast", 2, 2)
+    assert "<title>x&lt;y&gt;.md</title>" in page
+    assert '<div class="l" id="L1"><span class="n">1</span><span class="t"># &lt;b&gt;T' in page
+    assert (
+        '<div class="l hit" id="L2"><span class="n">2</span><span class="t">&lt;script&gt;' in page
+    )
+    assert '<div class="l" id="L3">' in page and "line 2 cited" in page
+    assert "<script>" not in page and "<b>" not in page
+
+
+def test_resolve_note_keeps_to_the_folder(tmp_path: Path):
+    notes = tmp_path / "notes"
+    (notes / "sub").mkdir(parents=True)
+    (notes / "sub" / "a.md").write_text("a")
+    (tmp_path / "out.md").write_text("out")
+    (notes / "out.md").symlink_to(tmp_path / "out.md")
+    (notes / "in.md").symlink_to(notes / "sub" / "a.md")
+    assert resolve_note(notes, "sub/a.md") == (notes / "sub" / "a.md").resolve()
+    assert resolve_note(notes, "in.md") == (notes / "sub" / "a.md").resolve()
+    for bad in ["out.md", "../out.md", "sub/../../out.md", str(tmp_path / "out.md"), "sub", ""]:
+        with pytest.raises(NoteRefused):
+            resolve_note(notes, bad)
+
+
+def test_feedback_lines_are_appended(tmp_path: Path):
+    answer = _answer(_section_cite(1, 11))
+    path = tmp_path / "deep" / "feedback.jsonl"
+    append_feedback(path, feedback_entry("lambda timeout the default?", answer, "and the default?"))
+    append_feedback(path, feedback_entry("q2", Answer("q2", NOT_IN_NOTES, False)))
+    first, second = [json.loads(line) for line in path.read_text().splitlines()]
+    assert set(first) == {"question", "answer", "vote", "citations", "time", "asked"}
+    assert (first["question"], first["asked"], first["vote"]) == (
+        "lambda timeout the default?",
+        "and the default?",
+        "down",
+    )
+    assert first["answer"] == "one <i> [1]"
+    assert first["citations"] == [
+        {"path": "a b.md", "start_line": 11, "end_line": 11, "heading": ["T", "<b>S</b>"]}
+    ]
+    assert first["time"].endswith("Z")
+    assert second["citations"] == [] and "asked" not in second

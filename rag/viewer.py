@@ -1,0 +1,118 @@
+"""The read-only note viewer: one note as numbered lines, the cited ones highlighted.
+
+    GET /note/aws-notes.md?start=1691&end=1692#L1691   # the page opens scrolled to line 1691
+
+Only `*.md` files inside the notes folder are served: `..`, absolute paths, hidden folders
+and symlinks that lead out of the folder are refused with 404, the same answer as a missing
+note, so the viewer cannot be used to probe the disk. Every line is HTML-escaped, and the page
+is sent with a Content-Security-Policy that allows no script at all.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Awaitable, Callable
+from pathlib import Path, PurePosixPath
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse
+
+from rag.chunking import split_lines
+from rag.notes import MAX_NOTE_BYTES
+
+ROUTE = "/note"
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "frame-ancestors 'self'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+class NoteRefused(ValueError):
+    """The path names no note inside the notes folder."""
+
+
+def resolve_note(notes_dir: Path, rel: str) -> Path:
+    """The file a viewer path names, or NoteRefused if it is not a note in `notes_dir`.
+
+    resolve_note(Path("notes"), "aws/sqs.md")   # Path('/abs/notes/aws/sqs.md')
+    resolve_note(Path("notes"), "../etc/passwd.md")   # NoteRefused
+    """
+    parts = PurePosixPath(rel).parts
+    if (
+        not rel
+        or "\\" in rel
+        or "\x00" in rel
+        or rel.startswith("/")
+        or any(p in ("", ".", "..") or p.startswith(".") for p in parts)
+        or not rel.endswith(".md")
+    ):
+        raise NoteRefused(f"not a note path: {rel!r}")
+    root = Path(notes_dir).resolve()
+    path = (root / rel).resolve()  # follows symlinks: one that leads out is caught below
+    if not path.is_relative_to(root) or not path.is_file():
+        raise NoteRefused(f"no note {rel!r} in the notes folder")
+    return path
+
+
+def note_page(rel: str, text: str, start: int | None, end: int | None) -> str:
+    """The viewer page: every line numbered and escaped; lines start..end marked."""
+    lines = split_lines(text)
+    first = start if start is not None else 0
+    last = end if end is not None and end >= first else first
+    rows = "\n".join(_row(n, line, first <= n <= last) for n, line in enumerate(lines, 1))
+    span = f"lines {first}-{last}" if last > first else f"line {first}"
+    title = html.escape(rel)
+    cited = f' <span class="span">{span} cited</span>' if first else ""
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{title}</title><style>{_CSS}</style></head><body>"
+        f'<header><span class="path">{title}</span>{cited} '
+        '<span class="ro">read-only</span></header>'
+        f'<main class="note">{rows}</main></body></html>'
+    )
+
+
+def _row(n: int, line: str, hit: bool) -> str:
+    cls = "l hit" if hit else "l"
+    number, text = f'<span class="n">{n}</span>', f'<span class="t">{html.escape(line)}</span>'
+    return f'<div class="{cls}" id="L{n}">{number}{text}</div>'
+
+
+_CSS = """
+body { margin: 0; font: 14px/1.45 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
+  color: #1f2328; background: #fff; }
+header { position: sticky; top: 0; padding: 8px 16px; background: #f6f8fa;
+  border-bottom: 1px solid #d0d7de; font-family: system-ui, sans-serif; }
+.path { font-weight: 600; } .span { margin-left: 8px; color: #9a6700; }
+.ro { float: right; color: #656d76; font-size: 12px; }
+.note { padding: 8px 0 40vh; }
+.l { display: grid; grid-template-columns: 7ch 1fr; scroll-margin-top: 30vh; }
+.n { padding-right: 8px; text-align: right; color: #8c959f; user-select: none;
+  border-right: 1px solid #d0d7de; }
+.t { white-space: pre-wrap; overflow-wrap: anywhere; padding: 0 16px 0 12px; }
+.hit { background: #fff8c5; box-shadow: inset 4px 0 #d4a72c; }
+"""
+
+
+def add_viewer(
+    app: FastAPI, notes_dir: Path, signed_in: Callable[[Request], Awaitable[bool]]
+) -> None:
+    """Serve the viewer at /note/{path} on `app`, to requests `signed_in` lets through."""
+
+    @app.get(ROUTE + "/{rel:path}", include_in_schema=False)
+    async def view_note(
+        request: Request, rel: str, start: int | None = None, end: int | None = None
+    ):
+        if not await signed_in(request):
+            return PlainTextResponse("Sign in on the chat page first.", 401, headers=HEADERS)
+        try:
+            path = resolve_note(notes_dir, rel)
+            if path.stat().st_size > MAX_NOTE_BYTES:
+                raise NoteRefused(f"{rel!r} is too large to show")
+            text = path.read_bytes().decode("utf-8-sig", errors="replace")
+        except (NoteRefused, OSError):
+            return PlainTextResponse("No such note in the notes folder.", 404, headers=HEADERS)
+        return HTMLResponse(note_page(rel, text, start, end), headers=HEADERS)

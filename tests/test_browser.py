@@ -1,0 +1,287 @@
+"""The chat page in a real browser: Debian's headless Chromium, driven by Playwright.
+
+Each test does what a person does (types, presses Enter, clicks a citation, votes) and checks
+what they would see. Times from pressing Enter to the first visible answer token and to the
+whole answer are measured in the page and printed. Without Chromium or Playwright the tests
+skip and say why, unless CI=true: then a missing browser is a failure.
+The screenshots go to test-output/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from test_app import SQS_HEADING, SQS_QUESTION, Server, app_files, line_of, run_app
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "test-output"
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+FIRST_TOKEN_BUDGET_MS = 300  # Enter -> first visible answer token, median over a few questions
+SQS_PATH = "AWS Notes › Integration and Messaging › " + SQS_HEADING
+BOX = "#question textarea"
+
+
+def _missing_browser() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "Playwright is not installed: .venv/bin/pip install -e '.[test]'"
+    if not CHROMIUM.exists():
+        return f"no Chromium at {CHROMIUM}: `make browser` (apt-get install chromium)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    reason = _missing_browser()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and the browser tests cannot run: {reason}")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def server(browser, tmp_path_factory, aws_settings, embedder):
+    files = app_files(tmp_path_factory, aws_settings, embedder)
+    workdir = tmp_path_factory.mktemp("browser")
+    feedback = {"RAG_FEEDBACK": str(workdir / "feedback.jsonl")}
+    with run_app(files, workdir, env=feedback) as running:
+        yield running
+
+
+@dataclass
+class Chat:
+    """One browser tab on the chat page, and every dialog that tried to open in it."""
+
+    page: object  # playwright Page
+    dialogs: list[str]
+
+    def ask(self, question: str) -> tuple[float, float, int]:
+        """Type `question`, press Enter, wait for the whole answer.
+
+        Returns milliseconds from Enter to the first visible answer token and to the whole
+        answer, and how many different texts the answer showed on the way (streaming).
+        """
+        n = self.page.locator("#chat .bot").count()
+        self.page.fill(BOX, question)
+        self.page.evaluate(_WATCH, n)
+        self.page.press(BOX, "Enter")
+        self.page.wait_for_function("window.__rag.full !== null", timeout=15_000)
+        t = self.page.evaluate("window.__rag")
+        return t["first"] - t["t0"], t["full"] - t["t0"], t["states"]
+
+    def answer(self, index: int = -1) -> str:
+        return self.page.locator("#chat .bot").nth(index).inner_text()
+
+
+# Installed just before Enter: times the keydown, the first non-empty text of the new answer
+# and its final form (with its sources list), all on the page's own clock.
+_WATCH = """(n) => {
+  const t = window.__rag = {t0: null, first: null, full: null, states: 0, last: ""};
+  document.querySelector("#question textarea").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && t.t0 === null) t.t0 = performance.now();
+  }, {capture: true, once: true});
+  const done = /\\n(Sources|The nearest sections of your notes:)\\n|Nothing searched/;
+  const seen = new MutationObserver(() => {
+    const bot = document.querySelectorAll("#chat .bot")[n];
+    const text = bot ? bot.innerText.trim() : "";
+    if (!text || text === t.last) return;
+    const now = performance.now();
+    t.last = text; t.states += 1;
+    if (t.first === null) t.first = now;
+    if (done.test(text)) { t.full = now; seen.disconnect(); }
+  });
+  seen.observe(document.querySelector("#chat"), {childList: true, subtree: true,
+                                                  characterData: true});
+}"""
+
+
+@pytest.fixture
+def chat(browser, server: Server):
+    context = browser.new_context(viewport={"width": 1360, "height": 960})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url[:-1])
+    page = context.new_page()
+    dialogs: list[str] = []
+
+    def refuse(dialog) -> None:  # an alert() from a note or a question must never happen
+        dialogs.append(f"{dialog.type}: {dialog.message}")
+        dialog.dismiss()
+
+    context.on("page", lambda p: p.on("dialog", refuse))
+    page.on("dialog", refuse)
+    page.goto(server.url)
+    page.wait_for_selector(BOX, timeout=30_000)
+    yield Chat(page, dialogs)
+    context.close()
+    assert dialogs == [], f"a dialog opened: {dialogs}"
+
+
+def _report(capsys, label: str, times: list[tuple[float, float, int]]) -> None:
+    with capsys.disabled():  # the figures are wanted in every run, not only with -s
+        for first, full, steps in times:
+            print(f"\n{label}: first token {first:.0f} ms, full answer {full:.0f} ms", end="")
+            print(f" ({steps} steps)")
+
+
+def _screenshot(chat: Chat, name: str) -> None:
+    OUT.mkdir(exist_ok=True)
+    chat.page.screenshot(path=str(OUT / name), full_page=True)
+
+
+# --- asking -------------------------------------------------------------------------------
+
+
+def test_answer_streams_in_with_a_cited_heading(chat: Chat, server: Server, capsys):
+    line = line_of(server.notes / "aws-notes.md", "Max message size (256KB")
+    first, full, states = chat.ask(SQS_QUESTION)
+    _report(capsys, "SQS question", [(first, full, states)])
+    assert 0 < first < full and states >= 3  # it grew in steps, not all at once
+    answer = chat.answer()
+    assert answer.splitlines()[0].endswith("Max message size (256KB; 1KB-256KB) [1]")
+    assert f"{SQS_HEADING}: [1] aws-notes.md:{line}" in answer
+    card = chat.page.locator("#sources .rag-card").first
+    assert card.locator(".rag-head").inner_text() == SQS_PATH
+    assert card.locator(".rag-loc").first.inner_text() == f"[1] aws-notes.md:{line}"
+    assert card.locator("mark").first.inner_text() == "[1]\n  - Max message size (256KB; 1KB-256KB)"
+    _screenshot(chat, "chat.png")
+
+
+def test_first_token_arrives_quickly(chat: Chat, capsys):
+    questions = [SQS_QUESTION, "what is the default visibility timeout", "gp3 max iops"]
+    times = [chat.ask(q) for q in questions]
+    _report(capsys, "timing", times)
+    median_first = statistics.median(first for first, _, _ in times)
+    assert median_first <= FIRST_TOKEN_BUDGET_MS, f"median first token {median_first:.0f} ms"
+
+
+def test_a_citation_opens_the_note_at_its_lines(chat: Chat, server: Server):
+    line = line_of(server.notes / "aws-notes.md", "Max message size (256KB")
+    chat.ask(SQS_QUESTION)
+    page = chat.page
+    for link in (
+        page.locator("#chat .bot a", has_text="1").first,  # the [1] in the answer
+        page.locator("#sources .rag-loc").first,  # the file:lines in the sources panel
+    ):
+        with page.context.expect_page() as opened:
+            link.click()
+        note = opened.value
+        note.wait_for_load_state()
+        assert note.url.endswith(f"/note/aws-notes.md?start={line}&end={line}#L{line}")
+        row = note.locator(f"#L{line}")
+        assert row.get_attribute("class") == "l hit"
+        assert row.inner_text() == f"{line}\n  - Max message size (256KB; 1KB-256KB)"
+        box, height = row.bounding_box(), note.viewport_size["height"]
+        assert 0 < box["y"] < height - box["height"], "the cited line is not in view"
+        assert note.locator(".hit").count() == 1
+        note.close()
+
+
+def test_html_from_notes_and_questions_stays_inert(chat: Chat):
+    payload = "<img src=x onerror=alert(1)>"
+    chat.ask(f"What is the onerror payload? {payload}")
+    page = chat.page
+    assert page.locator("#chat .user").last.inner_text().endswith(payload)
+    assert f"The onerror payload is {payload} in a note [1]" in chat.answer()
+    chat.ask("What is the template payload?")
+    template = "${alert(1)} and {{constructor.constructor('alert(1)')()}}"
+    assert template in chat.answer()
+    assert template in page.locator("#sources").inner_text()
+    chat.ask("What is the script payload?")
+    assert "<script>alert(1)</script>" in page.locator("#sources").inner_text()
+    with page.context.expect_page() as opened:
+        page.locator("#sources .rag-loc").first.click()
+    note = opened.value
+    note.wait_for_load_state()
+    assert "<script>alert(1)</script>" in note.inner_text("body")
+    assert f"{payload} in a note" in note.inner_text("body")
+    for where in (page, note):
+        assert where.locator("img[src=x], .rag-excerpt img, .note img").count() == 0
+        assert where.locator("main script, #chat script, #sources script").count() == 0
+    page.wait_for_timeout(300)  # an onerror would have fired by now
+    assert chat.dialogs == []
+
+
+def test_a_followup_is_answered_in_context(chat: Chat, capsys):
+    chat.ask("lambda max timeout")
+    times = chat.ask("and the default?")
+    _report(capsys, "follow-up", [times])
+    answer = chat.answer()
+    assert 'read as a follow-up: searched for "lambda max timeout the default?"' in answer
+    assert "Timeout: 3s (1s-900s) [1]" in answer
+    head = chat.page.locator("#sources .rag-card .rag-head").first.inner_text()
+    assert head == "AWS Notes › Lambda › Lambda Function Configuration"
+    _screenshot(chat, "followup.png")
+
+
+# --- controls and comforts ------------------------------------------------------------------
+
+
+def test_controls_change_the_search_and_explain_it(chat: Chat):
+    page = chat.page
+    page.click("#settings button.label-wrap")
+    page.get_by_role("radio", name="bm25").check()
+    page.get_by_label("Why this source: BM25 rank, dense rank and fused score").check()
+    number = page.locator("#settings input[type=number]")
+    number.fill("2")
+    number.press("Enter")
+    chat.ask(SQS_QUESTION)
+    panel = page.locator("#sources")
+    why = panel.locator(".rag-card .rag-why").first.inner_text()
+    assert why.startswith("BM25 rank #1 · dense rank not found · score ")
+    assert panel.locator(".rag-card").count() + panel.locator(".rag-others li").count() <= 2
+
+
+def test_copy_and_downvote(chat: Chat, server: Server):
+    line = line_of(server.notes / "aws-notes.md", "Max message size (256KB")
+    chat.ask(SQS_QUESTION)
+    page = chat.page
+    page.locator("#chat .bot").last.hover()
+    page.locator("#chat button[aria-label='Copy message']").last.click()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied.splitlines()[0].endswith("Max message size (256KB; 1KB-256KB) [[1]]")
+    assert f"\n[1]: /note/aws-notes.md?start={line}&end={line}#L{line}" in copied
+    page.locator("#chat button[aria-label='Dislike']").last.click()
+    page.get_by_text("Saved to feedback.jsonl").wait_for()
+    feedback = Path(server.log.parent / "feedback.jsonl").read_text().splitlines()
+    entry = json.loads(feedback[-1])
+    assert (entry["question"], entry["vote"]) == (SQS_QUESTION, "down")
+    assert entry["answer"].splitlines()[0].endswith("Max message size (256KB; 1KB-256KB) [1]")
+    assert entry["citations"][0] == {
+        "path": "aws-notes.md",
+        "start_line": line,
+        "end_line": line,
+        "heading": ["AWS Notes", "Integration and Messaging", SQS_HEADING],
+    }
+
+
+def test_the_empty_chat_offers_examples(chat: Chat):
+    examples = chat.page.locator("#chat button.example")
+    assert examples.count() == 4
+    text = examples.first.inner_text()
+    assert text.startswith("What do my notes say about ")
+    examples.first.click()
+    chat.page.wait_for_function(
+        "document.querySelectorAll('#chat .bot').length === 1 && "
+        "/Sources|nearest sections/.test(document.querySelector('#chat .bot').innerText)"
+    )
+    assert chat.page.locator("#chat .user").first.inner_text() == text
