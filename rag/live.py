@@ -45,6 +45,15 @@ class LiveIndex:
         self._last: IndexReport | None = None
         self._error = ""
 
+    @classmethod
+    def from_engine(cls, settings: Settings, engine: Engine) -> LiveIndex:
+        """Serve an engine that is already loaded (no second load of the index)."""
+        live = cls.__new__(cls)
+        live.settings, live.embedder, live.tuning = settings, engine.embedder, engine.tuning
+        live.engine = engine
+        live._busy, live._last, live._error = threading.Lock(), None, ""
+        return live
+
     def _load(self) -> Engine:
         s = self.settings
         index = load_index(s.index_dir, self.embedder.name, self.embedder.dim, s.max_chunk_tokens)
@@ -83,6 +92,19 @@ class LiveIndex:
             return True
         on_disk = {n.path: n.sha256 for n in notes}
         return on_disk != self.engine.index.manifest.files
+
+    def describe(self) -> str:
+        """The status as one line of text for the chat page."""
+        st = self.status()
+        state = (
+            "re-indexing now"
+            if st.indexing
+            else "stale: notes changed"
+            if st.stale
+            else "up to date"
+        )
+        line = f"Index: {st.files} files, {st.chunks} sections, built {st.indexed_at} ({state})"
+        return f"{line}; last re-index failed: {st.error}" if st.error else line
 
     def status(self) -> Status:
         manifest = self.engine.index.manifest

@@ -44,6 +44,9 @@ def load_notes(notes_dir: Path) -> tuple[list[Note], list[Skipped]]:
             continue  # .obsidian/, .git/, .trash/ hold app state, not notes
         if not path.is_file():
             continue
+        if not path.resolve().is_relative_to(notes_dir.resolve()):
+            skipped.append(Skipped(rel, "links outside the notes folder"))
+            continue
         note, reason = _read(path, rel)
         if note is None:
             skipped.append(Skipped(rel, reason))

@@ -23,6 +23,7 @@ import gradio as gr
 from rag.answer import Answer, answer_json, ask, compose
 from rag.feedback import append_feedback, default_feedback_path, feedback_entry
 from rag.followup import contextualize
+from rag.live import LiveIndex
 from rag.render import PANEL_CSS, escape_md, reply_markdown, sources_html, stream_markdown
 from rag.search import Engine, Hit, prepare_question
 from rag.settings import MODES, Settings
@@ -48,10 +49,14 @@ class Turn:
         return sources_html(self.answer, self.hits, why, fused=self.mode == "hybrid")
 
 
-def build_ui(engine: Engine, settings: Settings, feedback: Path | None = None) -> gr.Blocks:
-    """The chat page, plus two API endpoints: /ask (the reply as markdown) and /ask_json."""
+def build_ui(
+    engine: Engine, settings: Settings, feedback: Path | None = None, live: LiveIndex | None = None
+) -> gr.Blocks:
+    """The chat page, plus API endpoints: /ask (the reply as markdown), /ask_json, /reindex
+    and /status. With `live`, every question uses its newest complete generation."""
     lock = threading.Lock()  # one engine, shared by every session and endpoint
     feedback = feedback or default_feedback_path(settings)
+    live = live or LiveIndex.from_engine(settings, engine)
 
     def respond(message: str, history: list[dict] | None = None) -> str:
         """Answer a question from the notes, as markdown with [n] markers and its sources.
@@ -60,7 +65,7 @@ def build_ui(engine: Engine, settings: Settings, feedback: Path | None = None) -
         """
         try:
             with lock:
-                answer = ask(engine, message, k=settings.top_k, mode=settings.mode)
+                answer = ask(live.engine, message, k=settings.top_k, mode=settings.mode)
         except ValueError as e:  # an empty question: say so, search nothing
             return f"**Nothing searched:** {escape_md(str(e))}."
         return reply_markdown(answer)
@@ -72,7 +77,7 @@ def build_ui(engine: Engine, settings: Settings, feedback: Path | None = None) -
         """
         try:
             with lock:
-                answer = ask(engine, message, k=settings.top_k, mode=settings.mode)
+                answer = ask(live.engine, message, k=settings.top_k, mode=settings.mode)
         except ValueError as e:
             return json.dumps({"question": message, "error": str(e)})
         return json.dumps({"notices": [], **answer_json(answer)}, ensure_ascii=False)
@@ -81,8 +86,9 @@ def build_ui(engine: Engine, settings: Settings, feedback: Path | None = None) -
         question = prepare_question(message)  # ValueError when empty
         searched = contextualize(question.text, [t.asked for t in turns])
         with lock:
-            hits = engine.search(searched, k=int(k), mode=mode)
-            answer = compose(searched, hits, engine.idf)
+            current = live.engine  # a re-index swaps it whole; this question keeps its own
+            hits = current.search(searched, k=int(k), mode=mode)
+            answer = compose(searched, hits, current.idf)
         answer.notices = question.notices
         if searched != question.text:
             answer.notices += (f'read as a follow-up: searched for "{searched}"',)
@@ -121,8 +127,13 @@ def build_ui(engine: Engine, settings: Settings, feedback: Path | None = None) -
             append_feedback(feedback, feedback_entry(turn.searched, turn.answer, turn.asked))
             gr.Info(f"Saved to {feedback.name}: this answer and its sources.")
 
+    def reindex() -> str:
+        """Start bringing the index up to date; questions use the old one until it is done."""
+        live.reindex_in_background()
+        return live.describe()
+
     with gr.Blocks(title="Ask your notes", analytics_enabled=False) as demo:
-        page = _page(engine, settings)
+        page = _page(engine, settings, live.describe())
         turns = gr.State([])
         ins = [page.box, page.chatbot, turns, page.k, page.mode, page.why]
         outs = [page.box, page.chatbot, turns, page.sources]
@@ -137,6 +148,10 @@ def build_ui(engine: Engine, settings: Settings, feedback: Path | None = None) -
         page.why.change(show_last, [turns, page.why], page.sources, **private)
         cleared = [page.chatbot, turns, page.sources]
         page.clear.click(lambda: ([], [], sources_html(None, [])), None, cleared, **private)
+        page.reindex.click(lambda: escape_md(reindex()), None, page.status, **private)
+        gr.Timer(3.0).tick(lambda: escape_md(live.describe()), None, page.status, **private)
+        gr.api(reindex, api_name="reindex")
+        gr.api(live.describe, api_name="status")
         gr.api(respond, api_name="ask", concurrency_id="api", concurrency_limit=8)
         gr.api(respond_json, api_name="ask_json", concurrency_id="api", concurrency_limit=8)
     return demo
@@ -160,14 +175,19 @@ class _Page:
     k: gr.Slider
     mode: gr.Radio
     why: gr.Checkbox
+    status: gr.Markdown
+    reindex: gr.Button
 
 
-def _page(engine: Engine, settings: Settings) -> _Page:
+def _page(engine: Engine, settings: Settings, status: str) -> _Page:
     folder = escape_md(str(settings.notes_dir))
     gr.Markdown(
-        f"## Ask your notes\n\nAnswers are lines quoted from the {len(engine.chunks)} sections "
-        f"of the notes in {folder}; each [n] opens the note at the lines it came from."
+        f"## Ask your notes\n\nAnswers are lines quoted from the notes in {folder}; "
+        "each [n] opens the note at the lines it came from."
     )
+    with gr.Row():
+        status_line = gr.Markdown(escape_md(status), elem_id="index-status")
+        reindex = gr.Button("Re-index", size="sm", variant="secondary", scale=0)
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             chatbot = gr.Chatbot(
@@ -204,7 +224,7 @@ def _page(engine: Engine, settings: Settings) -> _Page:
                 max_height=640,
                 elem_id="sources",
             )
-    return _Page(chatbot, box, clear, sources, k, mode, why)
+    return _Page(chatbot, box, clear, sources, k, mode, why, status_line, reindex)
 
 
 def example_questions(engine: Engine, n: int = 4) -> list[str]:
@@ -231,7 +251,11 @@ def serve(
 
     from rag.viewer import add_viewer
 
-    demo = build_ui(engine, settings, feedback)
+    live = LiveIndex.from_engine(settings, engine)
+    live.watch()  # re-index after notes are edited, in the background
+    if live.stale():  # notes changed while the app was not running: catch up now
+        live.reindex_in_background()
+    demo = build_ui(engine, settings, feedback, live)
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
     async def signed_in(request: Request) -> bool:

@@ -521,3 +521,25 @@ def test_feedback_lines_are_appended(tmp_path: Path):
     ]
     assert first["time"].endswith("Z")
     assert second["citations"] == [] and "asked" not in second
+
+
+def test_the_app_picks_up_edits_without_a_restart(tmp_path_factory, aws_settings, embedder):
+    files = app_files(tmp_path_factory, aws_settings, embedder)
+    own = tmp_path_factory.mktemp("live-files")
+    shutil.copytree(files / "notes", own / "notes")
+    shutil.copytree(files / "index", own / "index")
+    with run_app(own, tmp_path_factory.mktemp("live-app")) as running:
+        client = Client(running.url, verbose=False, download_files=False, analytics_enabled=False)
+        assert client.predict(api_name="/status").startswith("Index: ")
+        (own / "notes" / "zebra.md").write_text(
+            "# Zebra\n\n- the zebra protocol listens on port 9999\n", encoding="utf-8"
+        )
+        deadline = time.monotonic() + 120
+        reply = ""
+        while "9999" not in reply:  # every reply meanwhile comes from the old, whole generation
+            assert time.monotonic() < deadline, f"the edit never showed up: {reply}"
+            reply = client.predict("zebra protocol port", api_name="/ask")
+            assert reply.strip()
+            time.sleep(0.5)
+        status = client.predict(api_name="/reindex")
+        assert status.startswith("Index: ") and " files, " in status

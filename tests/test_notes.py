@@ -115,3 +115,14 @@ def test_require_notes_returns_what_load_notes_does(tmp_path):
     write(tmp_path, "a.md", b"# A\n")
     write(tmp_path, "b.md", b"")
     assert require_notes(tmp_path) == load_notes(tmp_path)
+
+
+def test_a_link_out_of_the_notes_folder_is_skipped(tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.md").write_text("# A\n\ntext\n")
+    (tmp_path / "secret.md").write_text("# Secret\n\nTOP SECRET\n")
+    (notes / "link.md").symlink_to(tmp_path / "secret.md")
+    found, skipped = load_notes(notes)
+    assert [n.path for n in found] == ["a.md"]
+    assert skipped == [Skipped("link.md", "links outside the notes folder")]
