@@ -2,16 +2,20 @@
 
 tokenize("iam:PassRole on gp3, 256KB")
 -> ['iam:passrole', 'iam', 'passrole', 'pass', 'role', 'gp3', '256kb', '256', 'kb']
+
+BM25 scores only the documents that hold a query term, through an inverted index (`Postings`),
+with rank-bm25's BM25Okapi formula (tests/test_lexical.py checks the two agree).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from collections import Counter
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
-from rank_bm25 import BM25Okapi
 
 # Words joined by : . _ / - stay one token too (iam:PassRole, s3.amazonaws.com, x-amz-date).
 _WORD = re.compile(r"[^\W_]+(?:[:._/\-][^\W_]+)*")
@@ -72,35 +76,139 @@ def _stem(word: str) -> str:
     return word
 
 
-class LexicalIndex:
-    """Okapi BM25 over pre-tokenized documents (rank-bm25's scoring)."""
+TOKENIZER_VERSION = 1  # bump when tokenize() changes: saved postings are then rebuilt
+ARRAYS = ("indptr", "docs", "tfs", "doc_len")
+POSTINGS_FILES = ("bm25.json", *(f"bm25.{name}.npy" for name in ARRAYS))
 
-    def __init__(self, docs: list[list[str]], k1: float = 1.5, b: float = 0.75) -> None:
-        self.size = len(docs)
-        self._df = Counter(t for doc in docs for t in set(doc))  # token -> documents with it
-        # rank-bm25 divides by the corpus size and vocabulary: without tokens there is no model.
-        self._bm25 = BM25Okapi(docs, k1=k1, b=b) if any(docs) else None
+
+class Postings(NamedTuple):
+    """An inverted index: term `t` occurs `tfs[i]` times in document `docs[i]`, for i in
+    `indptr[t]:indptr[t + 1]` (documents ascending). Plain arrays, so they save as .npy files."""
+
+    vocab: dict[str, int]  # token -> term id, in order of first appearance
+    indptr: np.ndarray  # (terms + 1,) int64
+    docs: np.ndarray  # (postings,) int32
+    tfs: np.ndarray  # (postings,) uint16, or int32 when a count needs it
+    doc_len: np.ndarray  # (documents,) int64: tokens per document
+
+    @classmethod
+    def from_docs(cls, docs: list[list[str]]) -> Postings:
+        vocab: dict[str, int] = {}
+        ids = np.fromiter(
+            (vocab.setdefault(t, len(vocab)) for doc in docs for t in doc), dtype=np.int64
+        )
+        doc_len = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
+        owner = np.repeat(np.arange(len(docs), dtype=np.int64), doc_len)
+        # One sort groups postings by term, then by document; a run's length is the count.
+        keys, tfs = np.unique(ids * max(len(docs), 1) + owner, return_counts=True)
+        terms = keys // max(len(docs), 1)
+        indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(terms, minlength=len(vocab)), out=indptr[1:])
+        tf_type = np.uint16 if tfs.max(initial=0) <= np.iinfo(np.uint16).max else np.int32
+        docs_col = (keys % max(len(docs), 1)).astype(np.int32)
+        return cls(vocab, indptr, docs_col, tfs.astype(tf_type), doc_len)
+
+    def save(self, folder: Path) -> None:
+        """`bm25.json` (vocabulary in term order) and one .npy per array, never pickled."""
+        folder = Path(folder)
+        (folder / "bm25.json").write_text(
+            json.dumps(
+                {"version": 1, "tokenizer": TOKENIZER_VERSION, "vocab": list(self.vocab)},
+                ensure_ascii=False,
+            )
+        )
+        for name in ARRAYS:
+            np.save(folder / f"bm25.{name}.npy", getattr(self, name), allow_pickle=False)
+
+    @classmethod
+    def load(cls, folder: Path, mmap: bool = True) -> Postings:
+        folder = Path(folder)
+        meta = json.loads((folder / "bm25.json").read_text(encoding="utf-8"))
+        made = (meta.get("version"), meta.get("tokenizer"))
+        if made != (1, TOKENIZER_VERSION):
+            raise ValueError(f"{folder / 'bm25.json'} is (format, tokenizer) {made}, not 1, 1")
+        mode = "r" if mmap else None
+        arrays = {
+            name: np.load(folder / f"bm25.{name}.npy", mmap_mode=mode, allow_pickle=False)
+            for name in ARRAYS
+        }
+        return cls({t: i for i, t in enumerate(meta["vocab"])}, **arrays)
+
+
+class LexicalIndex:
+    """Okapi BM25 exactly as rank-bm25's BM25Okapi scores it (k1, b, and negative idf floored
+    at `epsilon` times the mean idf), over pre-tokenized documents or their postings."""
+
+    def __init__(
+        self, docs: list[list[str]], k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25
+    ) -> None:
+        self._init(Postings.from_docs(docs), k1, b, epsilon)
+
+    @classmethod
+    def from_postings(
+        cls, postings: Postings, k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25
+    ) -> LexicalIndex:
+        index = cls.__new__(cls)
+        index._init(postings, k1, b, epsilon)
+        return index
+
+    def _init(self, p: Postings, k1: float, b: float, epsilon: float) -> None:
+        self.postings, self.k1, self.b = p, k1, b
+        self.size = len(p.doc_len)
+        self._df = np.diff(p.indptr)  # term id -> documents holding it
+        n = self.size
+        self._okapi_idf = np.log(n - self._df + 0.5) - np.log(self._df + 0.5)
+        if len(self._df):  # rank-bm25: a negative idf becomes epsilon * the mean idf
+            mean = sum(self._okapi_idf.tolist()) / len(self._df)  # summed in its order
+            self._okapi_idf[self._okapi_idf < 0] = epsilon * mean
+        avgdl = float(p.doc_len.sum()) / n if n else 0.0
+        # Per document, the same operations in the same order as rank-bm25, for equal floats.
+        self._norm = k1 * (1 - b + b * np.asarray(p.doc_len) / (avgdl or 1.0))
+
+    def _term(self, token: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Documents holding a token and what it adds to each one's score."""
+        t = self.postings.vocab.get(token)
+        if t is None:
+            return None
+        a, z = self.postings.indptr[t], self.postings.indptr[t + 1]
+        docs, tf = self.postings.docs[a:z], self.postings.tfs[a:z].astype(np.float64)
+        return docs, self._okapi_idf[t] * (tf * (self.k1 + 1) / (tf + self._norm[docs]))
 
     def scores(self, query_tokens: list[str]) -> np.ndarray:
-        if self._bm25 is None or not query_tokens:
-            return np.zeros(self.size, dtype=np.float64)
-        return np.asarray(self._bm25.get_scores(query_tokens), dtype=np.float64)
+        """The score of every document (a repeated query term counts each time)."""
+        scores = np.zeros(self.size, dtype=np.float64)
+        for term in filter(None, map(self._term, query_tokens)):
+            scores[term[0]] += term[1]  # a term lists each document once
+        return scores
 
     def idf(self, token: str) -> float | None:
         """How rare a token is (Lucene's always-positive idf); None if no document has it.
 
         This weighs question terms against each other; scoring keeps rank-bm25's own idf.
         """
-        n = self._df.get(token, 0)
-        return math.log(1 + (self.size - n + 0.5) / (n + 0.5)) if n else None
+        t = self.postings.vocab.get(token)
+        if t is None:
+            return None
+        n = int(self._df[t])
+        return math.log(1 + (self.size - n + 0.5) / (n + 0.5))
 
     def search(self, query_tokens: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows and scores of the k best-scoring documents with a positive score, best first."""
-        scores = self.scores(query_tokens)
-        k = min(k, self.size)
-        if k <= 0:
+        """Rows and scores of the k best-scoring documents with a positive score, best first.
+
+        Only documents holding a query term are scored; ties go to the lower row.
+        """
+        terms = [t for t in map(self._term, query_tokens) if t is not None]
+        if k <= 0 or not terms:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.lexsort((top, -scores[top]))]
-        top = top[scores[top] > 0]
-        return top, scores[top]
+        rows, inverse = np.unique(np.concatenate([d for d, _ in terms]), return_inverse=True)
+        # bincount adds in query-term order, as a dense sum over the terms would.
+        scores = np.bincount(inverse, weights=np.concatenate([w for _, w in terms]))
+        keep = scores > 0
+        rows, scores = rows[keep].astype(np.int64), scores[keep]
+        if len(rows) > k:
+            part = np.argpartition(-scores, k - 1)[:k]
+            cut = scores[part].min()  # every row tied with the k-th competes for its place
+            part = np.flatnonzero(scores >= cut)
+            rows, scores = rows[part], scores[part]
+        order = np.lexsort((rows, -scores))[:k]
+        return rows[order], scores[order]

@@ -140,3 +140,83 @@ def test_corpus_of_documents_without_tokens():
     index = LexicalIndex([tokenize("---"), tokenize("it is")])
     assert index.scores(["sqs"]).tolist() == [0.0, 0.0]
     assert index.search(["sqs"], k=5)[0].tolist() == []
+
+
+# --- the inverted index against rank-bm25, on random corpora ------------------------------------
+
+
+def random_corpus(rng: np.random.Generator, docs: int, vocab: int) -> list[list[str]]:
+    # Zipf-like word use, so some terms are in over half the documents (negative Okapi idf).
+    weights = 1.0 / np.arange(1, vocab + 1)
+    weights /= weights.sum()
+    return [
+        [f"w{i}" for i in rng.choice(vocab, size=rng.integers(0, 40), p=weights)]
+        for _ in range(docs)
+    ]
+
+
+@pytest.mark.parametrize("seed", range(6))
+# (b = 1 is left out: rank-bm25 scores an empty document 0 / 0 = nan there, ours 0.)
+@pytest.mark.parametrize("k1, b", [(1.5, 0.75), (0.9, 0.4), (2.0, 0.95)])
+def test_inverted_index_matches_rank_bm25_on_random_corpora(seed, k1, b):
+    rng = np.random.default_rng(seed)
+    docs = random_corpus(rng, docs=int(rng.integers(1, 300)), vocab=int(rng.integers(2, 500)))
+    if not any(docs):
+        docs[0] = ["w0"]  # rank-bm25 needs at least one token in the corpus
+    reference = BM25Okapi(docs, k1=k1, b=b)
+    index = LexicalIndex(docs, k1=k1, b=b)
+    for _ in range(8):
+        query = [f"w{i}" for i in rng.integers(0, 600, size=rng.integers(1, 6))]  # some unseen
+        expected = np.asarray(reference.get_scores(query))
+        np.testing.assert_allclose(index.scores(query), expected, rtol=0, atol=1e-9)
+        rows, scores = index.search(query, k=10)
+        order = sorted(
+            (i for i in range(len(docs)) if expected[i] > 0), key=lambda i: (-expected[i], i)
+        )
+        assert rows.tolist() == order[:10]
+        np.testing.assert_allclose(scores, expected[order[:10]], rtol=0, atol=1e-9)
+
+
+def test_postings_round_trip_through_npy_files(tmp_path):
+    from rag.lexical import Postings
+
+    docs = [tokenize(t) for t in CORPUS]
+    Postings.from_docs(docs).save(tmp_path)
+    loaded = LexicalIndex.from_postings(Postings.load(tmp_path), k1=0.9, b=0.4)
+    for query in (["sqs", "policy"], ["queue", "queue", "timeout"]):
+        expected = BM25Okapi(docs, k1=0.9, b=0.4).get_scores(query)
+        np.testing.assert_allclose(loaded.scores(query), expected, rtol=0, atol=1e-12)
+    assert loaded.idf("sqs") == LexicalIndex(docs).idf("sqs")
+
+
+def test_a_generation_keeps_its_bm25_index_and_loads_it_memory_mapped(tmp_path):
+    from rag.chunking import chunk_note
+    from rag.dense import DenseIndex
+    from rag.notes import Note
+    from rag.store import Manifest, chunker_settings, load_index, unit_counts, write_generation
+
+    text = "# A\n\n## SQS\n\n- visibility timeout 30s\n- max message 256KB\n\n"
+    text += "## S3\n\n- bucket policy\n"
+    chunks = chunk_note(Note("a.md", text, "x"), lambda ts: [len(t.split()) for t in ts], 200)
+    counts = unit_counts(chunks)
+    assert counts.tolist() == [2, 0]  # two lines under SQS; one under S3: its own vector
+    rng = np.random.default_rng(0)
+    manifest = Manifest(
+        model="m",
+        dim=8,
+        chunker=chunker_settings(200),
+        files={},
+        checksums={},
+        chunks=len(chunks),
+        created="now",
+        units=int(counts.sum()),
+    )
+    dense = DenseIndex.build(rng.normal(size=(len(chunks), 8)))
+    write_generation(tmp_path, chunks, dense, DenseIndex.build(rng.normal(size=(2, 8))), manifest)
+    stored = load_index(tmp_path, "m", 8, 200)
+    assert isinstance(stored.postings.docs, np.memmap)
+    assert stored.unit_counts.tolist() == [2, 0]
+    from_disk = LexicalIndex.from_postings(stored.postings, k1=0.9, b=0.4)
+    from_text = LexicalIndex([tokenize(c.indexed_text) for c in chunks], k1=0.9, b=0.4)
+    for query in (["sqs"], ["bucket", "policy"], ["timeout", "sqs", "sqs"]):
+        assert from_disk.scores(query).tolist() == from_text.scores(query).tolist()
