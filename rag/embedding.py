@@ -25,6 +25,9 @@ class Embedder(Protocol):
     def count_tokens(self, texts: list[str]) -> list[int]: ...
 
 
+SMALL_CALL = 32  # texts; up to this many are encoded on one thread (bench: docs/benchmarks.md)
+
+
 class ModelError(RuntimeError):
     """The configured model cannot be loaded."""
 
@@ -45,6 +48,9 @@ class SentenceTransformerEmbedder:
 
         hf_logging.disable_progress_bar()  # "Loading weights" bars on every start
 
+        import torch
+
+        self._torch, self._threads = torch, torch.get_num_threads()
         self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         self._tokenizer = self._model.tokenizer
         self.batch_size = batch_size
@@ -55,6 +61,10 @@ class SentenceTransformerEmbedder:
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        # A question or a one-line edit is a few short texts: splitting each small matrix
+        # product across cores costs more than it saves (a question took 14 ms on one thread,
+        # 50-480 ms on two, on 2 busy cores). Bulk encoding keeps torch's own thread count.
+        self._torch.set_num_threads(1 if len(texts) <= SMALL_CALL else self._threads)
         vectors = self._model.encode(
             texts,
             batch_size=self.batch_size,

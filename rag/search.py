@@ -19,7 +19,7 @@ from rag.dense import MultiVectorIndex
 from rag.embedding import Embedder
 from rag.fusion import max_blend, ranked, rrf
 from rag.glossary import Glossary
-from rag.lexical import LexicalIndex, tokenize
+from rag.lexical import LexicalIndex, Postings, tokenize
 from rag.notes import require_notes
 from rag.settings import MODES, Mode, Settings
 from rag.store import (
@@ -30,8 +30,8 @@ from rag.store import (
     incompatibility,
     load_index,
     read_manifest,
+    unit_counts,
 )
-from rag.units import units_of
 
 MAX_QUESTION_CHARS = 2000
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -92,11 +92,13 @@ class Engine:
         self.index = index
         self.chunks: list[Chunk] = index.chunks
         self.embedder = embedder
-        counts = [len(u) if len(u) > 1 else 0 for u in map(units_of, self.chunks)]
+        # A generation written by this rag has both saved; an older one has them derived.
+        counts = unit_counts(self.chunks) if index.unit_counts is None else index.unit_counts
         self.dense = MultiVectorIndex(index.dense, index.units, counts, tuning.chunk_weight)
-        self.lexical = LexicalIndex(
-            [tokenize(c.indexed_text) for c in self.chunks], k1=tuning.k1, b=tuning.b
-        )
+        postings = index.postings
+        if postings is None:
+            postings = Postings.from_docs([tokenize(c.indexed_text) for c in self.chunks])
+        self.lexical = LexicalIndex.from_postings(postings, k1=tuning.k1, b=tuning.b)
         # Off by default (eval/README.md): built only when asked for.
         self.glossary = (
             Glossary.from_texts(c.text for c in self.chunks) if tuning.expand_acronyms else None

@@ -3,7 +3,8 @@
     index/CURRENT             the name of the live generation, e.g. "gen-20261127T160102-4242"
     index/gen-*/manifest.json format version, model, dimension, chunker settings, file hashes
     index/gen-*/chunks.jsonl  one chunk per line, in FAISS row order
-    index/gen-*/dense.faiss   the vectors (faiss.write_index)
+    index/gen-*/dense.faiss   the vectors (faiss.write_index); units.faiss: the line vectors
+    index/gen-*/bm25.*        the BM25 inverted index (.npy arrays), unit_counts.npy
 
 A new generation is written beside the live one, fsynced, and made live by `os.replace` of
 CURRENT: a reader sees the old generation or the new one, never half of either.
@@ -19,13 +20,20 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from rag.chunking import CHUNKER_VERSION, Chunk
 from rag.dense import DenseIndex
+from rag.lexical import POSTINGS_FILES, Postings, tokenize
+from rag.units import units_of
 
 FORMAT = "rag-index"
 FORMAT_VERSION = 1
 POINTER = "CURRENT"
 FILES = ("chunks.jsonl", "dense.faiss", "units.faiss")
+# Derived from chunks.jsonl, saved so a large index loads without re-reading every text.
+# A generation from before them still loads: the engine derives them from the chunks.
+DERIVED = ("unit_counts.npy", *POSTINGS_FILES)
 
 
 class IndexProblem(RuntimeError):
@@ -71,6 +79,14 @@ class StoredIndex:
     dense: DenseIndex  # one vector per chunk
     units: DenseIndex  # one vector per unit of each chunk with more than one unit
     generation: Path
+    postings: Postings | None = None  # BM25 inverted index of the chunks (memory-mapped)
+    unit_counts: np.ndarray | None = None  # unit vectors of each chunk, in row order
+
+
+def unit_counts(chunks: list[Chunk]) -> np.ndarray:
+    """Unit vectors per chunk: its units, or none when it has one (its own vector is that)."""
+    counts = (len(u) for u in map(units_of, chunks))
+    return np.fromiter((n if n > 1 else 0 for n in counts), dtype=np.int64, count=len(chunks))
 
 
 def chunker_settings(max_tokens: int) -> dict:
@@ -132,7 +148,8 @@ def load_index(index_dir: Path, model: str, dim: int, max_tokens: int | None) ->
     assert gen is not None  # read_manifest found it
     # Generations from before unit vectors have no units.faiss; their chunk vectors still count.
     names = [n for n in FILES if n in manifest.checksums or n != "units.faiss"]
-    for name in names:
+    derived = [n for n in DERIVED if n in manifest.checksums]
+    for name in names + derived:
         _verify(gen / name, manifest.checksums.get(name))
     chunks = _read_chunks(gen / "chunks.jsonl")
     dense = _read_faiss(gen / "dense.faiss")
@@ -151,7 +168,28 @@ def load_index(index_dir: Path, model: str, dim: int, max_tokens: int | None) ->
             f"of dim {dense.dim}; the manifest says {manifest.chunks} + {manifest.units} of "
             f"dim {manifest.dim}"
         )
-    return StoredIndex(manifest, chunks, dense, units, gen)
+    postings, counts = _read_derived(gen, derived, len(chunks))
+    return StoredIndex(manifest, chunks, dense, units, gen, postings, counts)
+
+
+def _read_derived(
+    gen: Path, names: list[str], chunks: int
+) -> tuple[Postings | None, np.ndarray | None]:
+    """The saved BM25 index and unit counts, memory-mapped; None for what is not there or was
+    made by another tokenizer (the engine then derives it from the chunks again)."""
+    postings = counts = None
+    try:
+        if set(POSTINGS_FILES) <= set(names):
+            postings = Postings.load(gen)
+        if "unit_counts.npy" in names:
+            counts = np.load(gen / "unit_counts.npy", mmap_mode="r", allow_pickle=False)
+    except ValueError:  # another tokenizer version
+        postings = None
+    if (postings is not None and len(postings.doc_len) != chunks) or (
+        counts is not None and len(counts) != chunks
+    ):
+        raise IndexCorrupt(f"{gen}: the BM25 index or unit counts do not match {chunks} chunks")
+    return postings, counts
 
 
 def write_generation(
@@ -169,10 +207,12 @@ def write_generation(
             f.write(json.dumps(chunk_to_json(chunk), ensure_ascii=False) + "\n")
     dense.save(tmp / "dense.faiss")
     units.save(tmp / "units.faiss")
-    checksums = {name: _sha256(tmp / name) for name in FILES}
+    Postings.from_docs([tokenize(c.indexed_text) for c in chunks]).save(tmp)
+    np.save(tmp / "unit_counts.npy", unit_counts(chunks), allow_pickle=False)
+    checksums = {name: _sha256(tmp / name) for name in (*FILES, *DERIVED)}
     manifest = Manifest(**{**asdict(manifest), "checksums": checksums})
     (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2) + "\n")
-    for name in (*FILES, "manifest.json"):
+    for name in (*FILES, *DERIVED, "manifest.json"):
         _fsync(tmp / name)
     os.replace(tmp, gen)  # a finished generation never has a ".tmp" name
     _fsync(index_dir)

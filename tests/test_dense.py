@@ -46,3 +46,84 @@ def test_unit_counts_must_match_the_unit_index():
     chunks = DenseIndex.build(np.stack([unit(1, 0)]))
     with pytest.raises(ValueError, match="3 units expected"):
         MultiVectorIndex(chunks, DenseIndex.build(np.stack([unit(1, 0)])), [3])
+
+
+# --- past EXACT_LIMIT: candidates scored exactly, and the approximate (IVF) index ----------------
+
+
+def clustered(rng: np.random.Generator, n: int, dim: int, topics: int) -> np.ndarray:
+    """Unit vectors around random topic centres, as embeddings of notes on a few subjects are."""
+    centres = rng.normal(size=(topics, dim))
+    x = centres[rng.integers(0, topics, size=n)] + rng.normal(scale=0.6, size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def chunk_and_unit_vectors(seed: int, chunks: int, dim: int = 32):
+    rng = np.random.default_rng(seed)
+    counts = rng.choice([0, 2, 3, 5, 8], size=chunks)  # 0: a one-unit chunk
+    return clustered(rng, chunks, dim, 40), clustered(rng, int(counts.sum()), dim, 40), counts
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_candidate_search_finds_exactly_what_scoring_everything_finds(seed):
+    chunk_vectors, unit_vectors, counts = chunk_and_unit_vectors(seed, 3000)
+    index = MultiVectorIndex(
+        DenseIndex.build(chunk_vectors), DenseIndex.build(unit_vectors), counts
+    )
+    rng = np.random.default_rng(seed)
+    for query in clustered(rng, 25, 32, 40):
+        for k in (1, 10, 100):
+            rows, scores = index._search_candidates(query, k)
+            all_rows, all_scores = index._search_all(query, k)
+            assert rows.tolist() == all_rows.tolist()
+            np.testing.assert_allclose(scores, all_scores, atol=1e-6)
+
+
+def recall_at_10(found: np.ndarray, truth: np.ndarray) -> float:
+    return len(set(found[:10].tolist()) & set(truth[:10].tolist())) / 10
+
+
+def test_the_approximate_index_finds_at_least_95_percent_of_the_true_top_10(tmp_path):
+    rng = np.random.default_rng(3)
+    vectors = clustered(rng, 40_000, 48, 200)
+    queries = clustered(rng, 100, 48, 200)
+    exact, ivf = DenseIndex.build(vectors), DenseIndex.build(vectors, approximate=True)
+    assert ivf.approximate and not exact.approximate
+    ivf.save(tmp_path / "ivf.faiss")
+    loaded = DenseIndex.load(tmp_path / "ivf.faiss")  # memory-mapped: same answers
+    recalls = []
+    for q in queries:
+        truth = exact.search(q, 10)[0]
+        rows, scores = loaded.search(q, 10)
+        np.testing.assert_allclose(scores, vectors[rows] @ q, atol=1e-5)  # found: scored exactly
+        recalls.append(recall_at_10(rows, truth))
+    assert np.mean(recalls) >= 0.95
+    assert loaded.take(np.array([5, 0, 39_999])).tolist() == vectors[[5, 0, 39_999]].tolist()
+
+
+def test_chunk_and_unit_search_over_approximate_indexes_keeps_95_percent_of_the_top_10():
+    chunk_vectors, unit_vectors, counts = chunk_and_unit_vectors(4, 6000, dim=48)
+    exact = MultiVectorIndex(
+        DenseIndex.build(chunk_vectors), DenseIndex.build(unit_vectors), counts
+    )
+    approx = MultiVectorIndex(
+        DenseIndex.build(chunk_vectors, approximate=True),
+        DenseIndex.build(unit_vectors, approximate=True),
+        counts,
+    )
+    recalls = []
+    for q in clustered(np.random.default_rng(5), 60, 48, 40):
+        truth, _ = exact.search(q, 10)
+        rows, scores = approx.search(q, 10)
+        # a chunk's best unit may be missed, never over-counted: scores are at most exact
+        assert np.all(scores <= exact.scores_of(q, rows) + 1e-6)
+        recalls.append(recall_at_10(rows, truth))
+    assert np.mean(recalls) >= 0.95
+
+
+def test_flat_index_round_trips_memory_mapped(tmp_path):
+    vectors = clustered(np.random.default_rng(6), 500, 16, 5)
+    DenseIndex.build(vectors).save(tmp_path / "flat.faiss")
+    loaded = DenseIndex.load(tmp_path / "flat.faiss")
+    assert not loaded.approximate and loaded.vectors().tolist() == vectors.tolist()
+    assert loaded.search(vectors[7], 1)[0].tolist() == [7]
