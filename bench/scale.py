@@ -1,0 +1,219 @@
+"""The scale legs on synthetic notes: build (one process), then load and query (a fresh one).
+
+    python bench/scale.py build 100000 /tmp/scale-100k   # prints JSON
+    python bench/scale.py load /tmp/scale-100k           # prints JSON
+
+Dense vectors are synthetic (bench/synth.py), so nothing is embedded: each leg is measured
+alone (BM25, dense, fusion), then together as one hybrid query, without the question's
+embedding (the core benchmark measures that on the real model).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import synth  # noqa: E402
+from bench.measure import latency, rss, timed_calls, timer  # noqa: E402
+from rag.dense import DenseIndex, MultiVectorIndex, train_size  # noqa: E402
+from rag.fusion import max_blend, ranked  # noqa: E402
+from rag.lexical import LexicalIndex, Postings, tokenize  # noqa: E402
+from rag.store import chunk_to_json  # noqa: E402
+from rag.units import units_of  # noqa: E402
+
+QUESTIONS = 100
+DEPTH = 100  # candidates per leg, as the engine takes (rag.search.Tuning.depth)
+K1, B = 0.9, 0.4  # the engine's BM25 settings
+UNIT_SPREAD, QUESTION_SPREAD = 0.7, 0.8  # cosine about 0.82 to its chunk; 0.78
+BLOCK = 50_000  # chunks per block of vectors
+EXACT_CHECK_LIMIT = 2_000_000  # unit vectors up to which the exact dense leg is built to compare
+
+
+def build(size: int, folder: Path) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    out: dict = {"chunks": size, "base": rss()}
+    with timer() as t:
+        chunks = synth.synthetic_chunks(size)
+    out["generate_s"] = t.seconds
+    with timer() as t, open(folder / "chunks.jsonl", "w", encoding="utf-8") as f:
+        for c in chunks:
+            f.write(json.dumps(chunk_to_json(c), ensure_ascii=False) + "\n")
+    out["write_chunks_s"] = t.seconds
+    out["bm25"] = _build_lexical(chunks, folder)
+    with timer() as t:
+        counts = np.array([len(u) if len(u) > 1 else 0 for u in map(units_of, chunks)])
+    np.save(folder / "unit_counts.npy", counts, allow_pickle=False)
+    out["units"] = int(counts.sum())
+    out["unit_counts_s"] = t.seconds
+    questions = _questions(chunks)
+    del chunks
+    out["dense"] = _build_dense(size, counts, questions, folder)
+    (folder / "questions.json").write_text(json.dumps([q for q, _ in questions]))
+    out["peak"] = rss()
+    return out
+
+
+def _build_lexical(chunks, folder: Path) -> dict:
+    out = {}
+    with timer() as t:
+        docs = [tokenize(c.indexed_text) for c in chunks]
+    out["tokenize_s"] = t.seconds
+    with timer() as t:
+        postings = Postings.from_docs(docs)
+    out["build_s"] = t.seconds
+    out["postings"] = len(postings.docs)
+    postings.save(folder)
+    out["disk_mb"] = sum(f.stat().st_size for f in folder.glob("bm25.*")) / 2**20
+    if len(chunks) <= 100_000:  # rank-bm25, the "before": its build and its query time
+        from rank_bm25 import BM25Okapi
+
+        with timer() as t:
+            reference = BM25Okapi(docs, k1=K1, b=B)
+        out["rank_bm25_build_s"] = t.seconds
+        queries = [tokenize(q) for q, _ in _questions(chunks)[:20]]
+        out["rank_bm25_query"] = latency(timed_calls(reference.get_scores, queries, warmup=1))
+    return out
+
+
+def _questions(chunks) -> list[tuple[str, int]]:
+    """(question, the chunk it is about): a few of the chunk's own words, seeded."""
+    rng = np.random.default_rng(11)
+    out = []
+    for row in rng.choice(len(chunks), size=min(QUESTIONS, len(chunks)), replace=False):
+        words = [w for w in chunks[row].text.split() if w.isalpha() and len(w) > 3]
+        picks = rng.choice(words, size=min(4, len(words)), replace=False) if words else []
+        out.append(("what about " + " ".join(picks) + "?", int(row)))
+    return out
+
+
+def _build_dense(size: int, counts: np.ndarray, questions, folder: Path) -> dict:
+    model = synth.VectorModel(seed=0)
+    topics = synth.topic_of(np.arange(size))
+    out: dict = {}
+
+    def chunk_blocks():
+        for a in range(0, size, BLOCK):
+            rows = np.arange(a, min(a + BLOCK, size))
+            yield model.chunk_block(rows, topics[rows])
+
+    def unit_blocks():
+        for n, block in enumerate(chunk_blocks()):
+            a = n * BLOCK
+            repeated = np.repeat(block, counts[a : a + len(block)], axis=0)
+            yield model.near(repeated, UNIT_SPREAD, salt=n)
+
+    with timer() as t:
+        chunk_vectors = np.concatenate(list(chunk_blocks()))
+    out["vectors_s"] = t.seconds
+    q_rows = np.array([row for _, row in questions])
+    q_vectors = model.near(chunk_vectors[q_rows], QUESTION_SPREAD, salt=10**6)
+    np.save(folder / "question_vectors.npy", q_vectors, allow_pickle=False)
+    with timer() as t:
+        chunk_index = DenseIndex.build(chunk_vectors)
+    out["chunk_index"] = "IVF" if chunk_index.approximate else "flat"
+    out["chunk_build_s"] = t.seconds
+    n_units = int(counts.sum())
+    with timer() as t:
+        if n_units >= 400_000:  # do not hold every unit vector in memory at once
+            rows = np.random.default_rng(5).choice(size, min(size, train_size(n_units)), False)
+            sample = model.near(
+                chunk_vectors[rows], UNIT_SPREAD, salt=10**6 + 1
+            )  # units, spread out
+            unit_index = DenseIndex.build_approximate(sample, unit_blocks(), n_units)
+        else:
+            unit_index = DenseIndex.build(np.concatenate(list(unit_blocks())))
+    out["unit_index"] = "IVF" if unit_index.approximate else "flat"
+    out["unit_build_s"] = t.seconds
+    with timer() as t:
+        chunk_index.save(folder / "dense.faiss")
+        unit_index.save(folder / "units.faiss")
+    out["save_s"] = t.seconds
+    out["disk_mb"] = (
+        sum((folder / n).stat().st_size for n in ("dense.faiss", "units.faiss")) / 2**20
+    )
+    out["recall@10"] = _recall(
+        chunk_vectors, chunk_index, unit_index, unit_blocks, counts, q_vectors
+    )
+    return out
+
+
+def _recall(chunk_vectors, chunk_index, unit_index, unit_blocks, counts, q_vectors) -> dict:
+    """Recall@10 of an approximate chunk index, and of the whole dense leg, against exact."""
+    out = {}
+    if chunk_index.approximate:
+        exact = DenseIndex.build(chunk_vectors, approximate=False)
+        out["chunk_index"] = _mean_recall(exact, chunk_index, q_vectors)
+    if (chunk_index.approximate or unit_index.approximate) and counts.sum() <= EXACT_CHECK_LIMIT:
+        exact = MultiVectorIndex(
+            DenseIndex.build(chunk_vectors, approximate=False),
+            DenseIndex.build(np.concatenate(list(unit_blocks())), approximate=False),
+            counts,
+        )
+        approx = MultiVectorIndex(chunk_index, unit_index, counts)
+        out["dense_leg"] = _mean_recall(exact, approx, q_vectors)
+    return out
+
+
+def _mean_recall(exact, approx, q_vectors) -> float:
+    hits = [
+        len(set(exact.search(q, 10)[0].tolist()) & set(approx.search(q, 10)[0].tolist()))
+        for q in q_vectors
+    ]
+    return round(float(np.mean(hits)) / 10, 4)
+
+
+def load(folder: Path) -> dict:
+    """Load what `build` wrote (memory-mapped), answer the questions leg by leg, then all."""
+    out: dict = {"base": rss()}
+    with timer() as t:
+        counts = np.load(folder / "unit_counts.npy", allow_pickle=False)
+        dense = MultiVectorIndex(
+            DenseIndex.load(folder / "dense.faiss"), DenseIndex.load(folder / "units.faiss"), counts
+        )
+    out["dense_load_s"] = t.seconds
+    with timer() as t:
+        lexical = LexicalIndex.from_postings(Postings.load(folder), k1=K1, b=B)
+    out["bm25_load_s"] = t.seconds
+    out["after_load"] = rss()
+    questions = json.loads((folder / "questions.json").read_text())
+    q_tokens = [tokenize(q) for q in questions]
+    q_vectors = np.load(folder / "question_vectors.npy", allow_pickle=False)
+    pairs = list(zip(q_tokens, q_vectors, strict=True))
+    out["bm25"] = latency(timed_calls(lambda q: lexical.search(q, DEPTH), q_tokens))
+    out["dense"] = latency(timed_calls(lambda v: dense.search(v, DEPTH), list(q_vectors)))
+    legs = [
+        (_scored(*lexical.search(t, DEPTH)), _scored(*dense.search(v, DEPTH))) for t, v in pairs
+    ]
+    out["fusion"] = latency(timed_calls(lambda ls: ranked(max_blend(ls, [0.3, 0.7])), legs))
+    out["hybrid"] = latency(timed_calls(lambda p: _hybrid(lexical, dense, *p), pairs))
+    out["after_queries"] = rss()
+    with timer() as t:
+        from rag.store import _read_chunks
+
+        chunks = _read_chunks(folder / "chunks.jsonl")
+    out["chunks_load_s"] = t.seconds
+    out["after_chunks"] = rss()
+    out["chunks_loaded"] = len(chunks)
+    return out
+
+
+def _scored(rows, scores) -> dict[int, float]:
+    return dict(zip(rows.tolist(), scores.tolist(), strict=True))
+
+
+def _hybrid(lexical, dense, tokens, vector):
+    legs = [_scored(*lexical.search(tokens, DEPTH)), _scored(*dense.search(vector, DEPTH))]
+    return ranked(max_blend(legs, [0.3, 0.7]))[:5]
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "build":
+        result = build(int(sys.argv[2]), Path(sys.argv[3]))
+    else:
+        result = load(Path(sys.argv[2]))
+    print(json.dumps(result))

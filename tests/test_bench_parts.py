@@ -1,0 +1,77 @@
+"""The benchmark's pure parts: percentiles, memory lines, tables, and seeded synthetic notes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/ is not installed
+
+from bench import synth  # noqa: E402
+from bench.measure import latency, markdown_table, parse_status, percentile  # noqa: E402
+
+
+def test_percentile_by_hand():
+    values = [0.040, 0.010, 0.020, 0.030]  # sorted: 10 20 30 40
+    assert percentile(values, 50) == pytest.approx(0.025)  # halfway between 20 and 30
+    assert percentile(values, 95) == pytest.approx(0.0385)  # 30 + 0.85 * 10
+    assert percentile(values, 0) == 0.010 and percentile(values, 100) == 0.040
+    assert percentile([7.0], 95) == 7.0
+    with pytest.raises(ValueError, match="no values"):
+        percentile([], 50)
+    assert latency([0.010, 0.020, 0.030]) == {
+        "n": 3,
+        "p50_ms": 20.0,
+        "p95_ms": 29.0,
+        "max_ms": 30.0,
+    }
+
+
+def test_memory_lines_of_proc_status():
+    status = "Name:\tpython\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\nRssAnon:\t 51200 kB\n"
+    status += "RssFile:\t   51200 kB\nThreads:\t3\n"
+    assert parse_status(status) == {
+        "peak_mb": 200.0,
+        "rss_mb": 100.0,
+        "anon_mb": 50.0,
+        "file_mb": 50.0,
+    }
+
+
+def test_markdown_table():
+    assert markdown_table(["a", "b"], [("x", 1234), (None, 0.5), ("y", 1234.5)]) == (
+        "| a | b |\n|---|---|\n| x | 1,234 |\n| – | 0.50 |\n| y | 1,234 |"
+    )
+
+
+def test_synthetic_notes_are_the_same_for_the_same_seed():
+    assert synth.notes(30, seed=3) == synth.notes(30, seed=3)
+    assert synth.notes(30, seed=3) != synth.notes(30, seed=4)
+
+
+def test_synthetic_chunks_come_in_the_size_asked_with_real_line_spans():
+    chunks = synth.synthetic_chunks(2500)
+    assert len(chunks) == 2500
+    files = dict(synth.notes(2500))
+    for chunk in chunks[::97]:
+        lines = files[chunk.path].split("\n")
+        assert chunk.text == "\n".join(lines[chunk.start_line - 1 : chunk.end_line])
+    # sections are shaped like the default notes': a handful of bullet lines, 2-4 headings deep
+    sizes = [c.end_line - c.start_line + 1 for c in chunks]
+    assert 4 <= np.median(sizes) <= 14
+    assert {len(c.heading) for c in chunks} <= {2, 3, 4}
+
+
+def test_synthetic_vectors_cluster_by_topic_and_repeat_by_block():
+    model = synth.VectorModel(seed=0, dim=384)
+    rows = np.arange(200)
+    v = model.chunk_block(rows, synth.topic_of(rows))
+    assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+    same, other = float(v[0] @ v[1]), float(v[0] @ v[120])  # topics 0, 0 and 2
+    assert 0.35 < same < 0.65 and abs(other) < 0.2
+    assert np.array_equal(v, model.chunk_block(rows, synth.topic_of(rows)))
+    near = model.near(v[:50], 0.7, salt=1)
+    assert 0.75 < float(np.mean(np.sum(near * v[:50], axis=1))) < 0.9
