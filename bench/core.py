@@ -30,6 +30,15 @@ def main(work: Path) -> dict:
     with timer() as t:
         embedder = SentenceTransformerEmbedder(Settings().model)
     out["model_load_s"] = t.seconds
+    cached = any(embedder._cache_dir.glob("*.onnx"))
+    with timer() as t:  # the ONNX fast path for small calls, opened on the first one
+        fast = embedder.fast_path()
+    out["fast_path"] = {
+        "s": t.seconds,
+        "on": fast is not None,
+        "cached": cached,
+        "problem": embedder.fast_problem,
+    }
     notes, index = work / "notes", work / "index"
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(ROOT / "notes", notes)
@@ -73,6 +82,7 @@ def _queries(index: Path, embedder) -> dict:
     out["engine_load_s"] = t.seconds
     questions = eval_questions()
     out["embed"] = latency(timed_calls(lambda q: embedder.embed([q]), questions))
+    out["embed_torch"] = latency(timed_calls(lambda q: embedder.embed_torch([q]), questions))
     out["search"] = latency(timed_calls(lambda q: engine.search(q, k=5), questions))
     out["ask"] = latency(timed_calls(lambda q: ask(engine, q), questions))
     return out

@@ -98,7 +98,9 @@ def _core(c: dict, served: dict | None) -> list[str]:
             f"{_get(c, 'reindex_one_line', 'median_s', default=0):.2f} s",
         ),
         ("index load + Engine", f"{c.get('engine_load_s', 0) * 1000:.0f} ms"),
-        ("question embedding", _lat(c.get("embed"))),
+        (_fast_label(c.get("fast_path")), f"{_get(c, 'fast_path', 's', default=0):.2f} s"),
+        ("question embedding (as shipped)", _lat(c.get("embed"))),
+        ("question embedding, torch path", _lat(c.get("embed_torch"))),
         ("Engine.search, hybrid, k=5 (395 eval questions)", _lat(c.get("search"))),
         ("rag.answer.ask (395 eval questions)", _lat(c.get("ask"))),
         ("peak RSS of that process", f"{_get(c, 'peak', 'peak_mb', default=0):,.0f} {MB}"),
@@ -123,6 +125,15 @@ def _core(c: dict, served: dict | None) -> list[str]:
         markdown_table(["what", "measured"], rows),
         "",
     ]
+
+
+def _fast_label(fast: dict | None) -> str:
+    if not fast:
+        return "ONNX fast path for questions: not measured"
+    if fast.get("on"):
+        how = "from the cached export" if fast.get("cached") else "export, first run"
+        return f"ONNX fast path for questions: load ({how})"
+    return f"ONNX fast path for questions: off ({fast.get('problem', '?')})"
 
 
 def _lat(d: dict | None) -> str:
@@ -232,6 +243,15 @@ def _encode(e: dict) -> list[str]:
                     f"{o['same_top10']} / {o['questions']}",
                 )
             )
+    if "shipped_same_top10" in e and onnx.get("fp32"):
+        rows.append(
+            (
+                "rag embedder as shipped (ONNX fast path, questions only)",
+                "–",
+                "–",
+                f"{e['shipped_same_top10']} / {onnx['fp32']['questions']}",
+            )
+        )
     queries = [(k, _lat(v)) for k, v in e.get("query", {}).items()]
     queries += [
         (f"ONNX Runtime {n}, 1 thread", _lat(onnx[n]["query"]))
@@ -242,8 +262,9 @@ def _encode(e: dict) -> list[str]:
         "## Encoding options (all-MiniLM-L6-v2)",
         "",
         f"Bulk: {e['sample_texts']} chunk and line texts of the default notes. max diff: largest "
-        "difference of any vector component from the shipped embedder's. Same top-10: eval "
-        "questions whose Engine.search top-10 is unchanged when that encoder embeds the question.",
+        "difference of any vector component from the torch path's. Same top-10: eval "
+        "questions whose Engine.search top-10 is unchanged when that encoder embeds the question "
+        "instead of the torch path.",
         "",
         markdown_table(["encoder", "texts/s", "max diff", "same top-10"], rows),
         "",
