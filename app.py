@@ -3,6 +3,7 @@
 python app.py                                  # http://127.0.0.1:7860
 python app.py --notes ~/notes --port 7861
 RAG_AUTH=me:secret python app.py --host 0.0.0.0   # on the network: ask for a password
+python app.py --llm-url http://127.0.0.1:8080/v1    # answers written by a local LLM
 """
 
 from __future__ import annotations
@@ -13,30 +14,27 @@ import sys
 from pathlib import Path
 
 from rag.embedding import ModelError
+from rag.flags import add_llm_flags, add_location_flags, settings_from_args
 from rag.indexer import IndexBusy
+from rag.llm_http import LLMSettings
 from rag.notes import NotesError
 from rag.search import open_engine
-from rag.settings import Settings
 from rag.store import IndexProblem
 
 EXAMPLES = """examples:
   python app.py
   python app.py --notes ~/notes --port 7861
-  python app.py --host 0.0.0.0 --auth me:secret   # or RAG_AUTH=me:secret"""
+  python app.py --host 0.0.0.0 --auth me:secret   # or RAG_AUTH=me:secret
+  python app.py --llm-url http://127.0.0.1:8080/v1  # an LLM writes the answers"""
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = Settings.from_env(
-            notes_dir=args.notes,
-            index_dir=args.index,
-            model_path=args.model,
-            port=args.port,
-            host=args.host,
-        )
+        settings = settings_from_args(args)
         auth = parse_auth(args.auth or os.environ.get("RAG_AUTH", ""))
         feedback = args.feedback or os.environ.get("RAG_FEEDBACK") or None
+        LLMSettings.from_settings(settings)  # a malformed --llm-url fails here, not later
         engine = open_engine(settings, log=lambda msg: print(msg, file=sys.stderr))
     except (NotesError, IndexProblem, ModelError, IndexBusy, ValueError) as e:
         print(f"app: error: {e}", file=sys.stderr)
@@ -64,11 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--notes", metavar="DIR", help="notes folder (env RAG_NOTES_DIR; notes/)")
-    parser.add_argument("--index", metavar="DIR", help="index folder (env RAG_INDEX_DIR; index/)")
-    parser.add_argument(
-        "--model", metavar="DIR", help="local sentence-transformers model (env RAG_MODEL)"
-    )
+    add_location_flags(parser)
     parser.add_argument("--port", type=int, help="port to serve on (env RAG_PORT; 7860)")
     parser.add_argument(
         "--host", help="address to bind (env RAG_HOST; 127.0.0.1, only this machine)"
@@ -82,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
         help="where thumbs-down answers are appended (env RAG_FEEDBACK; "
         "feedback.jsonl next to the index folder)",
     )
+    add_llm_flags(parser)
     return parser
 
 

@@ -18,8 +18,10 @@ from rag import beir
 from rag.answer import Answer, hit_json
 from rag.embedding import ModelError, SentenceTransformerEmbedder
 from rag.evaluate import evaluate, format_table, load_cases
+from rag.flags import add_llm_flags, add_location_flags, settings_from_args
 from rag.indexer import IndexBusy, IndexReport, update_index
-from rag.llm import LLMEvent, LLMSettings, Token, result_json, stream_ask
+from rag.llm import LLMEvent, Token, result_json, stream_ask
+from rag.llm_http import LLMSettings
 from rag.notes import NotesError
 from rag.search import Engine, Hit, open_engine, prepare_question
 from rag.settings import MODES, Settings
@@ -44,14 +46,7 @@ EXAMPLES = {
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = Settings.from_env(
-            notes_dir=args.notes,
-            index_dir=args.index,
-            model_path=args.model,
-            llm_url=getattr(args, "llm_url", None),  # only `rag ask` has the LLM flags
-            llm_model=getattr(args, "llm_model", None),
-            llm_timeout=getattr(args, "llm_timeout", None),
-        )
+        settings = settings_from_args(args)  # only `rag ask` has the LLM flags
         return args.run(args, settings)
     except (NotesError, IndexProblem, ModelError, IndexBusy, ValueError) as e:
         print(f"rag: error: {e}", file=sys.stderr)
@@ -62,11 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--notes", metavar="DIR", help="notes folder (env RAG_NOTES_DIR; notes/)")
-    common.add_argument("--index", metavar="DIR", help="index folder (env RAG_INDEX_DIR; index/)")
-    common.add_argument(
-        "--model", metavar="DIR", help="local sentence-transformers model (env RAG_MODEL)"
-    )
+    add_location_flags(common)
     common.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     parser = argparse.ArgumentParser(
@@ -99,20 +90,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("-k", type=int, default=None, help="number of hits (default 5)")
         p.add_argument("--mode", choices=MODES, default=None, help="retrieval leg(s)")
         p.set_defaults(run=run)
-    p = sub.choices["ask"]
-    p.add_argument(
-        "--llm-url",
-        metavar="URL",
-        help="OpenAI-compatible API (.../v1) that writes the answer (env RAG_LLM_URL; "
-        "unset: extractive answers)",
-    )
-    p.add_argument("--llm-model", metavar="NAME", help="model to ask for (env RAG_LLM_MODEL)")
-    p.add_argument(
-        "--llm-timeout",
-        metavar="SECONDS",
-        type=float,
-        help="longest wait for a whole LLM answer (env RAG_LLM_TIMEOUT; 120)",
-    )
+    add_llm_flags(sub.choices["ask"])
 
     p = command("eval", "Measure retrieval and answers on questions with gold line ranges.")
     p.add_argument(

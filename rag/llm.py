@@ -16,21 +16,15 @@ extractive answer with a notice, within `timeout` seconds.
 from __future__ import annotations
 
 import contextlib
-import itertools
-import json
-import queue
 import re
-import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, fields
 from typing import Literal
 
-import httpx
-
 from rag.answer import Answer, Citation, answer_json, compose
+from rag.llm_http import Finished, LLMError, LLMSettings, chat_stream, why_failed, within
 from rag.search import Engine, Hit, prepare_question
-from rag.settings import Mode, Settings
+from rag.settings import Mode
 
 Generator = Literal["llm", "extractive"]
 History = Sequence[tuple[str, str]]  # earlier (question, answer) turns, oldest first
@@ -46,43 +40,6 @@ SYSTEM = """You answer questions from numbered excerpts of the user's notes.
 _MARKER = re.compile(r"([ \t]*)\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")  # [1], [1, 3]
 _OPEN_TAIL = re.compile(r"[ \t]*(?:\[\s*(?:\d+(?:\s*[,;]\s*\d*)*\s*)?)?$")  # may become one
 _DECLINE = re.compile(r"\bnot in (?:your|the|my) notes\b", re.IGNORECASE)
-
-
-class LLMError(Exception):
-    """The LLM server could not give an answer; the message says why, in a few words."""
-
-
-@dataclass(frozen=True)
-class LLMSettings:
-    url: str  # base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8080/v1
-    model: str = ""  # empty: the field is left out, and a one-model server uses its own
-    api_key: str = field(default="", repr=False)
-    timeout: float = 120.0  # seconds for the whole answer
-    connect_timeout: float = 5.0
-    read_timeout: float = 60.0  # longest silence, the wait for the first token included
-    context_chars: int = 4000  # prompt budget: instructions, history, question, excerpts
-    max_tokens: int = 400  # longest answer, in model tokens
-    temperature: float = 0.1
-
-    def __post_init__(self) -> None:
-        if not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"the LLM URL must start with http:// or https://, not {self.url!r}")
-
-    @classmethod
-    def from_settings(cls, s: Settings) -> LLMSettings | None:
-        """The LLM part of the settings, or None when no LLM URL is configured."""
-        if not s.llm_url:
-            return None
-        return cls(
-            url=s.llm_url,
-            model=s.llm_model,
-            api_key=s.llm_api_key,
-            timeout=s.llm_timeout,
-            connect_timeout=s.llm_connect_timeout,
-            read_timeout=s.llm_read_timeout,
-            context_chars=s.llm_context_chars,
-            max_tokens=s.llm_max_tokens,
-        )
 
 
 @dataclass
@@ -105,11 +62,6 @@ class Done:
 
 
 LLMEvent = Token | Done
-
-
-@dataclass(frozen=True)
-class Finished:
-    reason: str  # the server's finish_reason: "stop", "length", ...
 
 
 def stream_ask(
@@ -162,7 +114,9 @@ def stream_answer(
             raise LLMError("the answer was empty")
     except Exception as e:  # whatever the server did, the user gets an answer
         fallback = _extractive(compose(question, hits, idf))
-        fallback.notices = (f"LLM answer failed ({_why(e, llm)}); showing the extractive answer",)
+        fallback.notices = (
+            f"LLM answer failed ({why_failed(e, llm)}); showing the extractive answer",
+        )
         yield Done(fallback)
         return
     yield Done(_checked_answer(question, "".join(parts).strip(), hits, given, check, notices))
@@ -173,7 +127,7 @@ def _checked_pieces(
 ) -> Iterator[str]:
     """The model's text with its citations checked, in pieces, within the deadline."""
     started = False
-    stream = _within(llm.timeout, lambda stop: _chat_stream(llm, messages, stop))
+    stream = within(llm.timeout, lambda stop: chat_stream(llm, messages, stop))
     with contextlib.closing(stream):
         for item in stream:
             if isinstance(item, Finished):
@@ -266,127 +220,6 @@ class CitationCheck:
         self.removed += [n for n in numbers if n not in self.valid]
         self.cited += [n for n in keep if n not in self.cited]
         return m.group(1) + "".join(f"[{n}]" for n in keep) if keep else ""
-
-
-def parse_sse(lines: Iterable[str]) -> Iterator[str | Finished]:
-    """The content pieces of a `/chat/completions` event stream, then its Finished."""
-    data: list[str] = []
-    reason = None
-    seen = False
-    for line in itertools.chain(lines, [""]):
-        if line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
-            continue
-        if line or not data:  # comments, event: and id: fields; a blank line ends an event
-            continue
-        payload, data, seen = "\n".join(data), [], True
-        if payload.strip() == "[DONE]":
-            yield Finished(reason or "stop")
-            return
-        content, finish = _delta(payload)
-        if content:
-            yield content
-        reason = finish or reason
-    if reason is None:
-        raise LLMError("the stream ended early" if seen else "the server sent no event stream")
-    yield Finished(reason)
-
-
-def _delta(payload: str) -> tuple[str | None, str | None]:
-    """(content, finish_reason) of one stream event; LLMError if it is not one."""
-    try:
-        event = json.loads(payload)
-        if "error" in event:
-            raise LLMError(f"the server reported: {_short(json.dumps(event['error']))}")
-        if not event["choices"]:  # e.g. a closing usage event
-            return None, None
-        choice = event["choices"][0]
-        content = (choice.get("delta") or {}).get("content")
-        if content is not None and not isinstance(content, str):
-            raise TypeError
-        return content, choice.get("finish_reason")
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        raise LLMError("the server sent a malformed stream") from None
-
-
-def _chat_stream(
-    llm: LLMSettings, messages: list[dict], stop: threading.Event
-) -> Iterator[str | Finished]:
-    body = {
-        "messages": messages,
-        "stream": True,
-        "max_tokens": llm.max_tokens,
-        "temperature": llm.temperature,
-    }
-    if llm.model:
-        body["model"] = llm.model
-    headers = {"Authorization": f"Bearer {llm.api_key}"} if llm.api_key else {}
-    connect = min(llm.connect_timeout, llm.timeout)
-    timeout = httpx.Timeout(connect, read=min(llm.read_timeout, llm.timeout))
-    url = llm.url.rstrip("/") + "/chat/completions"
-    with (
-        httpx.Client(timeout=timeout, headers=headers) as client,
-        client.stream("POST", url, json=body) as r,
-    ):
-        if r.status_code != 200:
-            r.read()
-            raise LLMError(f"the server answered HTTP {r.status_code}: {_short(r.text)}")
-        # Stop reading once the caller has gone (a server may trickle keep-alives forever).
-        yield from parse_sse(itertools.takewhile(lambda _: not stop.is_set(), r.iter_lines()))
-
-
-def _within(seconds: float, items: Callable[[threading.Event], Iterator]) -> Iterator:
-    """Pass on `items(stop)` from a worker thread; LLMError once `seconds` have passed.
-
-    A read in progress cannot be interrupted: the caller moves on at the deadline, and the
-    worker, told by `stop`, ends after its next read or at the read timeout.
-    """
-    inbox: queue.SimpleQueue = queue.SimpleQueue()  # (True, item) | (False, None | error)
-    stop = threading.Event()
-
-    def work() -> None:
-        try:
-            with contextlib.closing(items(stop)) as stream:
-                for item in stream:
-                    if stop.is_set():
-                        return
-                    inbox.put((True, item))
-            inbox.put((False, None))
-        except Exception as e:
-            inbox.put((False, e))
-
-    threading.Thread(target=work, name="rag-llm", daemon=True).start()
-    deadline = time.monotonic() + seconds
-    try:
-        while True:
-            try:
-                ok, item = inbox.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise LLMError(f"no complete answer within {seconds:g}s") from None
-            if not ok:
-                if item is None:
-                    return
-                raise item
-            yield item
-    finally:
-        stop.set()
-
-
-def _why(e: Exception, llm: LLMSettings) -> str:
-    if isinstance(e, LLMError):
-        return str(e)
-    if isinstance(e, httpx.ConnectTimeout):
-        return f"no connection to {llm.url} within {llm.connect_timeout:g}s"
-    if isinstance(e, httpx.ConnectError):
-        return f"cannot reach {llm.url}"
-    if isinstance(e, httpx.ReadTimeout):
-        return f"the server was silent for {min(llm.read_timeout, llm.timeout):g}s"
-    return f"{type(e).__name__}: {_short(str(e))}"
-
-
-def _short(text: str, limit: int = 120) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _history_messages(history: History, budget: int) -> list[dict]:

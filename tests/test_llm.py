@@ -26,18 +26,8 @@ from llm_server import (
 )
 
 from rag.cli import main
-from rag.llm import (
-    SYSTEM,
-    CitationCheck,
-    Done,
-    Finished,
-    LLMError,
-    LLMSettings,
-    Token,
-    build_messages,
-    parse_sse,
-    stream_answer,
-)
+from rag.llm import SYSTEM, CitationCheck, Done, Token, build_messages, stream_answer
+from rag.llm_http import Finished, LLMError, LLMSettings, parse_sse
 from rag.settings import Settings
 
 QUESTION = "What is the maximum size of an SQS message?"
@@ -301,12 +291,6 @@ def test_llm_settings_from_env_and_flags():
 
 
 # --- the real server -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def llama(tmp_path_factory):
-    with LlamaServer(smollm2_gguf(), tmp_path_factory.mktemp("llama") / "server.log") as server:
-        yield server
 
 
 def test_latency_with_smollm2(llama, aws_engine, capsys):
