@@ -4,9 +4,11 @@
     Client(url).predict("max sqs message size?", api_name="/ask")   # the reply, as markdown
 
 A question is cleaned, read together with the previous one when it is a follow-up
-(`rag.followup`), searched, and answered by `rag.answer.compose`; the answer streams into the
-chat and its sources fill the panel beside it (`rag.render`); a [n] or a `file:lines` opens
-the note viewer (`rag.viewer`); a thumbs-down is kept (`rag.feedback`).
+(`rag.followup`), searched, and answered by `rag.answer.compose`, or, when an LLM is
+configured (RAG_LLM_URL, `app.py --llm-url`), written by it from the hits with checked [n]
+citations (`rag.llm`), streamed token by token. The answer fills the chat (`rag.render`) and
+its sources the panel beside it (`rag.panel`); a [n] or a `file:lines` opens the note viewer
+(`rag.viewer`); a thumbs-down is kept (`rag.feedback`).
 """
 
 from __future__ import annotations
@@ -20,18 +22,27 @@ from pathlib import Path
 
 import gradio as gr
 
-from rag.answer import Answer, answer_json, ask, compose
+from rag.answer import Answer, compose
 from rag.feedback import append_feedback, default_feedback_path, feedback_entry
 from rag.followup import contextualize
 from rag.live import LiveIndex
-from rag.render import PANEL_CSS, escape_md, reply_markdown, sources_html, stream_markdown
+from rag.llm import Token, result_json, stream_answer, stream_ask
+from rag.llm_http import LLMSettings
+from rag.page import build_page, example_text
+from rag.panel import sources_html
+from rag.render import (
+    chat_markdown,
+    escape_md,
+    llm_partial_markdown,
+    reply_markdown,
+    stream_markdown,
+)
 from rag.search import Engine, Hit, prepare_question
-from rag.settings import MODES, Settings
+from rag.settings import Settings
 
 __all__ = ["build_ui", "escape_md", "reply_markdown", "serve"]
 
 PACE = 0.015  # seconds between streamed steps; the answer is ready before the first one
-MAX_SOURCES = 10
 
 
 @dataclass
@@ -41,7 +52,7 @@ class Turn:
     asked: str  # the question as typed (cleaned)
     searched: str  # what was searched: `asked`, or it joined to an earlier question
     mode: str
-    answer: Answer
+    answer: Answer | None  # None while an LLM is still writing it
     hits: list[Hit] = field(default_factory=list)
     message: int = 0  # index of the answer in the chat history
 
@@ -53,10 +64,19 @@ def build_ui(
     engine: Engine, settings: Settings, feedback: Path | None = None, live: LiveIndex | None = None
 ) -> gr.Blocks:
     """The chat page, plus API endpoints: /ask (the reply as markdown), /ask_json, /reindex
-    and /status. With `live`, every question uses its newest complete generation."""
+    and /status. With `live`, every question uses its newest complete generation. With an
+    LLM in `settings`, answers are written by it (the page has a switch back to quotes)."""
     lock = threading.Lock()  # one engine, shared by every session and endpoint
     feedback = feedback or default_feedback_path(settings)
     live = live or LiveIndex.from_engine(settings, engine)
+    llm = LLMSettings.from_settings(settings)
+
+    def answer_of(message: str) -> Answer:
+        """The whole answer to one question, by the LLM if there is one (ValueError: empty)."""
+        with lock:  # the search; an LLM writes outside the lock, other questions go on
+            events = stream_ask(live.engine, message, llm, k=settings.top_k, mode=settings.mode)
+        *_, done = events
+        return done.answer
 
     def respond(message: str, history: list[dict] | None = None) -> str:
         """Answer a question from the notes, as markdown with [n] markers and its sources.
@@ -64,8 +84,7 @@ def build_ui(
         Each question stands alone: `history` follows the chat convention and is not used.
         """
         try:
-            with lock:
-                answer = ask(live.engine, message, k=settings.top_k, mode=settings.mode)
+            answer = answer_of(message)
         except ValueError as e:  # an empty question: say so, search nothing
             return f"**Nothing searched:** {escape_md(str(e))}."
         return reply_markdown(answer)
@@ -76,42 +95,44 @@ def build_ui(
         Text, not a dict: gradio_client takes any dict with a "path" key for a file to fetch.
         """
         try:
-            with lock:
-                answer = ask(live.engine, message, k=settings.top_k, mode=settings.mode)
+            answer = answer_of(message)
         except ValueError as e:
             return json.dumps({"question": message, "error": str(e)})
-        return json.dumps({"notices": [], **answer_json(answer)}, ensure_ascii=False)
+        return json.dumps({"notices": [], **result_json(answer)}, ensure_ascii=False)
 
-    def answer_turn(message: str, turns: list[Turn], k: int, mode: str) -> Turn:
-        question = prepare_question(message)  # ValueError when empty
-        searched = contextualize(question.text, [t.asked for t in turns])
-        with lock:
-            current = live.engine  # a re-index swaps it whole; this question keeps its own
-            hits = current.search(searched, k=int(k), mode=mode)
-            answer = compose(searched, hits, current.idf)
-        answer.notices = question.notices
-        if searched != question.text:
-            answer.notices += (f'read as a follow-up: searched for "{searched}"',)
-        return Turn(question.text, searched, mode, answer, hits)
-
-    def chat(message, history, turns, k, mode, why) -> Iterator[tuple]:
-        """Stream one answer into the chat, a few words at a time; fill the sources panel."""
+    def chat(message, history, turns, k, mode, why, write) -> Iterator[tuple]:
+        """Stream one answer into the chat and fill the sources panel: the LLM's tokens as
+        they come, or the quoted lines a few words at a time."""
         history, turns = list(history or []), list(turns or [])
         try:
-            turn = answer_turn(message, turns, k, mode)
-        except ValueError as e:
+            question = prepare_question(message)
+        except ValueError as e:  # an empty question: say so, search nothing
             reply = {"role": "assistant", "content": f"**Nothing searched:** {escape_md(str(e))}."}
             yield "", [*history, reply], turns, gr.skip()
             return
-        history.append({"role": "user", "content": escape_md(turn.asked)})
-        turn.message = len(history)
+        searched = contextualize(question.text, [t.asked for t in turns])
+        notices = question.notices
+        if searched != question.text:
+            notices += (f'read as a follow-up: searched for "{searched}"',)
+        with lock:
+            current = live.engine  # a re-index swaps it whole; this question keeps its own
+            hits = current.search(searched, k=int(k), mode=mode)
+        history.append({"role": "user", "content": escape_md(question.text)})
+        turn = Turn(question.text, searched, mode, None, hits, message=len(history))
+        if llm is not None and write:
+            past = [(t.asked, t.answer.text) for t in turns]
+            steps = _written(turn, stream_answer(searched, hits, current.idf, llm, past), notices)
+        else:
+            turn.answer = compose(searched, hits, current.idf)
+            turn.answer.notices = notices
+            steps = _paced(stream_markdown(turn.answer))
         turns.append(turn)
-        panel = turn.panel(why)
-        for step, text in enumerate(stream_markdown(turn.answer)):
-            if step:
-                time.sleep(PACE)
+        shown = False  # the panel: as soon as the answer is known, once
+        for text in steps:
             reply = {"role": "assistant", "content": text}
-            yield "", [*history, reply], turns, (panel if step == 0 else gr.skip())
+            panel = gr.skip() if shown or turn.answer is None else turn.panel(why)
+            shown = shown or turn.answer is not None
+            yield "", [*history, reply], turns, panel
 
     def show_selected(turns, why, evt: gr.SelectData):
         """Clicking an earlier answer brings its sources back into the panel."""
@@ -123,7 +144,7 @@ def build_ui(
 
     def vote(turns, data: gr.LikeData) -> None:
         turn = _turn_at(turns, data.index)
-        if data.liked is False and turn is not None:
+        if data.liked is False and turn is not None and turn.answer is not None:
             append_feedback(feedback, feedback_entry(turn.searched, turn.answer, turn.asked))
             gr.Info(f"Saved to {feedback.name}: this answer and its sources.")
 
@@ -133,14 +154,14 @@ def build_ui(
         return live.describe()
 
     with gr.Blocks(title="Ask your notes", analytics_enabled=False) as demo:
-        page = _page(engine, settings, live.describe())
+        page = build_page(engine, settings, live.describe(), llm)
         turns = gr.State([])
-        ins = [page.box, page.chatbot, turns, page.k, page.mode, page.why]
+        ins = [page.box, page.chatbot, turns, page.k, page.mode, page.why, page.write]
         outs = [page.box, page.chatbot, turns, page.sources]
         private = dict(api_visibility="private")
         streamed = dict(private, show_progress="hidden", concurrency_id="chat", concurrency_limit=8)
         page.box.submit(chat, ins, outs, **streamed)
-        page.chatbot.example_select(_example_text, None, page.box, queue=False, **private).then(
+        page.chatbot.example_select(example_text, None, page.box, queue=False, **private).then(
             chat, ins, outs, **streamed
         )
         page.chatbot.select(show_selected, [turns, page.why], page.sources, **private)
@@ -157,85 +178,32 @@ def build_ui(
     return demo
 
 
+def _paced(steps: Iterator[str]) -> Iterator[str]:
+    """An extractive answer, ready at once, revealed a few words every PACE seconds."""
+    for i, text in enumerate(steps):
+        if i:
+            time.sleep(PACE)
+        yield text
+
+
+def _written(turn: Turn, events, notices: tuple[str, ...]) -> Iterator[str]:
+    """An LLM's answer as it streams in, then in full with linked [n]; on a fault, the
+    extractive answer with a notice replaces what had come (`rag.llm.stream_answer`)."""
+    parts: list[str] = []
+    yield llm_partial_markdown(notices, "")
+    for event in events:
+        if isinstance(event, Token):
+            parts.append(event.text)
+            yield llm_partial_markdown(notices, "".join(parts))
+        else:
+            turn.answer = event.answer
+            turn.answer.notices = notices + turn.answer.notices
+    yield chat_markdown(turn.answer)
+
+
 def _turn_at(turns: list[Turn], index: int | tuple[int, int]) -> Turn | None:
     index = index[0] if isinstance(index, (list, tuple)) else index
     return next((t for t in turns if t.message == index), None)
-
-
-def _example_text(evt: gr.SelectData) -> str:
-    return evt.value["text"]
-
-
-@dataclass
-class _Page:
-    chatbot: gr.Chatbot
-    box: gr.Textbox
-    clear: gr.Button
-    sources: gr.HTML
-    k: gr.Slider
-    mode: gr.Radio
-    why: gr.Checkbox
-    status: gr.Markdown
-    reindex: gr.Button
-
-
-def _page(engine: Engine, settings: Settings, status: str) -> _Page:
-    folder = escape_md(str(settings.notes_dir))
-    gr.Markdown(
-        f"## Ask your notes\n\nAnswers are lines quoted from the notes in {folder}; "
-        "each [n] opens the note at the lines it came from."
-    )
-    with gr.Row():
-        status_line = gr.Markdown(escape_md(status), elem_id="index-status")
-        reindex = gr.Button("Re-index", size="sm", variant="secondary", scale=0)
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=3):
-            chatbot = gr.Chatbot(
-                label="Chat",
-                height=560,
-                sanitize_html=True,  # a second guard; escape_md already keeps HTML out
-                allow_tags=False,
-                latex_delimiters=[],  # "$$" in a note is text, not a formula
-                buttons=["copy", "copy_all"],  # no "share": these are private notes
-                feedback_options=["Like", "Dislike"],
-                examples=[{"text": q} for q in example_questions(engine)],
-                placeholder="Ask a question about your notes, or start from an example.",
-                elem_id="chat",
-            )
-            box = gr.Textbox(
-                placeholder="e.g. What is the maximum size of an SQS message?",
-                show_label=False,
-                submit_btn=True,
-                autofocus=True,
-                elem_id="question",
-            )
-            clear = gr.Button("Clear chat", size="sm", variant="secondary")
-        with gr.Column(scale=2):
-            with gr.Accordion("Search settings", open=False, elem_id="settings"):
-                k = gr.Slider(1, MAX_SOURCES, value=settings.top_k, step=1, label="Sources")
-                mode = gr.Radio(list(MODES), value=settings.mode, label="Retrieval mode")
-                why = gr.Checkbox(
-                    False, label="Why this source: BM25 rank, dense rank and fused score"
-                )
-            sources = gr.HTML(
-                sources_html(None, []),
-                css_template=PANEL_CSS,
-                js_on_load=None,
-                max_height=640,
-                elem_id="sources",
-            )
-    return _Page(chatbot, box, clear, sources, k, mode, why, status_line, reindex)
-
-
-def example_questions(engine: Engine, n: int = 4) -> list[str]:
-    """A few questions about sections spread evenly through the notes, for the empty chat."""
-    topics: list[str] = []
-    for chunk in engine.chunks:
-        topic = chunk.heading[-1].split(" -- ")[0].strip() if len(chunk.heading) > 1 else ""
-        if topic and len(topic) <= 40 and topic not in topics:
-            topics.append(topic)
-    picks = [topics[(2 * i + 1) * len(topics) // (2 * n)] for i in range(n)] if topics else []
-    return [f"What do my notes say about {t}?" for t in dict.fromkeys(picks)]
 
 
 def serve(

@@ -1,7 +1,9 @@
-"""Shared fixtures: the real packaged model, and one real index over the default notes."""
+"""Shared fixtures: the real packaged model, one real index over the default notes, and the
+real servers tests talk to: headless Chromium and a llama.cpp LLM server."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -11,6 +13,16 @@ from rag.embedding import SentenceTransformerEmbedder
 from rag.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +51,40 @@ def aws_engine(aws_settings, embedder):
         aws_settings.index_dir, embedder.name, embedder.dim, aws_settings.max_chunk_tokens
     )
     return Engine(index, embedder)
+
+
+# --- shared servers: a browser (tests/test_browser.py) and an LLM (tests/test_llm*.py) -------
+
+
+def _missing_browser() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "Playwright is not installed: .venv/bin/pip install -e '.[test]'"
+    if not CHROMIUM.exists():
+        return f"no Chromium at {CHROMIUM}: `make browser` (apt-get install chromium)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser():
+    reason = _missing_browser()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and the browser tests cannot run: {reason}")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def llama(tmp_path_factory):
+    """`python -m llama_cpp.server`, SmolLM2-135M, on a free loopback port (llm_server.py)."""
+    from llm_server import LlamaServer, smollm2_gguf
+
+    with LlamaServer(smollm2_gguf(), tmp_path_factory.mktemp("llama") / "server.log") as server:
+        yield server

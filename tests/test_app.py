@@ -26,7 +26,8 @@ from gradio_client import Client
 from rag.answer import NOT_IN_NOTES, Answer, Citation
 from rag.chunking import Chunk
 from rag.feedback import append_feedback, feedback_entry
-from rag.render import chat_markdown, escape_md, reply_markdown, sources_html, stream_markdown
+from rag.panel import sources_html
+from rag.render import chat_markdown, escape_md, reply_markdown, stream_markdown
 from rag.search import Hit
 from rag.viewer import NoteRefused, note_page, resolve_note
 

@@ -1,0 +1,113 @@
+"""The chat page's layout: chat, question box, search settings, sources panel, index status.
+
+    page = build_page(engine, settings, live.describe())   # inside a `gr.Blocks()` context
+
+`rag.ui` wires the handlers to these components.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from rag.llm_http import LLMSettings
+from rag.panel import PANEL_CSS, sources_html
+from rag.render import escape_md
+from rag.search import Engine
+from rag.settings import MODES, Settings
+
+MAX_SOURCES = 10
+
+
+def example_text(evt: gr.SelectData) -> str:
+    return evt.value["text"]
+
+
+@dataclass
+class Page:
+    chatbot: gr.Chatbot
+    box: gr.Textbox
+    clear: gr.Button
+    sources: gr.HTML
+    k: gr.Slider
+    mode: gr.Radio
+    why: gr.Checkbox
+    status: gr.Markdown
+    reindex: gr.Button
+    write: gr.Checkbox  # answers written by the LLM (hidden when none is configured)
+
+
+def build_page(
+    engine: Engine, settings: Settings, status: str, llm: LLMSettings | None = None
+) -> Page:
+    folder = escape_md(str(settings.notes_dir))
+    how = "lines quoted from the notes in" if llm is None else "written by your LLM from"
+    gr.Markdown(
+        f"## Ask your notes\n\nAnswers are {how} {folder}; "
+        "each [n] opens the note at the lines it came from."
+    )
+    with gr.Row():
+        status_line = gr.Markdown(escape_md(status), elem_id="index-status")
+        reindex = gr.Button("Re-index", size="sm", variant="secondary", scale=0)
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            chatbot = gr.Chatbot(
+                label="Chat",
+                height=560,
+                sanitize_html=True,  # a second guard; escape_md already keeps HTML out
+                allow_tags=False,
+                latex_delimiters=[],  # "$$" in a note is text, not a formula
+                buttons=["copy", "copy_all"],  # no "share": these are private notes
+                feedback_options=["Like", "Dislike"],
+                examples=[{"text": q} for q in example_questions(engine)],
+                placeholder="Ask a question about your notes, or start from an example.",
+                elem_id="chat",
+            )
+            box = gr.Textbox(
+                placeholder="e.g. What is the maximum size of an SQS message?",
+                show_label=False,
+                submit_btn=True,
+                autofocus=True,
+                elem_id="question",
+            )
+            clear = gr.Button("Clear chat", size="sm", variant="secondary")
+        with gr.Column(scale=2):
+            with gr.Accordion("Search settings", open=False, elem_id="settings"):
+                k = gr.Slider(1, MAX_SOURCES, value=settings.top_k, step=1, label="Sources")
+                mode = gr.Radio(list(MODES), value=settings.mode, label="Retrieval mode")
+                why = gr.Checkbox(
+                    False, label="Why this source: BM25 rank, dense rank and fused score"
+                )
+                write = gr.Checkbox(
+                    llm is not None,
+                    visible=llm is not None,
+                    label=f"Answers written by the LLM ({llm_name(llm)}); off: quoted lines",
+                    elem_id="write",
+                )
+            sources = gr.HTML(
+                sources_html(None, []),
+                css_template=PANEL_CSS,
+                js_on_load=None,
+                max_height=640,
+                elem_id="sources",
+            )
+    return Page(chatbot, box, clear, sources, k, mode, why, status_line, reindex, write)
+
+
+def llm_name(llm: LLMSettings | None) -> str:
+    """The model's name if one is set, else the server's address (never the API key)."""
+    if llm is None:
+        return "none"
+    return llm.model or llm.url
+
+
+def example_questions(engine: Engine, n: int = 4) -> list[str]:
+    """A few questions about sections spread evenly through the notes, for the empty chat."""
+    topics: list[str] = []
+    for chunk in engine.chunks:
+        topic = chunk.heading[-1].split(" -- ")[0].strip() if len(chunk.heading) > 1 else ""
+        if topic and len(topic) <= 40 and topic not in topics:
+            topics.append(topic)
+    picks = [topics[(2 * i + 1) * len(topics) // (2 * n)] for i in range(n)] if topics else []
+    return [f"What do my notes say about {t}?" for t in dict.fromkeys(picks)]

@@ -1,0 +1,167 @@
+"""LLM answers through the chat app: `app.py --llm-url` against the real llama.cpp server.
+
+The /ask and /ask_json endpoints, and the chat page in a real browser (its tokens stream in,
+its [n] are links, the panel lists the cited excerpts first), then faults: a stopped server
+and one that stalls give the extractive answer with a notice, in time. As in test_llm.py,
+SmolLM2-135M is not asked to answer well, only the code's guarantees are checked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+from gradio_client import Client
+from llm_server import FakeLLM, free_port, stall
+from test_app import SQS_QUESTION, Server, app_files, run_app
+from test_browser import BOX, Chat, _report, _screenshot
+
+from rag.answer import Citation
+from rag.chunking import Chunk
+from rag.llm import LLMAnswer
+from rag.panel import sources_html
+from rag.render import chat_markdown, llm_partial_markdown, reply_markdown
+from rag.search import Hit
+
+MARKER = re.compile(r"\[(\d+)\]")
+# A small prompt and answer: the model is slow on 2 busy cores, and the checks are the same.
+SMALL = {"RAG_LLM_CONTEXT_CHARS": "1500", "RAG_LLM_MAX_TOKENS": "64"}
+
+
+@pytest.fixture(scope="module")
+def llm_app(tmp_path_factory, aws_settings, embedder, llama):
+    files = app_files(tmp_path_factory, aws_settings, embedder)
+    workdir = tmp_path_factory.mktemp("llm-app")
+    with run_app(files, workdir, "--llm-url", llama.url, "--llm-timeout", "90", env=SMALL) as app:
+        yield app
+
+
+def _client(server: Server) -> Client:
+    return Client(server.url, verbose=False, download_files=False, analytics_enabled=False)
+
+
+def _checked(out: dict) -> None:
+    """What the citation check guarantees of an LLM answer, whatever the model wrote."""
+    given = [c["n"] for c in out["citations"]]
+    assert {int(n) for n in MARKER.findall(out["answer"])} == set(out["cited"])
+    assert set(out["cited"]) <= set(given)
+    assert given[: len(out["cited"])] == sorted(out["cited"])  # cited excerpts come first
+    assert out["uncited"] == (out["answered"] and not out["cited"])
+
+
+def test_ask_json_gives_a_checked_llm_answer(llm_app: Server):
+    out = json.loads(_client(llm_app).predict(SQS_QUESTION, api_name="/ask_json"))
+    assert out["generator"] == "llm", out["notices"]
+    assert out["answer"].strip()
+    _checked(out)
+
+
+def test_ask_gives_the_llm_answer_with_its_sources(llm_app: Server):
+    reply = _client(llm_app).predict(SQS_QUESTION, api_name="/ask")
+    if "The nearest sections of your notes:" in reply:  # the model said "not in your notes"
+        return
+    answer, sources = reply.split("\n\n**Sources**\n\n")
+    assert "Written by your LLM" in answer or "**Unchecked:**" in answer
+    assert sources.startswith("**[1]** AWS Notes > ")
+
+
+def test_the_chat_streams_a_checked_llm_answer(browser, llm_app: Server, capsys):
+    context = browser.new_context(viewport={"width": 1360, "height": 960})
+    page = context.new_page()
+    page.goto(llm_app.url)
+    page.wait_for_selector(BOX, timeout=30_000)
+    chat = Chat(page, [])
+    # A question no other test asks: llama.cpp reuses a cached prompt, which would hide its cost.
+    first, full, states = chat.ask("How long are SQS messages kept?", timeout_ms=120_000)
+    _report(capsys, "LLM answer in the chat (SmolLM2-135M)", [(first, full, states)])
+    assert 0 < first < full and states >= 3  # tokens came one after another
+    answer = chat.answer()
+    title = page.locator("#sources .rag-title").inner_text()
+    if "Unchecked:" in answer:  # cited nothing: flagged, and every excerpt is shown
+        assert title.startswith("Cited: none of the ")
+    elif "Written by your LLM" in answer:
+        cited = set(MARKER.findall(answer.split("\nSources\n")[0]))
+        links = page.locator("#chat .bot").last.locator("a[href*='/note/aws-notes.md']")
+        assert cited and links.count() >= len(cited)  # each [n] opens its note
+        assert re.match(r"Cited: \d+ of the \d+ excerpts given to the LLM", title)
+    else:  # declined: the nearest sections instead
+        assert "The nearest sections of your notes:" in answer
+    _screenshot(chat, "llm-chat.png")
+
+    page.click("#settings button.label-wrap")  # switch the LLM off: quoted lines again
+    page.locator("#write input").uncheck()
+    chat.ask(SQS_QUESTION)
+    assert chat.answer().splitlines()[0].endswith("Max message size (256KB; 1KB-256KB) [1]")
+    assert page.locator("#sources .rag-title").inner_text().startswith("Sources: ")
+    context.close()
+
+
+@pytest.mark.parametrize("fault", ["stopped", "stalls"])
+def test_a_failing_llm_gives_the_extractive_answer_in_time(
+    fault, tmp_path_factory, aws_settings, embedder
+):
+    files = app_files(tmp_path_factory, aws_settings, embedder)
+    workdir = tmp_path_factory.mktemp(f"llm-{fault}")
+    with FakeLLM(stall(["It is "])) as staller:
+        url = staller.url if fault == "stalls" else f"http://127.0.0.1:{free_port()}/v1"
+        with run_app(files, workdir, "--llm-url", url, "--llm-timeout", "3") as app:
+            start = time.monotonic()
+            out = json.loads(_client(app).predict(SQS_QUESTION, api_name="/ask_json"))
+            took = time.monotonic() - start
+    assert out["generator"] == "extractive"
+    assert out["answer"].split("\n")[0].endswith("Max message size (256KB; 1KB-256KB) [1]")
+    assert any(n.startswith("LLM answer failed (") for n in out["notices"]), out["notices"]
+    assert took < 30, f"the answer took {took:.0f}s with a 3s LLM timeout"
+
+
+# --- how an LLM's answer is shown (pure: no server) ----------------------------------------
+
+
+def _excerpt(n: int, start: int) -> Citation:
+    text = f"- line {start} <b>x</b>\n- line {start + 1}"
+    return Citation(n, "a.md", ("T", f"S{n}"), start, start + 1, text, text, start, start + 1)
+
+
+def _written(text: str, cited: tuple[int, ...]) -> LLMAnswer:
+    given = [_excerpt(n, 10 * n) for n in (*cited, *(n for n in (1, 2, 3) if n not in cited))]
+    return LLMAnswer("q", text, True, given, cited=cited, uncited=not cited)
+
+
+def test_an_llm_answer_links_its_markers_wherever_they_are():
+    answer = _written("It is <b>256KB</b> [2], see [1][2].\n- a [list] item", cited=(1, 2))
+    message = chat_markdown(answer)
+    assert message.startswith(
+        "It is &lt;b&gt;256KB&lt;/b&gt; [[2]], see [[1]][[2]].\n\\- a \\[list\\] item\n\n"
+        "*Written by your LLM from the excerpts below; each [n] names one it was given.*\n\n"
+        "**Sources**\n\n- T > S1: [[1]] a.md:10-11\n- T > S2: [[2]] a.md:20-21\n- T > S3: "
+    )
+    assert message.endswith("[3]: /note/a.md?start=30&end=31#L30")
+    reply = reply_markdown(answer)
+    assert reply.startswith("It is &lt;b&gt;256KB&lt;/b&gt; [2], see [1][2].\n\\- a \\[list")
+    assert "\n\n**Sources**\n\n**[1]** T > S1 (a.md:10-11)\n\n> \\- line 10" in reply
+
+
+def test_an_uncited_llm_answer_is_flagged_and_shows_every_excerpt():
+    answer = _written("It is 256KB.", cited=())
+    assert "\n\n**Unchecked:** this answer cites none of the excerpts" in chat_markdown(answer)
+    assert "**Unchecked:**" in reply_markdown(answer)
+    panel = sources_html(answer, [])
+    assert "Cited: none of the 3 excerpts given to the LLM" in panel
+    assert panel.count('<li class="rag-card">') == 3
+
+
+def test_the_panel_shows_the_cited_excerpts_and_lists_the_rest():
+    answer = _written("It is 256KB [2].", cited=(2,))
+    hits = [Hit(Chunk(f"c{n}", "a.md", ("T", f"S{n}"), 10 * n, 10 * n + 1, "t", "T", "h"), 0.5)
+            for n in (1, 2, 3)]  # fmt: skip
+    panel = sources_html(answer, hits)
+    assert "Cited: 1 of the 3 excerpts given to the LLM" in panel
+    assert panel.count('<li class="rag-card">') == 1 and "T › S2" in panel.split("rag-others")[0]
+    assert panel.split("rag-others")[1].count("<li>") == 2  # S1 and S3, under "Also found"
+
+
+def test_a_streaming_llm_answer_is_escaped_text():
+    assert llm_partial_markdown(("a <note>",), "") == "**Note:** a &lt;note&gt;\n\n…"
+    assert llm_partial_markdown((), "It is *big* [1]") == "It is \\*big\\* [1]"
