@@ -61,6 +61,7 @@ def test_ask_json_gives_a_checked_llm_answer(llm_app: Server):
 def test_ask_gives_the_llm_answer_with_its_sources(llm_app: Server):
     reply = _client(llm_app).predict(SQS_QUESTION, api_name="/ask")
     if "The nearest sections of your notes:" in reply:  # the model said "not in your notes"
+        assert "(aws-notes.md:" in reply.split("The nearest sections of your notes:")[1]
         return
     answer, sources = reply.split("\n\n**Sources**\n\n")
     assert "Written by your LLM" in answer or "**Unchecked:**" in answer
