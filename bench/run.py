@@ -3,6 +3,7 @@
     python bench/run.py                                # default notes, then 10k and 100k chunks
     python bench/run.py --sizes 10000,100000,1000000   # add the 1M-chunk leg (about 20 min more)
     python bench/run.py --skip served,encode --sizes 10000
+    python bench/run.py --chunk-index-sizes 1000000    # add the 1M chunk index alone (~6 min)
 
 Each part runs in its own process, so its memory figures are its own. Figures are medians
 (p50) and 95th percentiles over many calls: the machine is shared, expect noise.
@@ -30,12 +31,19 @@ PARTS = ("core", "served", "encode", "scale")
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    out = Path(args.out)
+    if args.report_only:  # after a change to the report's wording: no measuring
+        markdown = render(json.loads((out / "benchmarks.json").read_text()))
+        (out / "benchmarks.md").write_text(markdown)
+        print(markdown)
+        return 0
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()] if args.sizes else []
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     if skip - set(PARTS):
         raise SystemExit(f"--skip takes {', '.join(PARTS)}; not {', '.join(skip - set(PARTS))}")
     work = Path(args.work or tempfile.mkdtemp(prefix="rag-bench-"))
-    results: dict = {"machine": _machine(), "sizes": sizes}
+    command = " ".join(["python bench/run.py", *(sys.argv[1:] if argv is None else argv)])
+    results: dict = {"machine": _machine(), "sizes": sizes, "command": command}
     started = time.perf_counter()
     results["core"] = _part("core", work / "core")  # also builds the index the next two use
     if "served" not in skip:
@@ -51,8 +59,12 @@ def main(argv: list[str] | None = None) -> int:
                 "load": _part("scale", "load", folder),
             }
             subprocess.run(["rm", "-rf", str(folder)], check=False)
+    chunk_sizes = [int(s) for s in args.chunk_index_sizes.split(",") if s.strip()]
+    if chunk_sizes:
+        results["chunk_index"] = {
+            str(n): _part("scale", "chunk-index", str(n)) for n in chunk_sizes
+        }
     results["seconds"] = time.perf_counter() - started
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmarks.json").write_text(json.dumps(results, indent=1) + "\n")
     markdown = render(results)
@@ -117,8 +129,16 @@ def _parser() -> argparse.ArgumentParser:
         default="10000,100000",
         help="synthetic note sizes, in chunks, comma-separated (default 10000,100000)",
     )
+    parser.add_argument(
+        "--chunk-index-sizes",
+        default="",
+        help="sizes at which to build and measure the approximate chunk index alone",
+    )
     parser.add_argument("--skip", default="", help=f"parts to leave out: {', '.join(PARTS[1:])}")
     parser.add_argument("--work", help="scratch folder (default: a new temporary folder)")
+    parser.add_argument(
+        "--report-only", action="store_true", help="re-write benchmarks.md from benchmarks.json"
+    )
     parser.add_argument("--out", default=str(ROOT / "docs"), help="where the report goes")
     return parser
 

@@ -2,6 +2,7 @@
 
     python bench/scale.py build 100000 /tmp/scale-100k   # prints JSON
     python bench/scale.py load /tmp/scale-100k           # prints JSON
+    python bench/scale.py chunk-index 1000000            # the chunk index alone; JSON
 
 Dense vectors are synthetic (bench/synth.py), so nothing is embedded: each leg is measured
 alone (BM25, dense, fusion), then together as one hybrid query, without the question's
@@ -167,6 +168,32 @@ def _mean_recall(exact, approx, q_vectors) -> float:
     return round(float(np.mean(hits)) / 10, 4)
 
 
+def chunk_index(size: int) -> dict:
+    """The approximate chunk index alone, on the vectors and questions `build` makes: recall@10
+    against exact search and query time, where the whole leg takes too long (or too much
+    memory) to build on a shared machine."""
+    model = synth.VectorModel(seed=0)
+    out: dict = {"chunks": size, "base": rss()}
+    with timer() as t:
+        vectors = np.concatenate(
+            [
+                model.chunk_block(rows, synth.topic_of(rows))
+                for rows in (np.arange(a, min(a + BLOCK, size)) for a in range(0, size, BLOCK))
+            ]
+        )
+    out["vectors_s"] = t.seconds
+    rows = np.random.default_rng(11).choice(size, size=min(QUESTIONS, size), replace=False)
+    q_vectors = model.near(vectors[rows], QUESTION_SPREAD, salt=10**6)  # as _questions picks
+    with timer() as t:
+        index = DenseIndex.build(vectors, approximate=True)
+    out["build_s"] = t.seconds
+    out["probed"], out["lists"] = index.probes
+    out["query"] = latency(timed_calls(lambda v: index.search(v, DEPTH), list(q_vectors)))
+    out["recall@10"] = _mean_recall(DenseIndex.build(vectors, approximate=False), index, q_vectors)
+    out["peak"] = rss()
+    return out
+
+
 def load(folder: Path) -> dict:
     """Load what `build` wrote (memory-mapped), answer the questions leg by leg, then all."""
     out: dict = {"base": rss()}
@@ -214,6 +241,8 @@ def _hybrid(lexical, dense, tokens, vector):
 if __name__ == "__main__":
     if sys.argv[1] == "build":
         result = build(int(sys.argv[2]), Path(sys.argv[3]))
+    elif sys.argv[1] == "chunk-index":
+        result = chunk_index(int(sys.argv[2]))
     else:
         result = load(Path(sys.argv[2]))
     print(json.dumps(result))

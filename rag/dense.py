@@ -23,6 +23,7 @@ APPROX_MIN = 50_000  # vectors; smaller indexes are searched exhaustively (a sca
 PROBE_SHARE = 16  # an approximate index searches 1/PROBE_SHARE of its groups,
 PROBE_MIN = 32  # and at least this many (recall@10 falls fast below; tests/test_dense.py)
 TRAIN_PER_LIST = 40  # k-means sample per group (faiss warns below 39)
+MAX_LISTS = 8192  # groups; training then takes about 5 min on 2 cores (327k rows sampled)
 
 
 class DenseIndex:
@@ -47,7 +48,7 @@ class DenseIndex:
         cls, sample: np.ndarray, blocks: Iterable[np.ndarray], n: int
     ) -> DenseIndex:
         """An IVF index over `n` rows given block by block (they need not all fit in memory),
-        with about 2 sqrt(n) groups found by seeded k-means on `sample`."""
+        with about 8 sqrt(n) groups (see _nlist) found by seeded k-means on `sample`."""
         nlist = _nlist(n)
         index = faiss.index_factory(sample.shape[1], f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = 1234
@@ -87,6 +88,13 @@ class DenseIndex:
     @property
     def approximate(self) -> bool:
         return isinstance(self._index, faiss.IndexIVF)
+
+    @property
+    def probes(self) -> tuple[int, int]:
+        """(groups a search scans, groups): (1, 1) for an exact index."""
+        if not self.approximate:
+            return 1, 1
+        return int(self._index.nprobe), int(self._index.nlist)
 
     def vectors(self) -> np.ndarray:
         """All stored rows, in insertion order (to re-use them in the next generation)."""
@@ -128,9 +136,12 @@ def _one_thread() -> Iterator[None]:
 
 
 def _nlist(n: int) -> int:
-    """About 2 sqrt(n) groups: finer groups find more true neighbours for the same share of
-    rows scanned (recall@10 0.89 with 256 groups, 0.98 with 512, for 100k synthetic chunks)."""
-    return max(1, min(2 ** round(math.log2(2 * math.sqrt(n))), n // TRAIN_PER_LIST))
+    """About 8 sqrt(n) groups, at most MAX_LISTS: finer groups find more true neighbours for the
+    same share of rows scanned. Synthetic chunks, 1/16 of the groups scanned, recall@10: at 100k,
+    0.89 with 256 groups, 0.99 with 512, 1.00 with 1024; at 1M, 0.78 with 2048, 0.93 with 4096,
+    1.00 with 8192 (docs/benchmarks.md). k-means costs grow as groups squared: hence the cap."""
+    groups = 2 ** round(math.log2(8 * math.sqrt(max(n, 1))))
+    return max(1, min(groups, MAX_LISTS, n // TRAIN_PER_LIST))
 
 
 def train_size(n: int) -> int:

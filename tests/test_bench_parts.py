@@ -10,8 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/ is not installed
 
-from bench import synth  # noqa: E402
+from bench import plan, synth  # noqa: E402
 from bench.measure import latency, markdown_table, parse_status, percentile  # noqa: E402
+from bench.report import render  # noqa: E402
 
 
 def test_percentile_by_hand():
@@ -75,3 +76,40 @@ def test_synthetic_vectors_cluster_by_topic_and_repeat_by_block():
     assert np.array_equal(v, model.chunk_block(rows, synth.topic_of(rows)))
     near = model.near(v[:50], 0.7, salt=1)
     assert 0.75 < float(np.mean(np.sum(near * v[:50], axis=1))) < 0.9
+
+
+def test_memory_plan_sizes_by_hand():
+    lines = "\n".join(plan.section({})).splitlines()
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in lines}
+    pq48 = rows["IVF-PQ, 48 bytes (PQ48x8)"]
+    # 7,643,986 units x (48 + 8) bytes = 408.2 MiB; 1M chunks x 56 bytes = 53.4 MiB;
+    # + 7,643,986 x 8 bytes owner array = 58.3 MiB: 520 MiB, + 304 MiB of the engine: fits
+    assert pq48[1:4] == ["408", "53", "520"] and pq48[-1] == "yes |"
+    assert rows["8-bit scalar codes (SQ8)"][-1] == "no |"  # 2,858 + 374 + 58 + 304 > 2,048
+
+
+def test_report_states_recall_targets_and_the_1m_memory_target():
+    results = {
+        "machine": {k: "?" for k in ("cpu", "cores", "memory_gb", "python", "torch", "faiss")}
+        | {"numpy": "?", "commit": "abc1234", "date": "today", "load_average": 1.0},
+        "scale": {"100000": {"build": {"dense": {"recall@10": {"chunk_index": 0.97}}}}},
+        "chunk_index": {
+            "1000000": {
+                "recall@10": 0.94,
+                "probed": 512,
+                "lists": 8192,
+                "build_s": 300.0,
+                "query": {"p50_ms": 5.0, "p95_ms": 7.0},
+                "peak": {"peak_mb": 4000.0},
+            }
+        },
+    }
+    text = render(results)
+    assert (
+        "| recall@10 of the approximate chunk index, 100,000 chunks | 0.970 | >= 0.95 | yes" in text
+    )
+    assert (
+        "| recall@10 of the approximate chunk index, 1,000,000 chunks | 0.940 | >= 0.95 | no"
+        in text
+    )
+    assert "13,208 MiB at b6a6719 | <= 2048 MiB | no" in text
