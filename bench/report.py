@@ -30,7 +30,7 @@ def render(r: dict) -> str:
     if r.get("scale"):
         parts += _scale(r["scale"])
     if r.get("chunk_index"):
-        parts += _chunk_index(r["chunk_index"])
+        parts += plan.chunk_index_section(r["chunk_index"])
     parts += plan.section(r)
     if r.get("encode"):
         parts += _encode(r["encode"])
@@ -252,35 +252,6 @@ def _scale(scale: dict) -> list[str]:
         "random unit vectors clustered by topic (nothing is embedded); a question's vector lies "
         "near its chunk's. Query times leave out the question's embedding (see the default-notes "
         'table). "file" memory is memory-mapped index pages: the kernel can drop them.',
-        "",
-        markdown_table(headers, rows),
-        "",
-    ]
-
-
-def _chunk_index(legs: dict) -> list[str]:
-    rows = []
-    for size, c in sorted(legs.items(), key=lambda x: int(x[0])):
-        if "error" in c:
-            rows.append((f"{int(size):,}", f"failed: {c['error']}", "", "", "", ""))
-            continue
-        rows.append(
-            (
-                f"{int(size):,}",
-                f"{c['probed']} of {c['lists']}",
-                f"{c['build_s']:.1f}",
-                f"{c['recall@10']:.3f}",
-                _lat(c["query"]),
-                f"{c['peak']['peak_mb']:,.0f}",
-            )
-        )
-    headers = ["chunks", "groups scanned", "build, s", "recall@10", "top-100 query", f"peak {MB}"]
-    return [
-        "## The approximate chunk index alone",
-        "",
-        "The same synthetic chunk vectors and questions as the scale legs, without notes or "
-        "line vectors (`python bench/scale.py chunk-index SIZE`): recall@10 against exact "
-        "search, and the query time of the chunk index by itself.",
         "",
         markdown_table(headers, rows),
         "",

@@ -32,6 +32,7 @@ DEPTH = 100  # candidates per leg, as the engine takes (rag.search.Tuning.depth)
 K1, B = 0.9, 0.4  # the engine's BM25 settings
 UNIT_SPREAD, QUESTION_SPREAD = 0.7, 0.8  # cosine about 0.82 to its chunk; 0.78
 BLOCK = 50_000  # chunks per block of vectors
+PQ_BYTES, RESCORE = 48, (50, 100, 200, 400)  # PQ code size; candidates re-scored exactly
 EXACT_CHECK_LIMIT = 2_000_000  # unit vectors up to which the exact dense leg is built to compare
 
 
@@ -189,8 +190,51 @@ def chunk_index(size: int) -> dict:
     out["build_s"] = t.seconds
     out["probed"], out["lists"] = index.probes
     out["query"] = latency(timed_calls(lambda v: index.search(v, DEPTH), list(q_vectors)))
-    out["recall@10"] = _mean_recall(DenseIndex.build(vectors, approximate=False), index, q_vectors)
+    exact = DenseIndex.build(vectors, approximate=False)
+    out["recall@10"] = _mean_recall(exact, index, q_vectors)
+    truths = [exact.search(q, 10)[0] for q in q_vectors]
+    del exact
+    out["pq"] = _pq_rescore(vectors, q_vectors, truths, index)
     out["peak"] = rss()
+    return out
+
+
+def _pq_rescore(vectors, q_vectors, truths, ivf: DenseIndex) -> dict:
+    """Candidates from PQ codes (PQ_BYTES a vector, in the IVF index's groups), re-scored
+    exactly from their float rows: the way to hold 1M chunks in 2 GB (docs/benchmarks.md).
+    Recall@10 against exact search, by how many candidates are re-scored."""
+    import faiss
+
+    quantizer = ivf._index.quantizer  # the groups already trained: only the codes are new
+    nprobe, nlist = ivf.probes
+    index = faiss.IndexIVFPQ(
+        quantizer, vectors.shape[1], nlist, PQ_BYTES, 8, faiss.METRIC_INNER_PRODUCT
+    )
+    with timer() as t:
+        index.train(vectors[:: max(1, len(vectors) // train_size(len(vectors)))])
+        index.add(vectors)
+    index.nprobe = nprobe
+    out: dict = {
+        "bytes": PQ_BYTES,
+        "build_s": t.seconds,
+        "codes_mb": len(vectors) * PQ_BYTES / 2**20,
+    }
+    faiss.omp_set_num_threads(1)  # as DenseIndex.search: one question, one thread
+
+    def top10(q: np.ndarray, depth: int) -> np.ndarray:
+        _, found = index.search(q.reshape(1, -1), depth)
+        found = np.sort(found[0][found[0] >= 0])  # rows in file order: fewer pages touched
+        return found[np.argsort(-(vectors[found] @ q), kind="stable")[:10]]
+
+    for depth in RESCORE:
+        hits = [
+            len(set(top10(q, depth).tolist()) & set(t.tolist()))
+            for q, t in zip(q_vectors, truths, strict=True)
+        ]
+        out[str(depth)] = {
+            "recall@10": round(float(np.mean(hits)) / 10, 4),
+            "query": latency(timed_calls(lambda q, d=depth: top10(q, d), list(q_vectors))),
+        }
     return out
 
 
