@@ -43,7 +43,7 @@ test: lint browser
 eval: install
 	$(BIN)/pytest eval/ -q
 
-# Default notes, then 10k and 100k synthetic chunks (about 20 min on 2 cores); writes
+# Default notes, then 10k and 100k synthetic chunks (about 7 min on 2 cores); writes
 # docs/benchmarks.md and .json. The 1M leg: $(BIN)/python bench/run.py --sizes 10000,100000,1000000
 bench: install
 	$(BIN)/python bench/run.py
