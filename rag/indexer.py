@@ -208,12 +208,16 @@ def _previous(
 
 
 def _embed(embedder: Embedder, texts: list[str], progress: Progress | None) -> np.ndarray:
-    parts = [np.zeros((0, embedder.dim), dtype=np.float32)]
+    """Vectors of `texts`, in their order. They are sent longest first, so each piece pads to
+    texts of about its own length (85 against 78 texts/s here: docs/benchmarks.md)."""
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
     for start in range(0, len(texts), EMBED_BATCH):
-        parts.append(embedder.embed(texts[start : start + EMBED_BATCH]))
+        rows = order[start : start + EMBED_BATCH]
+        out[rows] = embedder.embed([texts[i] for i in rows])
         if progress:
             progress(min(start + EMBED_BATCH, len(texts)), len(texts))
-    return np.concatenate(parts)
+    return out
 
 
 @contextmanager
