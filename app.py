@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from rag.embedding import ModelError
+from rag.embedding import ModelError, warm_up
 from rag.flags import add_llm_flags, add_location_flags, settings_from_args
 from rag.indexer import IndexBusy
 from rag.llm_http import LLMSettings
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         feedback = args.feedback or os.environ.get("RAG_FEEDBACK") or None
         LLMSettings.from_settings(settings)  # a malformed --llm-url fails here, not later
         engine = open_engine(settings, log=lambda msg: print(msg, file=sys.stderr))
+        warm_up(engine.embedder)  # questions through ONNX Runtime from the first one
     except (NotesError, IndexProblem, ModelError, IndexBusy, ValueError) as e:
         print(f"app: error: {e}", file=sys.stderr)
         return 2

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rag import beir
 from rag.answer import Answer, hit_json
-from rag.embedding import ModelError, SentenceTransformerEmbedder
+from rag.embedding import ModelError, SentenceTransformerEmbedder, warm_up
 from rag.evaluate import evaluate, format_table, load_cases
 from rag.flags import add_llm_flags, add_location_flags, settings_from_args
 from rag.indexer import IndexBusy, IndexReport, update_index
@@ -156,7 +156,7 @@ def _index_summary(r: IndexReport, settings: Settings) -> str:
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
-    engine = _engine(settings)
+    engine = _engine(settings, many=bool(args.batch))
     k, mode = args.k or settings.top_k, args.mode or settings.mode
     for qid, raw in _questions(args):
         try:
@@ -177,7 +177,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
-    engine = _engine(settings)
+    engine = _engine(settings, many=bool(args.batch))
     k, mode = args.k or settings.top_k, args.mode or settings.mode
     llm = LLMSettings.from_settings(settings)
     for qid, raw in _questions(args):
@@ -218,7 +218,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     cases = load_cases(Path(args.questions))
     if not cases:
         raise ValueError(f"{args.questions} holds no questions")
-    report = evaluate(_engine(settings), cases)
+    report = evaluate(_engine(settings, many=True), cases)
     print(json.dumps(report) if args.json else format_table(report))
     return 0
 
@@ -236,7 +236,7 @@ def cmd_beir(args: argparse.Namespace, settings: Settings) -> int:
     indexed = _update(settings, full=False, progress_bar=not args.json)
     if not args.json:
         print(_index_summary(indexed, settings))
-    report = beir.evaluate_beir(_engine(settings), queries, qrels)
+    report = beir.evaluate_beir(_engine(settings, many=True), queries, qrels)
     if args.json:
         print(json.dumps({"documents": docs, "queries": len(queries), "results": report}))
         return 0
@@ -279,8 +279,12 @@ def _search_text(question: str, hits: list[Hit]) -> str:
     return "\n".join(out)
 
 
-def _engine(settings: Settings) -> Engine:
-    return open_engine(settings, log=lambda msg: print(msg, file=sys.stderr))
+def _engine(settings: Settings, many: bool = False) -> Engine:
+    """The engine; `many` questions to come: open the embedder's fast path for them."""
+    engine = open_engine(settings, log=lambda msg: print(msg, file=sys.stderr))
+    if many:
+        warm_up(engine.embedder)
+    return engine
 
 
 def _questions(args: argparse.Namespace) -> Iterator[tuple[str | None, str]]:

@@ -3,7 +3,8 @@
 embedder = SentenceTransformerEmbedder(settings.model)
 vectors = embedder.embed(["max sqs message size"])   # float32, shape (1, 384), norm 1
 
-A question or a one-line edit (up to SMALL_CALL texts) goes through ONNX Runtime when it can:
+Once `warm_up(embedder)` has opened it (the app does at start, batch commands too), a question
+or a one-line edit (up to SMALL_CALL texts) goes through ONNX Runtime when it can:
 the model's own network exported once to an .onnx file in the user cache, then the pooling and
 normalisation its sentence-transformers config names (4 ms a question here against 12 ms
 through torch, same vectors within 1e-6; docs/benchmarks.md). Bulk encoding stays on torch,
@@ -77,7 +78,7 @@ class SentenceTransformerEmbedder:
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if len(texts) <= SMALL_CALL and (fast := self.fast_path()) is not None:
+        if len(texts) <= SMALL_CALL and (fast := self._fast) is not None:
             return fast.embed(texts)
         return self.embed_torch(texts)
 
@@ -97,8 +98,10 @@ class SentenceTransformerEmbedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def fast_path(self) -> OnnxEncoder | None:
-        """The ONNX encoder for small calls, opened (and exported, once) on first use; None
-        when it cannot be had, with the reason in `fast_problem`."""
+        """The ONNX encoder for small calls, opened (and exported, once) on the first call;
+        from then on small calls use it. None when it cannot be had, with the reason in
+        `fast_problem`. Opening takes 0.5 s (2 s to export): more than one question saves,
+        so only processes that answer many questions open it (`warm_up`)."""
         if not self._fast_tried:
             with self._fast_lock:
                 if not self._fast_tried:
@@ -111,6 +114,14 @@ class SentenceTransformerEmbedder:
             return []
         ids = self._tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
         return [len(x) for x in ids]
+
+
+def warm_up(embedder: Embedder) -> str:
+    """Open the embedder's fast path for questions, if it has one; why not, or ""."""
+    fast_path = getattr(embedder, "fast_path", None)
+    if fast_path is None or fast_path() is not None:
+        return ""
+    return embedder.fast_problem
 
 
 class OnnxEncoder:

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 import rag.embedding
-from rag.embedding import SMALL_CALL, TOLERANCE, SentenceTransformerEmbedder, model_head
+from rag.embedding import (
+    SMALL_CALL,
+    TOLERANCE,
+    SentenceTransformerEmbedder,
+    model_head,
+    warm_up,
+)
 from rag.settings import Settings
 
 TEXTS = [
@@ -38,8 +44,9 @@ def _copy(cache, tmp_path):
 
 def test_fast_path_gives_the_torch_vectors(warm_cache):
     embedder = SentenceTransformerEmbedder(Settings().model, cache_dir=warm_cache)
+    assert warm_up(embedder) == "" and embedder.fast_path() is not None
     fast = embedder.embed(TEXTS)
-    assert embedder.fast_path() is not None and embedder.fast_problem == ""
+    assert fast.dtype == np.float32 and not (fast == embedder.embed_torch(TEXTS)).all()
     torch = embedder.embed_torch(TEXTS)
     assert fast.dtype == np.float32 and fast.shape == (len(TEXTS), 384)
     assert np.abs(fast - torch).max() <= TOLERANCE
@@ -52,6 +59,7 @@ def test_fast_path_gives_the_torch_vectors(warm_cache):
 
 def test_bulk_calls_stay_on_torch(warm_cache):
     embedder = SentenceTransformerEmbedder(Settings().model, cache_dir=warm_cache)
+    warm_up(embedder)
     texts = [f"note line {i} about queues" for i in range(SMALL_CALL + 1)]
     assert (embedder.embed(texts) == embedder.embed_torch(texts)).all()
 
@@ -90,8 +98,8 @@ def test_torch_answers_when_the_export_fails_too(warm_cache, tmp_path, monkeypat
 
     monkeypatch.setattr(rag.embedding, "export_onnx", failing_export)
     embedder = SentenceTransformerEmbedder(Settings().model, cache_dir=cache)
+    assert "exporter unavailable" in warm_up(embedder) and embedder.fast_path() is None
     vectors = embedder.embed(TEXTS[:2])  # no error: the torch path answers
-    assert embedder.fast_path() is None and "exporter unavailable" in embedder.fast_problem
     assert (vectors == embedder.embed_torch(TEXTS[:2])).all()
 
 
