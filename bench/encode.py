@@ -57,8 +57,8 @@ def main(work: Path) -> dict:
                 lambda t, b=batch: model.encode(t, batch_size=b, normalize_embeddings=True),
             )
     torch.set_num_threads(default_threads)
-    bulk("torch, in pieces of 256 as the indexer sends them", lambda t: _pieces(model, t, False))
-    bulk("torch, sorted by length first, pieces of 256", lambda t: _pieces(model, t, True))
+    bulk("torch, in pieces of 256 in note order", lambda t: _pieces(model, t, False))
+    bulk("torch, longest first, pieces of 256 (the indexer)", lambda t: _pieces(model, t, True))
     out["query"] = {}
     for threads in sorted({1, default_threads}):
         torch.set_num_threads(threads)
