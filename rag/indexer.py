@@ -209,7 +209,7 @@ def _previous(
 
 def _embed(embedder: Embedder, texts: list[str], progress: Progress | None) -> np.ndarray:
     """Vectors of `texts`, in their order. They are sent longest first, so each piece pads to
-    texts of about its own length (85 against 78 texts/s here: docs/benchmarks.md)."""
+    texts of about its own length (3-9% more texts/s in bench runs: docs/benchmarks.md)."""
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
     for start in range(0, len(texts), EMBED_BATCH):
