@@ -47,18 +47,22 @@ class Chat:
         Returns milliseconds from Enter to the first visible answer token and to the whole
         answer, and how many different texts the answer showed on the way (streaming).
         """
-        n, users = (self.page.locator(f"#chat {who}").count() for who in (".bot", ".user"))
+        users = self.page.locator("#chat .user").count()
         asked = f"document.querySelectorAll('#chat .user').length > {users}"
         self.page.fill(BOX, question)
         for _ in range(3):
-            self.page.evaluate(_WATCH, n)
+            self.page.evaluate(_WATCH, users)
             self.page.press(BOX, "Enter")
             try:  # the question shows at once, unless Enter came while the last answer's event
                 self.page.wait_for_function(asked, timeout=3_000)  # was closing: Gradio drops
                 break  # a submit while one is pending (trigger_mode "once"), as for a person
             except PlaywrightTimeout:
                 continue
-        self.page.wait_for_function("window.__rag.full !== null", timeout=timeout_ms)
+        try:
+            self.page.wait_for_function("window.__ragCheck()", timeout=timeout_ms)
+        except PlaywrightTimeout:  # say what the page showed
+            shown = self.page.locator("#chat .bot").all_inner_texts()[-2:]
+            raise AssertionError(f"no whole answer to {question!r}; last: {shown}") from None
         t = self.page.evaluate("window.__rag")
         return t["first"] - t["t0"], t["full"] - t["t0"], t["states"]
 
@@ -67,24 +71,29 @@ class Chat:
 
 
 # Installed just before Enter: times the keydown, the first non-empty text of the new answer
-# and its final form (with its sources list), all on the page's own clock.
-_WATCH = """(n) => {
+# and its final form (with its sources list), all on the page's own clock. The new answer is
+# the last one once the new question shows: the handler adds both in one update. (Counting
+# answers beforehand was flaky: right after an answer Gradio may briefly render one more.)
+# `window.__ragCheck` is the same check, for the test's polling should a mutation be missed.
+_WATCH = """(users) => {
   const t = window.__rag = {t0: null, first: null, full: null, states: 0, last: ""};
   document.querySelector("#question textarea").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && t.t0 === null) t.t0 = performance.now();
   }, {capture: true, once: true});
   const done = /\\n(Sources|The nearest sections of your notes:)\\n|Nothing searched/;
-  const seen = new MutationObserver(() => {
-    const bot = document.querySelectorAll("#chat .bot")[n];
-    const text = bot ? bot.innerText.trim() : "";
+  const check = () => {
+    if (t.full !== null || document.querySelectorAll("#chat .user").length <= users) return;
+    const bots = document.querySelectorAll("#chat .bot");
+    const text = bots.length ? bots[bots.length - 1].innerText.trim() : "";
     if (!text || text === "…" || text === t.last) return;  // "…": an LLM's answer to come
     const now = performance.now();
     t.last = text; t.states += 1;
     if (t.first === null) t.first = now;
-    if (done.test(text)) { t.full = now; seen.disconnect(); }
-  });
-  seen.observe(document.querySelector("#chat"), {childList: true, subtree: true,
-                                                  characterData: true});
+    if (done.test(text)) t.full = now;
+  };
+  window.__ragCheck = () => { check(); return t.full !== null; };
+  new MutationObserver(check).observe(document.querySelector("#chat"),
+                                      {childList: true, subtree: true, characterData: true});
 }"""
 
 
