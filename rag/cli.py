@@ -20,7 +20,7 @@ from rag.embedding import ModelError, SentenceTransformerEmbedder, warm_up
 from rag.evaluate import evaluate, format_table, load_cases
 from rag.flags import add_llm_flags, add_location_flags, settings_from_args
 from rag.indexer import IndexBusy, IndexReport, update_index
-from rag.llm import LLMEvent, Token, result_json, stream_ask
+from rag.llm import LLMEvent, Token, result_json, stream_ask, written_by_llm
 from rag.llm_http import LLMSettings
 from rag.notes import NotesError
 from rag.search import Engine, Hit, open_engine, prepare_question
@@ -208,7 +208,7 @@ def _print_stream(events: Iterator[LLMEvent]) -> None:
         _print_notices(a.notices)
         if getattr(a, "uncited", False):
             _print_notices(["the answer cites none of the excerpts: check it against them"])
-        if a.generator == "llm":
+        if written_by_llm(a):
             print("\n" + sources_text(a))
         else:  # no LLM, or a fault (after what it had streamed)
             print(("\n" if streamed else "") + answer_text(a))

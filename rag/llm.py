@@ -64,6 +64,11 @@ class Done:
 LLMEvent = Token | Done
 
 
+def written_by_llm(a: Answer) -> bool:
+    """Whether an LLM wrote the answer: an LLMAnswer that did not fall back to quoted lines."""
+    return isinstance(a, LLMAnswer) and a.generator == "llm"
+
+
 def stream_ask(
     engine: Engine,
     raw_question: str,
@@ -285,8 +290,8 @@ def _add_notices(events: Iterator[LLMEvent], notices: tuple[str, ...]) -> Iterat
 def result_json(a: Answer) -> dict:
     """The `rag ask --json` schema, plus "generator" and, for an LLM answer, "cited"/"uncited"."""
     out = answer_json(a)
-    out["generator"] = getattr(a, "generator", "extractive")
-    if out["generator"] == "llm":
+    out["generator"] = "llm" if written_by_llm(a) else "extractive"
+    if written_by_llm(a):
         out["cited"] = list(a.cited)
         out["uncited"] = a.uncited
     return out

@@ -12,6 +12,7 @@ import html
 
 from rag.answer import Answer, Citation
 from rag.chunking import Chunk, location
+from rag.llm import written_by_llm
 from rag.render import by_section, note_url
 from rag.search import Hit
 
@@ -56,7 +57,7 @@ def sources_html(
 def _cited(answer: Answer) -> tuple[list[Citation], str]:
     """The citations to show as cards, and the panel's title. An LLM's answer shows the
     excerpts it cites; the others it was given are among "Also found"."""
-    if getattr(answer, "generator", "extractive") != "llm":
+    if not written_by_llm(answer):
         sections = len(by_section(answer.citations))
         lines = _count(len(answer.citations), "cited line")
         return answer.citations, f"Sources: {lines} from {_count(sections, 'section')}"

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from rag.answer import Answer, Citation
 from rag.chunking import location
+from rag.llm import written_by_llm
 from rag.search import Hit
 from rag.viewer import ROUTE
 
@@ -66,7 +67,7 @@ def reply_markdown(answer: Answer) -> str:
     """
     notices = [f"**Note:** {escape_md(n)}" for n in answer.notices]
     if answer.answered:
-        body = [_answer_lines(answer.text, anywhere=_written(answer)), *_llm_flags(answer)]
+        body = [_answer_lines(answer.text, anywhere=written_by_llm(answer)), *_llm_flags(answer)]
         body += ["**Sources**", *map(_quoted_source, answer.citations)]
     else:
         body = [escape_md(answer.text)]
@@ -91,13 +92,8 @@ def _answer_lines(text: str, linked: list[Citation] | None = None, anywhere: boo
     return "\n".join(_answer_line(line, linked) for line in text.splitlines())
 
 
-def _written(answer: Answer) -> bool:
-    """Whether an LLM wrote the answer (rather than it being quoted lines)."""
-    return getattr(answer, "generator", "extractive") == "llm"
-
-
 def _llm_flags(answer: Answer) -> list[str]:
-    if not _written(answer):
+    if not written_by_llm(answer):
         return []
     if getattr(answer, "uncited", False):
         return [
@@ -166,7 +162,7 @@ def _chat_blocks(answer: Answer, text: str, final: bool) -> list[str]:
         if final and answer.candidates:
             blocks += ["The nearest sections of your notes:", _nearest(answer.candidates, True)]
         return blocks
-    blocks.append(_answer_lines(text, answer.citations, anywhere=_written(answer)))
+    blocks.append(_answer_lines(text, answer.citations, anywhere=written_by_llm(answer)))
     if final:
         blocks += [*_llm_flags(answer), "**Sources**"]
         blocks.append("\n".join(map(_source_item, by_section(answer.citations))))

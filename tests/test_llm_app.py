@@ -17,6 +17,7 @@ from gradio_client import Client
 from llm_server import FakeLLM, free_port, stall
 from test_app import SQS_QUESTION, Server, app_files, run_app
 from test_browser import BOX, Chat, _report, _screenshot
+from test_llm import assert_checked
 
 from rag.answer import Citation
 from rag.chunking import Chunk
@@ -42,20 +43,11 @@ def _client(server: Server) -> Client:
     return Client(server.url, verbose=False, download_files=False, analytics_enabled=False)
 
 
-def _checked(out: dict) -> None:
-    """What the citation check guarantees of an LLM answer, whatever the model wrote."""
-    given = [c["n"] for c in out["citations"]]
-    assert {int(n) for n in MARKER.findall(out["answer"])} == set(out["cited"])
-    assert set(out["cited"]) <= set(given)
-    assert given[: len(out["cited"])] == sorted(out["cited"])  # cited excerpts come first
-    assert out["uncited"] == (out["answered"] and not out["cited"])
-
-
 def test_ask_json_gives_a_checked_llm_answer(llm_app: Server):
     out = json.loads(_client(llm_app).predict(SQS_QUESTION, api_name="/ask_json"))
     assert out["generator"] == "llm", out["notices"]
     assert out["answer"].strip()
-    _checked(out)
+    assert_checked(out)
 
 
 def test_ask_gives_the_llm_answer_with_its_sources(llm_app: Server):
