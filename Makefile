@@ -3,9 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-# llama-cpp-python builds from source (minutes): keep the wheel between runs.
-WHEELS ?= $(HOME)/.cache/rag-wheels
+# llama-cpp-python builds from source (minutes): keep the wheel between runs. It is built for
+# any x86-64 with AVX2, not for this CPU: a native build crashed in libggml-cpu (a general
+# protection fault on every request) on a machine that reports AMX and AVX-512.
+WHEELS ?= $(HOME)/.cache/rag-wheels/avx2
 LLAMA := llama-cpp-python==0.3.36
+LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 .PHONY: install browser index app test lint eval bench bench-beir clean
 
@@ -16,7 +19,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	mkdir -p $(WHEELS)
 	ls $(WHEELS)/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 || \
-		$(BIN)/pip wheel --quiet --no-deps '$(LLAMA)' -w $(WHEELS)
+		CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip wheel --quiet --no-deps --no-cache-dir \
+			'$(LLAMA)' -w $(WHEELS)
 	$(BIN)/pip install --quiet --find-links $(WHEELS) -e '.[test,llm]'
 	touch $(STAMP)
 

@@ -13,13 +13,13 @@ import os
 import sys
 from pathlib import Path
 
-from rag.embedding import ModelError, warm_up
+from rag.answer.llm_client import LLMSettings
 from rag.flags import add_llm_flags, add_location_flags, settings_from_args
-from rag.indexer import IndexBusy
-from rag.llm_http import LLMSettings
+from rag.index.build import IndexBusy
+from rag.index.embedding import ModelError, warm_up
+from rag.index.store import IndexProblem
 from rag.notes import NotesError
-from rag.search import open_engine
-from rag.store import IndexProblem
+from rag.search.engine import open_engine
 
 EXAMPLES = """examples:
   python app.py
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     except (NotesError, IndexProblem, ModelError, IndexBusy, ValueError) as e:
         print(f"app: error: {e}", file=sys.stderr)
         return 2
-    from rag.ui import serve  # gradio takes seconds to import; a bad --notes fails first
+    from rag.web.app import serve  # gradio takes seconds to import; a bad --notes fails first
 
     serve(engine, settings, auth=auth, feedback=Path(feedback) if feedback else None)
     return 0

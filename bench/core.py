@@ -23,8 +23,8 @@ EDITS = 3  # one-line edits, each re-indexed
 def main(work: Path) -> dict:
     out: dict = {"base": rss()}
     with timer() as t:
-        from rag.embedding import SentenceTransformerEmbedder
-        from rag.indexer import update_index
+        from rag.index.build import update_index
+        from rag.index.embedding import SentenceTransformerEmbedder
         from rag.settings import Settings
     out["import_s"] = t.seconds
     with timer() as t:
@@ -54,7 +54,7 @@ def main(work: Path) -> dict:
 
 def _edits(notes: Path, index: Path, embedder) -> dict:
     """Change one bullet line (a different one each time) and bring the index up to date."""
-    from rag.indexer import update_index
+    from rag.index.build import update_index
 
     note = notes / "aws-notes.md"
     lines = note.read_text(encoding="utf-8").split("\n")
@@ -72,9 +72,9 @@ def _edits(notes: Path, index: Path, embedder) -> dict:
 
 
 def _queries(index: Path, embedder) -> dict:
-    from rag.answer import ask
-    from rag.search import Engine
-    from rag.store import load_index
+    from rag.answer.extractive import ask
+    from rag.index.store import load_index
+    from rag.search.engine import Engine
 
     out = {}
     with timer() as t:

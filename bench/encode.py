@@ -24,11 +24,11 @@ QUERIES = 60
 def main(work: Path) -> dict:
     import torch
 
-    from rag.embedding import SentenceTransformerEmbedder
-    from rag.indexer import vector_texts
-    from rag.search import Engine
+    from rag.index.build import vector_texts
+    from rag.index.embedding import SentenceTransformerEmbedder
+    from rag.index.store import load_index
+    from rag.search.engine import Engine
     from rag.settings import Settings
-    from rag.store import load_index
 
     embedder = SentenceTransformerEmbedder(Settings().model)
     index = load_index(work / "index", embedder.name, embedder.dim, 200)

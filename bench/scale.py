@@ -21,11 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import synth  # noqa: E402
 from bench.measure import latency, rss, timed_calls, timer  # noqa: E402
-from rag.dense import DenseIndex, MultiVectorIndex, train_size  # noqa: E402
-from rag.fusion import max_blend, ranked  # noqa: E402
-from rag.lexical import LexicalIndex, Postings, tokenize  # noqa: E402
-from rag.store import chunk_to_json  # noqa: E402
-from rag.units import units_of  # noqa: E402
+from rag.index.dense import DenseIndex, MultiVectorIndex, train_size  # noqa: E402
+from rag.index.lexical import LexicalIndex, Postings, tokenize  # noqa: E402
+from rag.index.store import chunk_to_json  # noqa: E402
+from rag.index.units import units_of  # noqa: E402
+from rag.search.fusion import max_blend, ranked  # noqa: E402
 
 QUESTIONS = 100
 DEPTH = 100  # candidates per leg, as the engine takes (rag.search.Tuning.depth)
@@ -264,7 +264,7 @@ def load(folder: Path) -> dict:
     out["hybrid"] = latency(timed_calls(lambda p: _hybrid(lexical, dense, *p), pairs))
     out["after_queries"] = rss()
     with timer() as t:
-        from rag.store import _read_chunks
+        from rag.index.store import _read_chunks
 
         chunks = _read_chunks(folder / "chunks.jsonl")
     out["chunks_load_s"] = t.seconds

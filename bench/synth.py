@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.chunking import Chunk, chunk_note
+from rag.index.cutting import Chunk, chunk_note
 from rag.notes import Note
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.answer import WEIGHTS, gather_evidence
-from rag.evaluate import load_cases
-from rag.search import open_engine
+from rag.answer.extractive import WEIGHTS, gather_evidence
+from rag.quality.evaluate import load_cases
+from rag.search.engine import open_engine
 from rag.settings import Settings
 
 

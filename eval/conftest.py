@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.evaluate import load_cases
-from rag.search import Engine, open_engine
+from rag.quality.evaluate import load_cases
+from rag.search.engine import Engine, open_engine
 from rag.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

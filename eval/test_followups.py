@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.evaluate import Span, score_ranking
-from rag.followup import contextualize, is_followup
-from rag.search import Engine
+from rag.quality.evaluate import Span, score_ranking
+from rag.search.engine import Engine
+from rag.search.followup import contextualize, is_followup
 
 EVAL = Path(__file__).resolve().parent
 METRICS = ("R@1", "R@5", "MRR@10")

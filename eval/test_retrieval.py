@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.evaluate import evaluate, format_table
+from rag.quality.evaluate import evaluate, format_table
 
 TABLE = pytest.StashKey[str]()
 

@@ -14,18 +14,18 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from rag import beir
-from rag.answer import Answer, hit_json
-from rag.embedding import ModelError, SentenceTransformerEmbedder, warm_up
-from rag.evaluate import evaluate, format_table, load_cases
+from rag.answer.extractive import Answer, hit_json
+from rag.answer.llm import LLMEvent, Token, result_json, stream_ask, written_by_llm
+from rag.answer.llm_client import LLMSettings
 from rag.flags import add_llm_flags, add_location_flags, settings_from_args
-from rag.indexer import IndexBusy, IndexReport, update_index
-from rag.llm import LLMEvent, Token, result_json, stream_ask, written_by_llm
-from rag.llm_http import LLMSettings
+from rag.index.build import IndexBusy, IndexReport, update_index
+from rag.index.embedding import ModelError, SentenceTransformerEmbedder, warm_up
+from rag.index.store import IndexProblem
 from rag.notes import NotesError
-from rag.search import Engine, Hit, open_engine, prepare_question
+from rag.quality import beir
+from rag.quality.evaluate import evaluate, format_table, load_cases
+from rag.search.engine import Engine, Hit, open_engine, prepare_question
 from rag.settings import MODES, Settings
-from rag.store import IndexProblem
 
 EXAMPLES = {
     "index": "examples:\n  rag index\n  rag index --dry-run   # what would change\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.embedding import SentenceTransformerEmbedder
+from rag.index.embedding import SentenceTransformerEmbedder
 from rag.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +33,7 @@ def embedder() -> SentenceTransformerEmbedder:
 @pytest.fixture(scope="session")
 def aws_settings(tmp_path_factory, embedder) -> Settings:
     """Settings whose notes are a copy of notes/ and whose index is built once."""
-    from rag.indexer import update_index
+    from rag.index.build import update_index
 
     base = tmp_path_factory.mktemp("aws")
     shutil.copytree(ROOT / "notes", base / "notes")
@@ -44,8 +44,8 @@ def aws_settings(tmp_path_factory, embedder) -> Settings:
 
 @pytest.fixture(scope="session")
 def aws_engine(aws_settings, embedder):
-    from rag.search import Engine
-    from rag.store import load_index
+    from rag.index.store import load_index
+    from rag.search.engine import Engine
 
     index = load_index(
         aws_settings.index_dir, embedder.name, embedder.dim, aws_settings.max_chunk_tokens

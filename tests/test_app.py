@@ -23,13 +23,13 @@ import httpx
 import pytest
 from gradio_client import Client
 
-from rag.answer import NOT_IN_NOTES, Answer, Citation
-from rag.chunking import Chunk
-from rag.feedback import append_feedback, feedback_entry
-from rag.panel import sources_html
-from rag.render import chat_markdown, escape_md, reply_markdown, stream_markdown
-from rag.search import Hit
-from rag.viewer import NoteRefused, note_page, resolve_note
+from rag.answer.extractive import NOT_IN_NOTES, Answer, Citation
+from rag.index.cutting import Chunk
+from rag.search.engine import Hit
+from rag.web.feedback import append_feedback, feedback_entry
+from rag.web.panel import sources_html
+from rag.web.render import chat_markdown, escape_md, reply_markdown, stream_markdown
+from rag.web.viewer import NoteRefused, note_page, resolve_note
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 120  # seconds: loading the model and the index
@@ -59,7 +59,7 @@ class Server:
 
 def app_files(tmp_path_factory: pytest.TempPathFactory, aws_settings, embedder) -> Path:
     """A folder with notes/ (aws-notes.md + hostile.md) and index/, made once per session."""
-    from rag.indexer import update_index
+    from rag.index.build import update_index
 
     base = tmp_path_factory.getbasetemp() / "app-files"
     if not (base / "ready").exists():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.chunking import Chunk, chunk_note
+from rag.index.cutting import Chunk, chunk_note
 from rag.notes import Note
 
 DATA = Path(__file__).parent / "data"

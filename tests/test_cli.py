@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rag.cli import main
-from rag.store import current_generation
+from rag.index.store import current_generation
 
 HIT_KEYS = {"path", "heading", "start_line", "end_line", "score", "text"}
 CITATION_KEYS = {"n", "path", "heading", "start_line", "end_line", "text"}

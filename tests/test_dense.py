@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.dense import DenseIndex, MultiVectorIndex
+from rag.index.dense import DenseIndex, MultiVectorIndex
 
 
 def unit(*xs: float) -> np.ndarray:

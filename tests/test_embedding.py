@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-import rag.embedding
-from rag.embedding import (
+import rag.index.embedding
+from rag.index.embedding import (
     SMALL_CALL,
     TOLERANCE,
     SentenceTransformerEmbedder,
@@ -71,7 +71,7 @@ def test_the_cached_export_is_reused(warm_cache, tmp_path, monkeypatch):
     def no_export(*args):
         raise AssertionError("the cached file should have been used")
 
-    monkeypatch.setattr(rag.embedding, "export_onnx", no_export)
+    monkeypatch.setattr(rag.index.embedding, "export_onnx", no_export)
     embedder = SentenceTransformerEmbedder(Settings().model, cache_dir=cache)
     assert embedder.fast_path() is not None, embedder.fast_problem
     assert embedder.fast_path().file == file and file.read_bytes() == before
@@ -96,7 +96,7 @@ def test_torch_answers_when_the_export_fails_too(warm_cache, tmp_path, monkeypat
     def failing_export(*args):
         raise RuntimeError("exporter unavailable")
 
-    monkeypatch.setattr(rag.embedding, "export_onnx", failing_export)
+    monkeypatch.setattr(rag.index.embedding, "export_onnx", failing_export)
     embedder = SentenceTransformerEmbedder(Settings().model, cache_dir=cache)
     assert "exporter unavailable" in warm_up(embedder) and embedder.fast_path() is None
     vectors = embedder.embed(TEXTS[:2])  # no error: the torch path answers

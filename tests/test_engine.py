@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from rag.answer import compose
-from rag.search import Engine
-from rag.store import IndexCorrupt, IndexIncompatible, current_generation, load_index
+from rag.answer.extractive import compose
+from rag.index.store import IndexCorrupt, IndexIncompatible, current_generation, load_index
+from rag.search.engine import Engine
 
 SQS = ("AWS Notes", "Integration and Messaging", "SQS -- Simple queueing service")
 

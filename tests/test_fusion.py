@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.fusion import max_blend, minmax_blend, ranked, rrf, weighted_rrf
+from rag.search.fusion import max_blend, minmax_blend, ranked, rrf, weighted_rrf
 
 
 def test_rrf_by_hand():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.glossary import Glossary
+from rag.search.glossary import Glossary
 
 
 def terms(*lines: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
-from rag.lexical import LexicalIndex, tokenize
+from rag.index.lexical import LexicalIndex, tokenize
 
 
 @pytest.mark.parametrize(
@@ -178,7 +178,7 @@ def test_inverted_index_matches_rank_bm25_on_random_corpora(seed, k1, b):
 
 
 def test_postings_round_trip_through_npy_files(tmp_path):
-    from rag.lexical import Postings
+    from rag.index.lexical import Postings
 
     docs = [tokenize(t) for t in CORPUS]
     Postings.from_docs(docs).save(tmp_path)
@@ -190,10 +190,16 @@ def test_postings_round_trip_through_npy_files(tmp_path):
 
 
 def test_a_generation_keeps_its_bm25_index_and_loads_it_memory_mapped(tmp_path):
-    from rag.chunking import chunk_note
-    from rag.dense import DenseIndex
+    from rag.index.cutting import chunk_note
+    from rag.index.dense import DenseIndex
+    from rag.index.store import (
+        Manifest,
+        chunker_settings,
+        load_index,
+        unit_counts,
+        write_generation,
+    )
     from rag.notes import Note
-    from rag.store import Manifest, chunker_settings, load_index, unit_counts, write_generation
 
     text = "# A\n\n## SQS\n\n- visibility timeout 30s\n- max message 256KB\n\n"
     text += "## S3\n\n- bucket policy\n"

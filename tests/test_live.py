@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from rag.answer import ask
-from rag.indexer import update_index
-from rag.live import LiveIndex
+from rag.answer.extractive import ask
+from rag.index.build import update_index
+from rag.search.live import LiveIndex
 from rag.settings import Settings
 
 
@@ -33,17 +33,17 @@ def test_status_says_what_is_indexed_and_whether_it_is_stale(live):
 
 
 def test_questions_are_answered_from_the_old_generation_during_a_reindex(live, monkeypatch):
-    import rag.live
+    import rag.search.live
 
     started, release = threading.Event(), threading.Event()
-    real_update = rag.live.update_index
+    real_update = rag.search.live.update_index
 
     def slow_update(*args, **kwargs):
         started.set()
         release.wait(30)  # hold the re-index open while questions come in
         return real_update(*args, **kwargs)
 
-    monkeypatch.setattr(rag.live, "update_index", slow_update)
+    monkeypatch.setattr(rag.search.live, "update_index", slow_update)
     (live.settings.notes_dir / "queues.md").write_text("# Queues\n\n- SQS retention is 4 days\n")
     thread = live.reindex_in_background()
     assert started.wait(10) and live.indexing

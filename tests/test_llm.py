@@ -25,9 +25,9 @@ from llm_server import (
     trickle,
 )
 
+from rag.answer.llm import SYSTEM, CitationCheck, Done, Token, build_messages, stream_answer
+from rag.answer.llm_client import Finished, LLMError, LLMSettings, parse_sse
 from rag.cli import main
-from rag.llm import SYSTEM, CitationCheck, Done, Token, build_messages, stream_answer
-from rag.llm_http import Finished, LLMError, LLMSettings, parse_sse
 from rag.settings import Settings
 
 QUESTION = "What is the maximum size of an SQS message?"

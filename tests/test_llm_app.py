@@ -19,12 +19,12 @@ from test_app import SQS_QUESTION, Server, app_files, run_app
 from test_browser import BOX, Chat, _report, _screenshot
 from test_llm import assert_checked
 
-from rag.answer import Citation
-from rag.chunking import Chunk
-from rag.llm import LLMAnswer
-from rag.panel import sources_html
-from rag.render import chat_markdown, llm_partial_markdown, reply_markdown
-from rag.search import Hit
+from rag.answer.extractive import Citation
+from rag.answer.llm import LLMAnswer
+from rag.index.cutting import Chunk
+from rag.search.engine import Hit
+from rag.web.panel import sources_html
+from rag.web.render import chat_markdown, llm_partial_markdown, reply_markdown
 
 MARKER = re.compile(r"\[(\d+)\]")
 # A small prompt and answer: the model is slow on 2 busy cores, and the checks are the same.

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.indexer import IndexBusy, index_lock, update_index
-from rag.search import Engine
-from rag.store import current_generation, load_index
+from rag.index.build import IndexBusy, index_lock, update_index
+from rag.index.store import current_generation, load_index
+from rag.search.engine import Engine
 
 RAG = str(Path(sys.executable).parent / "rag")
 EDITED = "- Latency < 10ms"

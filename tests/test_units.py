@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from rag.chunking import chunk_note
+from rag.index.cutting import chunk_note
+from rag.index.units import unit_text, units_of
 from rag.notes import Note
-from rag.units import unit_text, units_of
 
 NOTE = """# SQS
 

@@ -5,7 +5,7 @@
     list(stream_markdown(answer))     # the same message, growing a few words at a time
 
 Everything from the notes or the user is escaped on the way out: a note is shown as text,
-never as live HTML. The sources panel beside the chat is `rag.panel`.
+never as live HTML. The sources panel beside the chat is `rag.web.panel`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import textwrap
 from collections.abc import Iterator
 from urllib.parse import quote
 
-from rag.answer import Answer, Citation
-from rag.chunking import location
-from rag.llm import written_by_llm
-from rag.search import Hit
-from rag.viewer import ROUTE
+from rag.answer.extractive import Answer, Citation
+from rag.answer.llm import written_by_llm
+from rag.index.cutting import location
+from rag.search.engine import Hit
+from rag.web.viewer import ROUTE
 
 _INLINE = re.compile(r"([\\`*_\[\]|~])")  # emphasis, code, links/images, tables, strikethrough
 _BLOCK_MARK = re.compile(r"^([#+=-])")  # a heading, list item or setext underline at line start
@@ -79,7 +79,7 @@ def reply_markdown(answer: Answer) -> str:
 def _answer_lines(text: str, linked: list[Citation] | None = None, anywhere: bool = False) -> str:
     """Escape each answer line but keep its [n] markers, which are ours: the trailing ones of
     an extractive answer (a note's own "[2]" stays text), or `anywhere` in an LLM's answer,
-    where every marker left has been checked against the excerpts given (`rag.llm`)."""
+    where every marker left has been checked against the excerpts given (`rag.answer.llm`)."""
     if anywhere:
         by_n = {c.n: c for c in linked or []}
         return "\n".join(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from rag.lexical import tokenize
+from rag.index.lexical import tokenize
 
 # An opening that continues the previous turn; the words after it carry the new part.
 _OPENING = re.compile(

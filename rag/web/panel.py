@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import html
 
-from rag.answer import Answer, Citation
-from rag.chunking import Chunk, location
-from rag.llm import written_by_llm
-from rag.render import by_section, note_url
-from rag.search import Hit
+from rag.answer.extractive import Answer, Citation
+from rag.answer.llm import written_by_llm
+from rag.index.cutting import Chunk, location
+from rag.search.engine import Hit
+from rag.web.render import by_section, note_url
 
 
 def sources_html(

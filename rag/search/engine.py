@@ -14,15 +14,11 @@ from typing import Literal
 
 import numpy as np
 
-from rag.chunking import Chunk
-from rag.dense import MultiVectorIndex
-from rag.embedding import Embedder
-from rag.fusion import max_blend, ranked, rrf
-from rag.glossary import Glossary
-from rag.lexical import LexicalIndex, Postings, tokenize
-from rag.notes import require_notes
-from rag.settings import MODES, Mode, Settings
-from rag.store import (
+from rag.index.cutting import Chunk
+from rag.index.dense import MultiVectorIndex
+from rag.index.embedding import Embedder
+from rag.index.lexical import LexicalIndex, Postings, tokenize
+from rag.index.store import (
     IndexIncompatible,
     IndexMissing,
     IndexProblem,
@@ -32,6 +28,10 @@ from rag.store import (
     read_manifest,
     unit_counts,
 )
+from rag.notes import require_notes
+from rag.search.fusion import max_blend, ranked, rrf
+from rag.search.glossary import Glossary
+from rag.settings import MODES, Mode, Settings
 
 MAX_QUESTION_CHARS = 2000
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -46,7 +46,7 @@ class Hit:
     bm25_score: float | None = None
     dense_score: float | None = None  # the dense leg's score: chunk and best-unit cosines mixed
     cosine: float = 0.0  # question vs the chunk's own vector, whatever the mode
-    unit_scores: tuple[float, ...] | None = None  # question vs each unit (rag.units), if any
+    unit_scores: tuple[float, ...] | None = None  # question vs each unit (rag.index.units), if any
 
 
 @dataclass(frozen=True)
@@ -162,8 +162,8 @@ def _only_chunker_changed(settings: Settings, embedder) -> bool:
 
 def open_engine(settings: Settings, log: Callable[[str], None] = print) -> Engine:
     """Load the model and the index once; a missing index is built first, with a message."""
-    from rag.embedding import SentenceTransformerEmbedder
-    from rag.indexer import update_index
+    from rag.index.build import update_index
+    from rag.index.embedding import SentenceTransformerEmbedder
 
     require_notes(settings.notes_dir)  # before the model: a wrong --notes fails at once
     embedder = SentenceTransformerEmbedder(settings.model)

@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from rag.chunking import location
-from rag.lexical import tokenize
-from rag.search import Engine, Hit, prepare_question
+from rag.index.cutting import location
+from rag.index.lexical import tokenize
+from rag.index.units import Unit, units_of
+from rag.search.engine import Engine, Hit, prepare_question
 from rag.settings import Mode
-from rag.units import Unit, units_of
 
 NOT_IN_NOTES = "Not in your notes: nothing there answers this question."
 MAX_PARTS = 3

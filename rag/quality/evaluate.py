@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.answer import compose
-from rag.search import Engine
+from rag.answer.extractive import compose
+from rag.search.engine import Engine
 from rag.settings import MODES
 
 CUTOFFS = (1, 5, 10)

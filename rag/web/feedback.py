@@ -15,7 +15,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rag.answer import Answer
+from rag.answer.extractive import Answer
 from rag.settings import Settings
 
 _WRITE = threading.Lock()  # one writer at a time: every line stays whole

@@ -16,12 +16,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.embedding import Embedder
-from rag.indexer import IndexReport, update_index
+from rag.index.build import IndexReport, update_index
+from rag.index.embedding import Embedder
+from rag.index.store import IndexProblem, load_index
 from rag.notes import NotesError, load_notes
-from rag.search import Engine, Tuning
+from rag.search.engine import Engine, Tuning
 from rag.settings import Settings
-from rag.store import IndexProblem, load_index
 
 WATCH_DEBOUNCE_MS = 800  # an editor's save-and-rename bursts become one re-index
 

@@ -15,7 +15,7 @@ import math
 import re
 from pathlib import Path
 
-from rag.search import Engine
+from rag.search.engine import Engine
 from rag.settings import MODES
 
 DEPTH = 100  # documents ranked per query: enough for Recall@100

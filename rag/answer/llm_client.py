@@ -4,8 +4,8 @@
         ...                      # content strings, then one Finished; LLMError on a fault
 
 `within` runs the request in a worker thread, so the caller gets LLMError at the deadline even
-while a read is blocked. `why_failed` says in a few words what went wrong. `rag.llm` builds the
-prompt, checks the citations and falls back to the extractive answer.
+while a read is blocked. `why_failed` says in a few words what went wrong. `rag.answer.llm`
+builds the prompt, checks the citations and falls back to the extractive answer.
 """
 
 from __future__ import annotations

@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Literal
 
-from rag.answer import Answer, Citation, answer_json, compose
-from rag.llm_http import Finished, LLMError, LLMSettings, chat_stream, why_failed, within
-from rag.search import Engine, Hit, prepare_question
+from rag.answer.extractive import Answer, Citation, answer_json, compose
+from rag.answer.llm_client import Finished, LLMError, LLMSettings, chat_stream, why_failed, within
+from rag.search.engine import Engine, Hit, prepare_question
 from rag.settings import Mode
 
 Generator = Literal["llm", "extractive"]

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
-from rag.chunking import split_lines
+from rag.index.cutting import split_lines
 from rag.notes import MAX_NOTE_BYTES
 
 ROUTE = "/note"

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.chunking import Chunk, chunk_note
-from rag.dense import DenseIndex
-from rag.embedding import Embedder
+from rag.index.cutting import Chunk, chunk_note
+from rag.index.dense import DenseIndex
+from rag.index.embedding import Embedder
 from rag.notes import Skipped, require_notes
-from rag.store import (
+from rag.index.store import (
     IndexProblem,
     Manifest,
     StoredIndex,
@@ -29,7 +29,7 @@ from rag.store import (
     load_index,
     write_generation,
 )
-from rag.units import unit_hash, unit_text, units_of
+from rag.index.units import unit_hash, unit_text, units_of
 
 EMBED_BATCH = 256  # texts per progress step
 Progress = Callable[[int, int], None]  # (done, total) chunks embedded so far

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.chunking import CHUNKER_VERSION, Chunk
-from rag.dense import DenseIndex
-from rag.lexical import POSTINGS_FILES, Postings, tokenize
-from rag.units import units_of
+from rag.index.cutting import CHUNKER_VERSION, Chunk
+from rag.index.dense import DenseIndex
+from rag.index.lexical import POSTINGS_FILES, Postings, tokenize
+from rag.index.units import units_of
 
 FORMAT = "rag-index"
 FORMAT_VERSION = 1

@@ -4,11 +4,11 @@
     Client(url).predict("max sqs message size?", api_name="/ask")   # the reply, as markdown
 
 A question is cleaned, read together with the previous one when it is a follow-up
-(`rag.followup`), searched, and answered by `rag.answer.compose`, or, when an LLM is
+(`rag.search.followup`), searched, and answered by `rag.answer.compose`, or, when an LLM is
 configured (RAG_LLM_URL, `app.py --llm-url`), written by it from the hits with checked [n]
-citations (`rag.llm`), streamed token by token. The answer fills the chat (`rag.render`) and
-its sources the panel beside it (`rag.panel`); a [n] or a `file:lines` opens the note viewer
-(`rag.viewer`); a thumbs-down is kept (`rag.feedback`).
+citations (`rag.answer.llm`), streamed token by token. The answer fills the chat
+(`rag.web.render`) and its sources the panel beside it (`rag.web.panel`); a [n] or a
+`file:lines` opens the note viewer (`rag.web.viewer`); a thumbs-down is kept (`rag.web.feedback`).
 """
 
 from __future__ import annotations
@@ -22,23 +22,23 @@ from pathlib import Path
 
 import gradio as gr
 
-from rag.answer import Answer, compose
-from rag.feedback import append_feedback, default_feedback_path, feedback_entry
-from rag.followup import contextualize
-from rag.live import LiveIndex
-from rag.llm import Token, result_json, stream_answer, stream_ask
-from rag.llm_http import LLMSettings
-from rag.page import build_page, example_text
-from rag.panel import sources_html
-from rag.render import (
+from rag.answer.extractive import Answer, compose
+from rag.answer.llm import Token, result_json, stream_answer, stream_ask
+from rag.answer.llm_client import LLMSettings
+from rag.search.engine import Engine, Hit, prepare_question
+from rag.search.followup import contextualize
+from rag.search.live import LiveIndex
+from rag.settings import Settings
+from rag.web.feedback import append_feedback, default_feedback_path, feedback_entry
+from rag.web.page import build_page, example_text
+from rag.web.panel import sources_html
+from rag.web.render import (
     chat_markdown,
     escape_md,
     llm_partial_markdown,
     reply_markdown,
     stream_markdown,
 )
-from rag.search import Engine, Hit, prepare_question
-from rag.settings import Settings
 
 __all__ = ["build_ui", "escape_md", "reply_markdown", "serve"]
 
@@ -217,7 +217,7 @@ def serve(
     from fastapi import FastAPI, Request
     from starlette.routing import Mount
 
-    from rag.viewer import add_viewer
+    from rag.web.viewer import add_viewer
 
     live = LiveIndex.from_engine(settings, engine)
     live.watch()  # re-index after notes are edited, in the background

@@ -2,7 +2,7 @@
 
     page = build_page(engine, settings, live.describe())   # inside a `gr.Blocks()` context
 
-`rag.ui` wires the handlers to these components.
+`rag.web.app` wires the handlers to these components.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from rag.llm_http import LLMSettings
-from rag.panel import PANEL_CSS, sources_html
-from rag.render import escape_md
-from rag.search import Engine
+from rag.answer.llm_client import LLMSettings
+from rag.search.engine import Engine
 from rag.settings import MODES, Settings
+from rag.web.panel import PANEL_CSS, sources_html
+from rag.web.render import escape_md
 
 MAX_SOURCES = 10
 

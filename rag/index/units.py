@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from rag.chunking import HEADING, LIST_ITEM, Chunk, fence_mask, parent_bullets
+from rag.index.cutting import HEADING, LIST_ITEM, Chunk, fence_mask, parent_bullets
 
 
 @dataclass(frozen=True)
