@@ -30,7 +30,7 @@ def main(work: Path) -> dict:
     with timer() as t:
         embedder = SentenceTransformerEmbedder(Settings().model)
     out["model_load_s"] = t.seconds
-    cached = any(embedder._cache_dir.glob("*.onnx"))
+    cached = any(embedder.cache_dir.glob("*.onnx"))
     with timer() as t:  # the ONNX fast path for small calls, opened on the first one
         fast = embedder.fast_path()
     out["fast_path"] = {
@@ -72,7 +72,7 @@ def _edits(notes: Path, index: Path, embedder) -> dict:
 
 
 def _queries(index: Path, embedder) -> dict:
-    from rag.answer.extractive import ask
+    from rag.answer.pipeline import ask
     from rag.index.store import load_index
     from rag.search.engine import Engine
 

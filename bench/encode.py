@@ -25,12 +25,13 @@ def main(work: Path) -> dict:
     import torch
 
     from rag.index.build import vector_texts
-    from rag.index.embedding import SentenceTransformerEmbedder
+    from rag.index.embedding import SentenceTransformerEmbedder, warm_up
     from rag.index.store import load_index
     from rag.search.engine import Engine
     from rag.settings import Settings
 
     embedder = SentenceTransformerEmbedder(Settings().model)
+    out_problem = warm_up(embedder)  # as the app ships: questions through ONNX Runtime
     index = load_index(work / "index", embedder.name, embedder.dim, 200)
     chunk_items, unit_items = vector_texts(index.chunks)
     texts = [t for _, t in chunk_items + unit_items][
@@ -38,7 +39,8 @@ def main(work: Path) -> dict:
     ]
     questions = eval_questions()
     out: dict = {"sample_texts": len(texts), "torch_threads": torch.get_num_threads(), "runs": []}
-    model = embedder._model
+    out["fast_path_problem"] = out_problem
+    model = embedder.model
     reference = embedder.embed_torch(texts)
 
     def bulk(name: str, fn) -> None:
@@ -107,77 +109,30 @@ def _pieces(model, texts: list[str], by_length: bool) -> np.ndarray:
     return out
 
 
-class OnnxEmbedder:
-    """The same model through ONNX Runtime: tokenizer, BERT, mean pooling, L2 norm."""
-
-    def __init__(self, path: Path, embedder, threads: int) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.tokenizer = embedder._model.tokenizer
-        self.name, self.dim = embedder.name, embedder.dim
-        self.count_tokens = embedder.count_tokens
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        enc = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=256, return_tensors="np"
-        )
-        feeds = {
-            k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")
-        }
-        hidden = self.session.run(None, feeds)[0]
-        mask = enc["attention_mask"][..., None].astype(np.float32)
-        pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
-        return (pooled / np.linalg.norm(pooled, axis=1, keepdims=True)).astype(np.float32)
-
-
 def _onnx(embedder, texts, reference, questions, engine, baseline, work: Path) -> dict:
+    """The product's ONNX export (rag.index.onnx), as it ships (fp32) and quantised to int8."""
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    class Bert(torch.nn.Module):  # positional inputs in, last hidden state out
-        def __init__(self, model) -> None:
-            super().__init__()
-            self.model = model
+    from rag.index.onnx import OnnxEncoder, export_onnx, model_head
 
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            out = self.model(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            )
-            return out.last_hidden_state
-
-    bert = Bert(embedder._model[0].auto_model.eval())
     fp32, int8 = work / "minilm.onnx", work / "minilm-int8.onnx"
-    enc = embedder._model.tokenizer(["an example"], return_tensors="pt")
-    args = (enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
-    axes = {n: {0: "batch", 1: "tokens"} for n in ("input_ids", "attention_mask", "token_type_ids")}
     start = time.perf_counter()
-    torch.onnx.export(
-        bert,
-        args,
-        str(fp32),
-        input_names=list(axes),
-        output_names=["hidden"],
-        dynamic_axes={**axes, "hidden": {0: "batch", 1: "tokens"}},
-        opset_version=17,
-        dynamo=False,
-    )
+    export_onnx(embedder, fp32)
     quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
     out: dict = {"export_s": time.perf_counter() - start}
+    head = model_head(embedder.path)
     for name, path in (("fp32", fp32), ("int8", int8)):
-        one = OnnxEmbedder(path, embedder, threads=1)
-        two = OnnxEmbedder(path, embedder, threads=torch.get_num_threads())
+        one = OnnxEncoder(path, embedder, head)
+        many = OnnxEncoder(path, embedder, head, threads=torch.get_num_threads())
         start = time.perf_counter()
-        vectors = np.concatenate([two.embed(texts[a : a + 16]) for a in range(0, len(texts), 16)])
+        vectors = np.concatenate([many.embed(texts[a : a + 16]) for a in range(0, len(texts), 16)])
         seconds = time.perf_counter() - start
-        engine.embedder = one  # queries only: the index keeps the torch vectors
+        engine.embedder = _Questions(embedder, one)  # the index keeps the torch vectors
         same = sum(
             [h.chunk.id for h in engine.search(q, k=10)] == b
             for q, b in zip(questions, baseline, strict=True)
         )
-        engine.embedder = None
         out[name] = {
             "texts_per_s": len(texts) / seconds,
             "max_diff": float(np.abs(vectors - reference).max()),
@@ -186,6 +141,13 @@ def _onnx(embedder, texts, reference, questions, engine, baseline, work: Path) -
             "questions": len(questions),
         }
     return out
+
+
+class _Questions:
+    """The shipped embedder's name and size, with questions embedded by `encoder`."""
+
+    def __init__(self, embedder, encoder) -> None:
+        self.name, self.dim, self.embed = embedder.name, embedder.dim, encoder.embed
 
 
 if __name__ == "__main__":

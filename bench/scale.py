@@ -4,9 +4,11 @@
     python bench/scale.py load /tmp/scale-100k           # prints JSON
     python bench/scale.py chunk-index 1000000            # the chunk index alone; JSON
 
-Dense vectors are synthetic (bench/synth.py), so nothing is embedded: each leg is measured
-alone (BM25, dense, fusion), then together as one hybrid query, without the question's
-embedding (the core benchmark measures that on the real model).
+Dense vectors are synthetic (bench/synth.py), so nothing is embedded. The build writes a real
+index generation (rag.index.store.write_generation); the load reads it with `load_index` and
+searches with the product's `Engine` and `Tuning`, a question's vector looked up instead of
+embedded (the core benchmark measures embedding on the real model). Each leg is timed alone
+(BM25, dense, fusion), then as `Engine.search`.
 """
 
 from __future__ import annotations
@@ -22,14 +24,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import synth  # noqa: E402
 from bench.measure import latency, rss, timed_calls, timer  # noqa: E402
 from rag.index.dense import DenseIndex, MultiVectorIndex, train_size  # noqa: E402
-from rag.index.lexical import LexicalIndex, Postings, tokenize  # noqa: E402
-from rag.index.store import chunk_to_json  # noqa: E402
-from rag.index.units import units_of  # noqa: E402
+from rag.index.lexical import Postings, tokenize  # noqa: E402
+from rag.index.store import (  # noqa: E402
+    Manifest,
+    chunker_settings,
+    load_index,
+    unit_counts,
+    write_generation,
+)
+from rag.search.engine import Engine, Tuning  # noqa: E402
 from rag.search.fusion import max_blend, ranked  # noqa: E402
 
 QUESTIONS = 100
-DEPTH = 100  # candidates per leg, as the engine takes (rag.search.Tuning.depth)
-K1, B = 0.9, 0.4  # the engine's BM25 settings
+TUNING = Tuning()  # the engine's own settings: BM25 k1/b, blend weight, depth
+DEPTH = TUNING.depth
+MODEL, DIM = "synthetic@bench", 384  # the manifest's model: nothing here is embedded
 UNIT_SPREAD, QUESTION_SPREAD = 0.7, 0.8  # cosine about 0.82 to its chunk; 0.78
 BLOCK = 50_000  # chunks per block of vectors
 PQ_BYTES, RESCORE = 48, (50, 100, 200, 400)  # PQ code size; candidates re-scored exactly
@@ -42,25 +51,34 @@ def build(size: int, folder: Path) -> dict:
     with timer() as t:
         chunks = synth.synthetic_chunks(size)
     out["generate_s"] = t.seconds
-    with timer() as t, open(folder / "chunks.jsonl", "w", encoding="utf-8") as f:
-        for c in chunks:
-            f.write(json.dumps(chunk_to_json(c), ensure_ascii=False) + "\n")
-    out["write_chunks_s"] = t.seconds
-    out["bm25"] = _build_lexical(chunks, folder)
-    with timer() as t:
-        counts = np.array([len(u) if len(u) > 1 else 0 for u in map(units_of, chunks)])
-    np.save(folder / "unit_counts.npy", counts, allow_pickle=False)
+    out["bm25"] = _build_lexical(chunks)
+    counts = unit_counts(chunks)
     out["units"] = int(counts.sum())
-    out["unit_counts_s"] = t.seconds
     questions = _questions(chunks)
-    del chunks
-    out["dense"] = _build_dense(size, counts, questions, folder)
+    chunk_index, unit_index, out["dense"] = _build_dense(size, counts, questions, folder)
     (folder / "questions.json").write_text(json.dumps([q for q, _ in questions]))
+    manifest = Manifest(
+        model=MODEL,
+        dim=DIM,
+        chunker=chunker_settings(200),
+        files={},
+        chunks=len(chunks),
+        units=out["units"],
+        created="synthetic",
+    )
+    with timer() as t:
+        gen = write_generation(folder / "index", chunks, chunk_index, unit_index, manifest)
+    out["write_s"] = t.seconds  # chunks.jsonl, both FAISS files, BM25 again, checksums, fsync
+    out["disk_mb"] = sum(f.stat().st_size for f in gen.iterdir()) / 2**20
+    out["dense"]["disk_mb"] = sum((gen / n).stat().st_size for n in ("dense.faiss", "units.faiss"))
+    out["dense"]["disk_mb"] /= 2**20
+    out["bm25"]["disk_mb"] = sum(f.stat().st_size for f in gen.glob("bm25.*")) / 2**20
     out["peak"] = rss()
     return out
 
 
-def _build_lexical(chunks, folder: Path) -> dict:
+def _build_lexical(chunks) -> dict:
+    """BM25 build times (write_generation builds it once more when it writes)."""
     out = {}
     with timer() as t:
         docs = [tokenize(c.indexed_text) for c in chunks]
@@ -69,13 +87,11 @@ def _build_lexical(chunks, folder: Path) -> dict:
         postings = Postings.from_docs(docs)
     out["build_s"] = t.seconds
     out["postings"] = len(postings.docs)
-    postings.save(folder)
-    out["disk_mb"] = sum(f.stat().st_size for f in folder.glob("bm25.*")) / 2**20
     if len(chunks) <= 100_000:  # rank-bm25, the "before": its build and its query time
         from rank_bm25 import BM25Okapi
 
         with timer() as t:
-            reference = BM25Okapi(docs, k1=K1, b=B)
+            reference = BM25Okapi(docs, k1=TUNING.k1, b=TUNING.b)
         out["rank_bm25_build_s"] = t.seconds
         queries = [tokenize(q) for q, _ in _questions(chunks)[:20]]
         out["rank_bm25_query"] = latency(timed_calls(reference.get_scores, queries, warmup=1))
@@ -93,7 +109,8 @@ def _questions(chunks) -> list[tuple[str, int]]:
     return out
 
 
-def _build_dense(size: int, counts: np.ndarray, questions, folder: Path) -> dict:
+def _build_dense(size: int, counts: np.ndarray, questions, folder: Path):
+    """(chunk index, unit index, figures)."""
     model = synth.VectorModel(seed=0)
     topics = synth.topic_of(np.arange(size))
     out: dict = {}
@@ -131,17 +148,10 @@ def _build_dense(size: int, counts: np.ndarray, questions, folder: Path) -> dict
             unit_index = DenseIndex.build(np.concatenate(list(unit_blocks())))
     out["unit_index"] = "IVF" if unit_index.approximate else "flat"
     out["unit_build_s"] = t.seconds
-    with timer() as t:
-        chunk_index.save(folder / "dense.faiss")
-        unit_index.save(folder / "units.faiss")
-    out["save_s"] = t.seconds
-    out["disk_mb"] = (
-        sum((folder / n).stat().st_size for n in ("dense.faiss", "units.faiss")) / 2**20
-    )
     out["recall@10"] = _recall(
         chunk_vectors, chunk_index, unit_index, unit_blocks, counts, q_vectors
     )
-    return out
+    return chunk_index, unit_index, out
 
 
 def _recall(chunk_vectors, chunk_index, unit_index, unit_blocks, counts, q_vectors) -> dict:
@@ -239,47 +249,48 @@ def _pq_rescore(vectors, q_vectors, truths, ivf: DenseIndex) -> dict:
 
 
 def load(folder: Path) -> dict:
-    """Load what `build` wrote (memory-mapped), answer the questions leg by leg, then all."""
+    """Load what `build` wrote as the product does, then answer the questions leg by leg and
+    through `Engine.search`."""
     out: dict = {"base": rss()}
     with timer() as t:
-        counts = np.load(folder / "unit_counts.npy", allow_pickle=False)
-        dense = MultiVectorIndex(
-            DenseIndex.load(folder / "dense.faiss"), DenseIndex.load(folder / "units.faiss"), counts
-        )
-    out["dense_load_s"] = t.seconds
-    with timer() as t:
-        lexical = LexicalIndex.from_postings(Postings.load(folder), k1=K1, b=B)
-    out["bm25_load_s"] = t.seconds
-    out["after_load"] = rss()
+        index = load_index(folder / "index", MODEL, DIM, 200)
+    out["load_s"] = t.seconds  # sizes checked, chunks parsed, vectors and BM25 memory-mapped
+    out["chunks_loaded"] = len(index.chunks)
     questions = json.loads((folder / "questions.json").read_text())
-    q_tokens = [tokenize(q) for q in questions]
     q_vectors = np.load(folder / "question_vectors.npy", allow_pickle=False)
-    pairs = list(zip(q_tokens, q_vectors, strict=True))
-    out["bm25"] = latency(timed_calls(lambda q: lexical.search(q, DEPTH), q_tokens))
-    out["dense"] = latency(timed_calls(lambda v: dense.search(v, DEPTH), list(q_vectors)))
+    engine = Engine(index, _LookedUp(dict(zip(questions, q_vectors, strict=True))), TUNING)
+    out["after_load"] = rss()
+    q_tokens = [tokenize(q) for q in questions]
+    out["bm25"] = latency(timed_calls(lambda q: engine.lexical.search(q, DEPTH), q_tokens))
+    out["dense"] = latency(timed_calls(lambda v: engine.dense.search(v, DEPTH), list(q_vectors)))
     legs = [
-        (_scored(*lexical.search(t, DEPTH)), _scored(*dense.search(v, DEPTH))) for t, v in pairs
+        (_scored(*engine.lexical.search(t, DEPTH)), _scored(*engine.dense.search(v, DEPTH)))
+        for t, v in zip(q_tokens, q_vectors, strict=True)
     ]
-    out["fusion"] = latency(timed_calls(lambda ls: ranked(max_blend(ls, [0.3, 0.7])), legs))
-    out["hybrid"] = latency(timed_calls(lambda p: _hybrid(lexical, dense, *p), pairs))
+    weights = [TUNING.bm25_weight, 1 - TUNING.bm25_weight]
+    out["fusion"] = latency(timed_calls(lambda ls: ranked(max_blend(ls, weights)), legs))
+    out["hybrid"] = latency(timed_calls(lambda q: engine.search(q, k=5), questions))
     out["after_queries"] = rss()
-    with timer() as t:
-        from rag.index.store import _read_chunks
-
-        chunks = _read_chunks(folder / "chunks.jsonl")
-    out["chunks_load_s"] = t.seconds
-    out["after_chunks"] = rss()
-    out["chunks_loaded"] = len(chunks)
     return out
+
+
+class _LookedUp:
+    """An Embedder for the synthetic questions: each one's vector was made with the notes."""
+
+    name, dim = MODEL, DIM
+
+    def __init__(self, vectors: dict[str, np.ndarray]) -> None:
+        self.vectors = vectors
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return np.stack([self.vectors[t] for t in texts]).astype(np.float32)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return [len(t.split()) for t in texts]
 
 
 def _scored(rows, scores) -> dict[int, float]:
     return dict(zip(rows.tolist(), scores.tolist(), strict=True))
-
-
-def _hybrid(lexical, dense, tokens, vector):
-    legs = [_scored(*lexical.search(tokens, DEPTH)), _scored(*dense.search(vector, DEPTH))]
-    return ranked(max_blend(legs, [0.3, 0.7]))[:5]
 
 
 if __name__ == "__main__":

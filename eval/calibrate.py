@@ -2,21 +2,22 @@
 
     .venv/bin/python eval/calibrate.py [eval/questions.jsonl]
 
-A class-balanced logistic regression over the `Evidence` signals (rag/answer.py); the curve
-lists, per threshold, the share of unanswerable and of answerable questions declined. Copy the
-weights and the chosen threshold into rag/answer.py (WEIGHTS, THRESHOLD).
+A class-balanced logistic regression over the `Evidence` signals (rag/answer/extractive.py); the
+curve lists, per threshold, the share of unanswerable and of answerable questions declined. Copy
+the weights and the chosen threshold into rag/answer/extractive.py (WEIGHTS, THRESHOLD).
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 
-from rag.answer.extractive import WEIGHTS, gather_evidence
+from rag.answer.extractive import Evidence, gather_evidence
 from rag.quality.evaluate import load_cases
-from rag.search.engine import open_engine
+from rag.search.live import open_engine
 from rag.settings import Settings
 
 
@@ -24,7 +25,7 @@ def features(engine, cases) -> tuple[np.ndarray, np.ndarray]:
     rows, labels = [], []
     for case in cases:
         evidence = gather_evidence(case.question, engine.search(case.question, k=5), engine.idf)
-        rows.append([float(getattr(evidence, name)) for name in WEIGHTS])
+        rows.append(list(evidence.features()))
         labels.append(1.0 if case.gold else 0.0)
     return np.array(rows), np.array(labels)
 
@@ -42,10 +43,11 @@ def fit(x: np.ndarray, y: np.ndarray, steps: int = 20000) -> tuple[np.ndarray, f
 
 def main() -> None:
     path = Path(sys.argv[1] if len(sys.argv) > 1 else "eval/questions.jsonl")
-    engine = open_engine(Settings.from_env(), log=lambda m: None)
+    engine = open_engine(Settings.from_env())
     x, y = features(engine, load_cases(path))
     w, _ = fit(x, y)
-    print("WEIGHTS =", {name: round(float(v), 3) for name, v in zip(WEIGHTS, w, strict=True)})
+    names = [f.name for f in fields(Evidence)]
+    print("WEIGHTS =", tuple(round(float(v), 3) for v in w), "# for", ", ".join(names))
     z = x @ w
     print(f"{'threshold':>9}  declined unanswerable  declined answerable")
     for t in np.quantile(z, np.linspace(0.0, 0.3, 31)):

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from rag.quality.evaluate import load_cases
-from rag.search.engine import Engine, open_engine
+from rag.search.engine import Engine
+from rag.search.live import open_engine
 from rag.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,7 +21,7 @@ def engine(tmp_path_factory) -> Engine:
     base = tmp_path_factory.mktemp("eval")
     shutil.copytree(ROOT / "notes", base / "notes")
     settings = Settings.from_env(env={}, notes_dir=base / "notes", index_dir=base / "index")
-    return open_engine(settings, log=lambda msg: None)
+    return open_engine(settings)
 
 
 @pytest.fixture(scope="session")

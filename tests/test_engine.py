@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from rag.answer.extractive import compose
-from rag.index.store import IndexCorrupt, IndexIncompatible, current_generation, load_index
+from rag.errors import IndexCorrupt, IndexIncompatible
+from rag.index.store import current_generation, load_index
 from rag.search.engine import Engine
 
 SQS = ("AWS Notes", "Integration and Messaging", "SQS -- Simple queueing service")

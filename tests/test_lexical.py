@@ -10,6 +10,8 @@ from rank_bm25 import BM25Okapi
 
 from rag.index.lexical import LexicalIndex, tokenize
 
+OKAPI = {"k1": 1.5, "b": 0.75}  # rank-bm25's defaults, which the hand-worked cases use
+
 
 @pytest.mark.parametrize(
     "text, tokens",
@@ -83,9 +85,13 @@ def test_corpus_tokens_as_worked_out():
 )
 def test_scores_match_rank_bm25(query):
     expected = BM25Okapi(DOCS).get_scores(query)
-    np.testing.assert_allclose(LexicalIndex(DOCS).scores(query), expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        LexicalIndex.from_docs(DOCS, **OKAPI).scores(query), expected, rtol=0, atol=1e-12
+    )
     custom = BM25Okapi(DOCS, k1=0.9, b=0.4).get_scores(query)
-    np.testing.assert_allclose(LexicalIndex(DOCS, k1=0.9, b=0.4).scores(query), custom, atol=1e-12)
+    np.testing.assert_allclose(
+        LexicalIndex.from_docs(DOCS, k1=0.9, b=0.4).scores(query), custom, atol=1e-12
+    )
 
 
 def test_scores_by_hand():
@@ -94,15 +100,15 @@ def test_scores_by_hand():
     # idf * 2.5 / (1 + 1.5 * (0.25 + 0.75 * L / 4.5)).
     idf = math.log(1.8)
     one = {length: idf * 2.5 / (1 + 1.5 * (0.25 + 0.75 * length / 4.5)) for length in (3, 6, 8)}
-    scores = LexicalIndex(DOCS).scores(["sqs", "policy"])
+    scores = LexicalIndex.from_docs(DOCS, **OKAPI).scores(["sqs", "policy"])
     assert scores.tolist() == pytest.approx([one[6], one[3], 2 * one[8], 0, 0, 0], abs=1e-12)
     # idf() weighs question terms with Lucene's always-positive form: ln(1 + 4.5 / 2.5)
-    assert LexicalIndex(DOCS).idf("sqs") == pytest.approx(math.log(1 + 1.8))
-    assert LexicalIndex(DOCS).idf("never-seen") is None
+    assert LexicalIndex.from_docs(DOCS, **OKAPI).idf("sqs") == pytest.approx(math.log(1 + 1.8))
+    assert LexicalIndex.from_docs(DOCS, **OKAPI).idf("never-seen") is None
 
 
 def test_search_exact_top_rows():
-    index = LexicalIndex(DOCS)
+    index = LexicalIndex.from_docs(DOCS, **OKAPI)
     rows, scores = index.search(tokenize("SQS policy?"), k=5)
     # Both words beat one; with one word each, the shorter S3 document (3) beats SQS (6).
     assert rows.tolist() == [2, 1, 0]  # documents without a query word are not hits
@@ -113,14 +119,14 @@ def test_search_exact_top_rows():
 
 def test_search_breaks_ties_by_row():
     docs = [["c"], ["x", "b"], ["d"], ["x", "a"], ["e"], ["f"], ["x", "g"], ["h"]]
-    rows, scores = LexicalIndex(docs).search(["x"], k=8)
+    rows, scores = LexicalIndex.from_docs(docs, **OKAPI).search(["x"], k=8)
     assert rows.tolist() == [1, 3, 6]
     assert scores[0] == scores[1] == scores[2] > 0
-    assert LexicalIndex(docs).search(["x"], k=2)[0].tolist() == [1, 3]
+    assert LexicalIndex.from_docs(docs, **OKAPI).search(["x"], k=2)[0].tolist() == [1, 3]
 
 
 def test_no_query_no_hits():
-    index = LexicalIndex(DOCS)
+    index = LexicalIndex.from_docs(DOCS, **OKAPI)
     for query in ([], tokenize("what is the"), ["absent"]):
         rows, scores = index.search(query, k=5)
         assert rows.tolist() == [] and scores.tolist() == []
@@ -129,7 +135,7 @@ def test_no_query_no_hits():
 
 
 def test_empty_corpus():
-    index = LexicalIndex([])
+    index = LexicalIndex.from_docs([], **OKAPI)
     assert index.scores(["sqs"]).tolist() == []
     assert index.search(["sqs"], k=5)[0].tolist() == []
     assert index.idf("sqs") is None
@@ -137,7 +143,7 @@ def test_empty_corpus():
 
 def test_corpus_of_documents_without_tokens():
     # e.g. notes whose every word is a stopword or punctuation.
-    index = LexicalIndex([tokenize("---"), tokenize("it is")])
+    index = LexicalIndex.from_docs([tokenize("---"), tokenize("it is")], **OKAPI)
     assert index.scores(["sqs"]).tolist() == [0.0, 0.0]
     assert index.search(["sqs"], k=5)[0].tolist() == []
 
@@ -164,7 +170,7 @@ def test_inverted_index_matches_rank_bm25_on_random_corpora(seed, k1, b):
     if not any(docs):
         docs[0] = ["w0"]  # rank-bm25 needs at least one token in the corpus
     reference = BM25Okapi(docs, k1=k1, b=b)
-    index = LexicalIndex(docs, k1=k1, b=b)
+    index = LexicalIndex.from_docs(docs, k1=k1, b=b)
     for _ in range(8):
         query = [f"w{i}" for i in rng.integers(0, 600, size=rng.integers(1, 6))]  # some unseen
         expected = np.asarray(reference.get_scores(query))
@@ -182,11 +188,11 @@ def test_postings_round_trip_through_npy_files(tmp_path):
 
     docs = [tokenize(t) for t in CORPUS]
     Postings.from_docs(docs).save(tmp_path)
-    loaded = LexicalIndex.from_postings(Postings.load(tmp_path), k1=0.9, b=0.4)
+    loaded = LexicalIndex(Postings.load(tmp_path), k1=0.9, b=0.4)
     for query in (["sqs", "policy"], ["queue", "queue", "timeout"]):
         expected = BM25Okapi(docs, k1=0.9, b=0.4).get_scores(query)
         np.testing.assert_allclose(loaded.scores(query), expected, rtol=0, atol=1e-12)
-    assert loaded.idf("sqs") == LexicalIndex(docs).idf("sqs")
+    assert loaded.idf("sqs") == LexicalIndex.from_docs(docs, **OKAPI).idf("sqs")
 
 
 def test_a_generation_keeps_its_bm25_index_and_loads_it_memory_mapped(tmp_path):
@@ -222,7 +228,7 @@ def test_a_generation_keeps_its_bm25_index_and_loads_it_memory_mapped(tmp_path):
     stored = load_index(tmp_path, "m", 8, 200)
     assert isinstance(stored.postings.docs, np.memmap)
     assert stored.unit_counts.tolist() == [2, 0]
-    from_disk = LexicalIndex.from_postings(stored.postings, k1=0.9, b=0.4)
-    from_text = LexicalIndex([tokenize(c.indexed_text) for c in chunks], k1=0.9, b=0.4)
+    from_disk = LexicalIndex(stored.postings, k1=0.9, b=0.4)
+    from_text = LexicalIndex.from_docs([tokenize(c.indexed_text) for c in chunks], k1=0.9, b=0.4)
     for query in (["sqs"], ["bucket", "policy"], ["timeout", "sqs", "sqs"]):
         assert from_disk.scores(query).tolist() == from_text.scores(query).tolist()

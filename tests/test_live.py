@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from rag.answer.extractive import ask
+from rag.answer.pipeline import ask
 from rag.index.build import update_index
+from rag.index.store import load_index
+from rag.search.engine import Engine
 from rag.search.live import LiveIndex
 from rag.settings import Settings
 
@@ -21,7 +24,8 @@ def live(tmp_path, embedder):
     (notes / "compute.md").write_text("# Compute\n\n- Lambda runs for at most 900 seconds\n")
     settings = Settings.from_env(env={}, notes_dir=notes, index_dir=tmp_path / "index")
     update_index(notes, settings.index_dir, embedder, settings.max_chunk_tokens)
-    return LiveIndex(settings, embedder)
+    index = load_index(settings.index_dir, embedder.name, embedder.dim, settings.max_chunk_tokens)
+    return LiveIndex(settings, Engine(index, embedder))
 
 
 def test_status_says_what_is_indexed_and_whether_it_is_stale(live):
@@ -49,7 +53,7 @@ def test_questions_are_answered_from_the_old_generation_during_a_reindex(live, m
     assert started.wait(10) and live.indexing
     answer = ask(live.engine, "max sqs message size")
     assert answer.answered and "256KB" in answer.text  # the old generation, still whole
-    assert live.reindex() is None  # one re-index at a time
+    assert live.reindex().state == "busy"  # one re-index at a time
     release.set()
     thread.join(60)
     assert not live.indexing and live.status().last_report.embedded == 1
@@ -70,3 +74,67 @@ def test_the_watch_reindexes_after_an_edit(live):
     finally:
         stop.set()
     assert not live.status().stale
+
+
+def _live(notes: Path, index: Path, embedder) -> LiveIndex:
+    settings = Settings.from_env(env={}, notes_dir=notes, index_dir=index)
+    update_index(notes, index, embedder, settings.max_chunk_tokens)
+    stored = load_index(index, embedder.name, embedder.dim, settings.max_chunk_tokens)
+    return LiveIndex(settings, Engine(stored, embedder))
+
+
+def _wait_until(condition, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_a_failing_reindex_backs_off_and_says_why(tmp_path, embedder, monkeypatch, caplog):
+    import rag.search.live
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.md").write_text("# A\n\n- one fact\n")
+    live = _live(notes, tmp_path / "index", embedder)
+    calls = []
+    real_update = rag.search.live.update_index
+
+    def counted(*args, **kwargs):
+        calls.append(time.monotonic())
+        return real_update(*args, **kwargs)
+
+    monkeypatch.setattr(rag.search.live, "update_index", counted)
+    stop = live.watch(debounce_ms=100)
+    try:
+        time.sleep(0.5)  # let the watcher start
+        (notes / "a.md").write_text("")  # the only note is empty: every re-index fails
+        _wait_until(lambda: calls)
+        time.sleep(4)
+        # Tried at once, then after 1 s and 2 s more (3 s in all): not every 0.2 s.
+        assert 2 <= len(calls) <= 4, [round(t - calls[0], 1) for t in calls]
+        assert "no usable markdown notes" in live.status().error
+        assert "re-indexing" in caplog.text and "no usable markdown notes" in caplog.text
+        (notes / "a.md").write_text("# A\n\n- the fixed fact\n")  # a save: tried again at once
+        _wait_until(lambda: "fixed" in live.engine.chunks[0].text, seconds=30)
+        assert live.status().error == ""
+    finally:
+        stop.set()
+
+
+def test_notes_below_a_hidden_folder_are_watched(tmp_path, embedder):
+    notes = tmp_path / ".hidden" / "notes"  # ~/.notes: the loader takes it, so must the watcher
+    notes.mkdir(parents=True)
+    (notes / "a.md").write_text("# A\n\n- one fact\n")
+    (notes / ".obsidian").mkdir()
+    live = _live(notes, tmp_path / "index", embedder)
+    stop = live.watch(debounce_ms=100)
+    try:
+        time.sleep(0.5)  # let the watcher start
+        (notes / ".obsidian" / "state.md").write_text("# app state, not a note\n")
+        (notes / "a.md").write_text("# A\n\n- zebra fact\n")
+        _wait_until(lambda: "zebra" in live.engine.chunks[0].text, seconds=30)
+    finally:
+        stop.set()
+    assert not live.status().stale
+    assert [c.path for c in live.engine.chunks] == ["a.md"]

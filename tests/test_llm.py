@@ -25,10 +25,12 @@ from llm_server import (
     trickle,
 )
 
-from rag.answer.llm import SYSTEM, CitationCheck, Done, Token, build_messages, stream_answer
-from rag.answer.llm_client import Finished, LLMError, LLMSettings, parse_sse
+from rag.answer.base import Done, Exchange, Token
+from rag.answer.llm import SYSTEM, CitationCheck, LLMWriter, build_messages
+from rag.answer.llm_client import Finished, parse_sse
 from rag.cli import main
-from rag.settings import Settings
+from rag.errors import LLMError
+from rag.settings import LLMSettings, Settings
 
 QUESTION = "What is the maximum size of an SQS message?"
 CITATION_KEYS = {"n", "path", "heading", "start_line", "end_line", "text"}
@@ -47,7 +49,7 @@ def assert_checked(out: dict) -> None:
 def run_stream(question, hits, idf, llm, history=()):
     """(tokens, final answer, seconds to first token, seconds in all)."""
     start, first, tokens = time.monotonic(), None, []
-    for event in stream_answer(question, hits, idf, llm, history):
+    for event in LLMWriter(llm).write(question, hits, idf, history):
         if isinstance(event, Token):
             first = first or time.monotonic() - start
             tokens.append(event.text)
@@ -139,7 +141,7 @@ def test_prompt_fits_budget_with_exact_excerpt_spans(aws_settings, hits, budget)
     assert messages[0] == {"role": "system", "content": SYSTEM}
     assert user.endswith(f"Question: {QUESTION}")
     for c in given:
-        assert f"[{c.n}] {' > '.join(c.heading)}\n{c.text}" in user
+        assert f"[{c.n}] {' › '.join(c.heading)}\n{c.text}" in user
         lines = (aws_settings.notes_dir / c.path).read_text().split("\n")
         assert "\n".join(lines[c.start_line - 1 : c.end_line]) == c.text  # provenance kept
     if budget == 20000:
@@ -147,7 +149,10 @@ def test_prompt_fits_budget_with_exact_excerpt_spans(aws_settings, hits, budget)
 
 
 def test_history_goes_first_newest_kept_without_old_markers(hits):
-    history = [("old question " + "x" * 1000, "old answer"), ("what is sqs?", "A queue [1][2].")]
+    history = [
+        Exchange("old question " + "x" * 1000, "old answer"),
+        Exchange("what is sqs?", "A queue [1][2]."),
+    ]
     messages, _ = build_messages("and its max size?", hits, history, 4000)
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert messages[1:3] == [
@@ -159,10 +164,15 @@ def test_history_goes_first_newest_kept_without_old_markers(hits):
 # --- scripted servers: citations, flags, faults -------------------------------------------
 
 
+def llm_at(url: str, **kw) -> LLMSettings:
+    """The LLM settings for `url`, the other `llm_*` settings as given (without the prefix)."""
+    return Settings.from_env(env={}, llm_url=url, **{f"llm_{k}": v for k, v in kw.items()}).llm
+
+
 def fast(url, **kw) -> LLMSettings:
     values = {"timeout": 2.0, "connect_timeout": 1.0, "read_timeout": 1.0} | kw
     values.setdefault("context_chars", 20000)  # room for all five hits
-    return LLMSettings(url=url, **values)
+    return llm_at(url, **values)
 
 
 def test_streamed_answer_has_checked_citations_cited_sources_first(aws_engine, hits):
@@ -205,7 +215,7 @@ def test_a_decline_is_not_answered_and_shows_the_nearest_sections(aws_engine, hi
 
 def test_history_is_sent_to_the_server(aws_engine, hits):
     with FakeLLM(sse(["Yes [1]."])) as fake:
-        history = [("what is sqs?", "A message queue [2].")]
+        history = [Exchange("what is sqs?", "A message queue [2].")]
         run_stream("and its max size?", hits, aws_engine.idf, fast(fake.url), history)
     roles = [(m["role"], m["content"]) for m in fake.requests[0]["body"]["messages"]]
     assert roles[1:3] == [("user", "what is sqs?"), ("assistant", "A message queue.")]
@@ -286,17 +296,17 @@ def test_llm_settings_from_env_and_flags():
         "RAG_LLM_CONTEXT_CHARS": "2000",
         "RAG_LLM_MAX_TOKENS": "64",
     }
-    llm = LLMSettings.from_settings(Settings.from_env(env=env, llm_timeout=9))
+    llm = Settings.from_env(env=env, llm_timeout=9).llm
     assert (llm.url, llm.model, llm.api_key, llm.timeout) == ("http://h:1/v1", "m", "sekret", 9.0)
     assert (llm.context_chars, llm.max_tokens, llm.read_timeout) == (2000, 64, 60.0)
     assert "sekret" not in repr(llm) + repr(Settings.from_env(env=env))
-    assert LLMSettings.from_settings(Settings.from_env(env={})) is None
+    assert Settings.from_env(env={}).llm is None
     with pytest.raises(ValueError, match="llm_timeout must be a number, not 'soon'"):
         Settings.from_env(env={"RAG_LLM_TIMEOUT": "soon"})
     with pytest.raises(ValueError, match="llm_timeout must be more than 0 seconds"):
         Settings.from_env(env={"RAG_LLM_TIMEOUT": "0"})
     with pytest.raises(ValueError, match="must start with http"):
-        LLMSettings(url="localhost:8080/v1")
+        Settings.from_env(env={}, llm_url="localhost:8080/v1")
 
 
 # --- the real server -------------------------------------------------------------------------
@@ -306,7 +316,7 @@ def test_latency_with_smollm2(llama, aws_engine, capsys):
     """Prints the figures; a small budget would hide the cost of a full prompt, so defaults."""
     question = "How long can a Lambda function run?"
     hits = aws_engine.search(question, k=5)
-    llm = LLMSettings(url=llama.url)
+    llm = llm_at(llama.url)
     tokens, answer, first, total = run_stream(question, hits, aws_engine.idf, llm)
     assert answer.generator == "llm" and tokens, answer.notices
     with capsys.disabled():
@@ -317,7 +327,7 @@ def test_latency_with_smollm2(llama, aws_engine, capsys):
 
 
 def test_real_server_streams_a_checked_answer(llama, aws_engine, hits):
-    llm = LLMSettings(url=llama.url, context_chars=1500, max_tokens=64)
+    llm = llm_at(llama.url, context_chars=1500, max_tokens=64)
     tokens, answer, _, _ = run_stream(QUESTION, hits, aws_engine.idf, llm)
     assert answer.generator == "llm", answer.notices
     assert len(tokens) >= 2 and "".join(tokens).strip() == answer.text

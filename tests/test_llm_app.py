@@ -19,8 +19,7 @@ from test_app import SQS_QUESTION, Server, app_files, run_app
 from test_browser import BOX, Chat, _report, _screenshot
 from test_llm import assert_checked
 
-from rag.answer.extractive import Citation
-from rag.answer.llm import LLMAnswer
+from rag.answer.base import Answer, Citation
 from rag.index.cutting import Chunk
 from rag.search.engine import Hit
 from rag.web.panel import sources_html
@@ -57,7 +56,7 @@ def test_ask_gives_the_llm_answer_with_its_sources(llm_app: Server):
         return
     answer, sources = reply.split("\n\n**Sources**\n\n")
     assert "Written by your LLM" in answer or "**Unchecked:**" in answer
-    assert sources.startswith("**[1]** AWS Notes > ")
+    assert sources.startswith("**[1]** AWS Notes › ")
 
 
 def test_the_chat_streams_a_checked_llm_answer(browser, llm_app: Server, capsys):
@@ -117,9 +116,9 @@ def _excerpt(n: int, start: int) -> Citation:
     return Citation(n, "a.md", ("T", f"S{n}"), start, start + 1, text, text, start, start + 1)
 
 
-def _written(text: str, cited: tuple[int, ...]) -> LLMAnswer:
+def _written(text: str, cited: tuple[int, ...]) -> Answer:
     given = [_excerpt(n, 10 * n) for n in (*cited, *(n for n in (1, 2, 3) if n not in cited))]
-    return LLMAnswer("q", text, True, given, cited=cited, uncited=not cited)
+    return Answer("q", text, True, given, generator="llm", cited=cited, uncited=not cited)
 
 
 def test_an_llm_answer_links_its_markers_wherever_they_are():
@@ -128,12 +127,12 @@ def test_an_llm_answer_links_its_markers_wherever_they_are():
     assert message.startswith(
         "It is &lt;b&gt;256KB&lt;/b&gt; [[2]], see [[1]][[2]].\n\\- a \\[list\\] item\n\n"
         "*Written by your LLM from the excerpts below; each [n] names one it was given.*\n\n"
-        "**Sources**\n\n- T > S1: [[1]] a.md:10-11\n- T > S2: [[2]] a.md:20-21\n- T > S3: "
+        "**Sources**\n\n- T › S1: [[1]] a.md:10-11\n- T › S2: [[2]] a.md:20-21\n- T › S3: "
     )
     assert message.endswith("[3]: /note/a.md?start=30&end=31#L30")
     reply = reply_markdown(answer)
     assert reply.startswith("It is &lt;b&gt;256KB&lt;/b&gt; [2], see [1][2].\n\\- a \\[list")
-    assert "\n\n**Sources**\n\n**[1]** T > S1 (a.md:10-11)\n\n> \\- line 10" in reply
+    assert "\n\n**Sources**\n\n**[1]** T › S1 (a.md:10-11)\n\n> \\- line 10" in reply
 
 
 def test_an_uncited_llm_answer_is_flagged_and_shows_every_excerpt():

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.notes import Note, NotesError, Skipped, load_notes, require_notes
+from rag.errors import NotesError
+from rag.notes import Note, Skipped, load_notes, require_notes
 
 
 def write(root: Path, rel: str, data: bytes) -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.index.build import IndexBusy, index_lock, update_index
+from rag.errors import IndexBusy
+from rag.index.build import index_lock, update_index
 from rag.index.store import current_generation, load_index
 from rag.search.engine import Engine
 

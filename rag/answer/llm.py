@@ -1,154 +1,110 @@
 """Stage 6, optional: a fluent answer from any OpenAI-compatible LLM, grounded in the hits.
 
-    llm = LLMSettings.from_settings(settings)     # None unless RAG_LLM_URL is set
-    for event in stream_ask(engine, "what is the default sqs visibility timeout?", llm):
+    writer = LLMWriter(settings.llm)            # settings.llm is None unless RAG_LLM_URL is set
+    for event in writer.write(question, hits, engine.idf, history=()):
         if isinstance(event, Token):
-            print(event.text, end="")             # checked text, as it arrives
+            print(event.text, end="")           # checked text, as it arrives
         else:
-            answer = event.answer                 # an LLMAnswer; the extractive one on a fault
+            answer = event.answer               # the extractive answer after a fault
 
 The prompt numbers the top hits [1]..[k]. Every [n] the model writes is checked as it streams:
 one naming an excerpt that was not given is removed, and an answer left citing nothing is
 flagged `uncited`. No server, an error status, a stall or a malformed stream ends in the
-extractive answer with a notice, within `timeout` seconds.
+extractive answer with a notice, within `timeout` seconds (`rag.answer.llm_client`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, fields
-from typing import Literal
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
-from rag.answer.extractive import Answer, Citation, answer_json, compose
-from rag.answer.llm_client import Finished, LLMError, LLMSettings, chat_stream, why_failed, within
-from rag.search.engine import Engine, Hit, prepare_question
-from rag.settings import Mode
+import httpx
 
-Generator = Literal["llm", "extractive"]
-History = Sequence[tuple[str, str]]  # earlier (question, answer) turns, oldest first
+from rag.answer.base import DECLINE, Answer, Citation, Done, Exchange, Idf, Token, marker
+from rag.answer.extractive import compose
+from rag.answer.llm_client import Finished, chat_stream, why_failed, within
+from rag.errors import LLMError
+from rag.index.cutting import heading_text
+from rag.search.engine import Hit
+from rag.settings import LLMSettings
+
+log = logging.getLogger(__name__)
 HISTORY_SHARE = 0.25  # of the prompt budget, at most, for earlier turns (newest kept first)
 MIN_EXCERPT_CHARS = 200  # less room than this left in the budget is not worth an excerpt
 
-SYSTEM = """You answer questions from numbered excerpts of the user's notes.
+SYSTEM = f"""You answer questions from numbered excerpts of the user's notes.
 - Use only what the excerpts say; add nothing from elsewhere.
 - After each claim, cite the excerpt it comes from as [n], for example [1] or [2][3].
-- If the excerpts do not answer the question, reply: Not in your notes.
+- If the excerpts do not answer the question, reply: {DECLINE}.
 - Be brief: a few sentences."""
 
-_MARKER = re.compile(r"([ \t]*)\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")  # [1], [1, 3]
+# How a model writes citations: [1], [ 2 ], [1, 3]; each is rewritten as [1][3].
+_WRITTEN = re.compile(r"([ \t]*)\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")
 _OPEN_TAIL = re.compile(r"[ \t]*(?:\[\s*(?:\d+(?:\s*[,;]\s*\d*)*\s*)?)?$")  # may become one
-_DECLINE = re.compile(r"\bnot in (?:your|the|my) notes\b", re.IGNORECASE)
+_DECLINED = re.compile(
+    r"\b" + re.escape(DECLINE).replace("your", "(?:your|the|my)") + r"\b", re.IGNORECASE
+)
 
 
-@dataclass
-class LLMAnswer(Answer):
-    """An Answer that says who wrote it. Its citations list the cited excerpts first."""
+class LLMWriter:
+    """The Writer that has an LLM write the answer from the hits, citations checked."""
 
-    generator: Generator = "llm"
-    cited: tuple[int, ...] = ()  # the excerpt numbers the text cites, ascending
-    uncited: bool = False  # an LLM answer that cites no excerpt: check it against the sources
+    def __init__(self, llm: LLMSettings, client: httpx.Client | None = None) -> None:
+        self.llm, self.client = llm, client  # `client`: a test seam (httpx.MockTransport)
 
+    def write(
+        self, question: str, hits: Sequence[Hit], idf: Idf, history: Sequence[Exchange] = ()
+    ) -> Iterator[Token | Done]:
+        """Tokens of the LLM's answer as they arrive, then one Done; on a fault, Done with the
+        extractive answer (`idf` is for that) and a notice saying why."""
+        hits = list(hits)
+        if not hits:  # nothing to ground an answer in: no need to ask
+            yield Done(compose(question, hits, idf))
+            return
+        messages, given = build_messages(question, hits, history, self.llm.context_chars)
+        check = CitationCheck({c.n for c in given})
+        notices: list[str] = []
+        parts: list[str] = []
+        try:
+            for text in self._checked_pieces(messages, check, notices):
+                parts.append(text)
+                yield Token(text)
+            if not "".join(parts).strip():
+                raise LLMError("the answer was empty")
+        except (LLMError, httpx.HTTPError, httpx.StreamError) as e:  # an answer follows anyway
+            why = why_failed(e, self.llm)
+            log.warning("LLM answer failed (%s); showing the extractive answer", why)
+            notice = f"LLM answer failed ({why}); showing the extractive answer"
+            yield Done(replace(compose(question, hits, idf), notices=(notice,)))
+            return
+        text = "".join(parts).strip()
+        yield Done(_checked_answer(question, text, hits, given, check, notices))
 
-@dataclass(frozen=True)
-class Token:
-    text: str  # the next piece of the answer, its citations already checked
-
-
-@dataclass(frozen=True)
-class Done:
-    answer: LLMAnswer  # its text is what the Tokens spelt out, unless it fell back
-
-
-LLMEvent = Token | Done
-
-
-def written_by_llm(a: Answer) -> bool:
-    """Whether an LLM wrote the answer: an LLMAnswer that did not fall back to quoted lines."""
-    return isinstance(a, LLMAnswer) and a.generator == "llm"
-
-
-def stream_ask(
-    engine: Engine,
-    raw_question: str,
-    llm: LLMSettings | None,
-    k: int = 5,
-    mode: Mode = "hybrid",
-    history: History = (),
-) -> Iterator[LLMEvent]:
-    """Like `answer.ask`, but streamed from the LLM when `llm` is set; the extractive if None.
-
-    The question is cleaned and searched at once (an empty one is a ValueError here).
-    """
-    question = prepare_question(raw_question)
-    hits = engine.search(question.text, k=k, mode=mode)
-    if llm is None:
-        events: Iterator[LLMEvent] = iter(
-            [Done(_extractive(compose(question.text, hits, engine.idf)))]
-        )
-    else:
-        events = stream_answer(question.text, hits, engine.idf, llm, history)
-    return _add_notices(events, question.notices)
-
-
-def stream_answer(
-    question: str,
-    hits: Sequence[Hit],
-    idf: Callable[[str], float],
-    llm: LLMSettings,
-    history: History = (),
-) -> Iterator[LLMEvent]:
-    """Tokens of the LLM's answer from the hits as they arrive, then one Done.
-
-    `idf` is `engine.idf`, for the extractive answer a fault falls back to.
-    """
-    hits = list(hits)
-    if not hits:  # nothing to ground an answer in: no need to ask
-        yield Done(_extractive(compose(question, hits, idf)))
-        return
-    messages, given = build_messages(question, hits, history, llm.context_chars)
-    check = CitationCheck({c.n for c in given})
-    notices: list[str] = []
-    parts: list[str] = []
-    try:
-        for text in _checked_pieces(llm, messages, check, notices):
-            parts.append(text)
-            yield Token(text)
-        if not "".join(parts).strip():
-            raise LLMError("the answer was empty")
-    except Exception as e:  # whatever the server did, the user gets an answer
-        fallback = _extractive(compose(question, hits, idf))
-        fallback.notices = (
-            f"LLM answer failed ({why_failed(e, llm)}); showing the extractive answer",
-        )
-        yield Done(fallback)
-        return
-    yield Done(_checked_answer(question, "".join(parts).strip(), hits, given, check, notices))
-
-
-def _checked_pieces(
-    llm: LLMSettings, messages: list[dict], check: CitationCheck, notices: list[str]
-) -> Iterator[str]:
-    """The model's text with its citations checked, in pieces, within the deadline."""
-    started = False
-    stream = within(llm.timeout, lambda stop: chat_stream(llm, messages, stop))
-    with contextlib.closing(stream):
-        for item in stream:
-            if isinstance(item, Finished):
-                if item.reason == "length":
-                    notices.append(f"the LLM's answer was cut at {llm.max_tokens} tokens")
-                continue
-            text = check.feed(item)
-            text = text if started else text.lstrip()
-            if text:
-                started = True
-                yield text
-    yield check.finish()
+    def _checked_pieces(
+        self, messages: list[dict], check: CitationCheck, notices: list[str]
+    ) -> Iterator[str]:
+        """The model's text with its citations checked, in pieces, within the deadline."""
+        llm, started = self.llm, False
+        stream = within(llm.timeout, lambda stop: chat_stream(llm, messages, stop, self.client))
+        with contextlib.closing(stream):
+            for item in stream:
+                if isinstance(item, Finished):
+                    if item.reason == "length":
+                        notices.append(f"the LLM's answer was cut at {llm.max_tokens} tokens")
+                    continue
+                text = check.feed(item)
+                text = text if started else text.lstrip()
+                if text:
+                    started = True
+                    yield text
+        yield check.finish()
 
 
 def build_messages(
-    question: str, hits: Sequence[Hit], history: History, budget: int
+    question: str, hits: Sequence[Hit], history: Sequence[Exchange], budget: int
 ) -> tuple[list[dict], list[Citation]]:
     """Chat messages within `budget` characters, and the numbered excerpts they give."""
     turns = _history_messages(history, int(budget * HISTORY_SHARE))
@@ -167,7 +123,8 @@ def excerpts(hits: Sequence[Hit], budget: int) -> list[Citation]:
     given: list[Citation] = []
     for hit in hits:
         c = hit.chunk
-        room = budget - len(excerpt_block(_cite(len(given) + 1, hit, ""))) - 2
+        whole = Citation.of(len(given) + 1, c, c.start_line, c.start_line)
+        room = budget - len(excerpt_block(replace(whole, text=""))) - 2
         if room < MIN_EXCERPT_CHARS:
             if given:
                 break
@@ -181,15 +138,17 @@ def excerpts(hits: Sequence[Hit], budget: int) -> list[Citation]:
             left -= len(line) + 1
         while lines and not lines[-1].strip():
             lines.pop()
-        if not lines:  # a first line longer than the room: give its start
-            lines = [c.text.split("\n")[0][:room]]
-        given.append(_cite(len(given) + 1, hit, "\n".join(lines)))
-        budget -= len(excerpt_block(given[-1])) + 2
+        if lines:
+            excerpt = Citation.of(whole.n, c, c.start_line, c.start_line + len(lines) - 1)
+        else:  # a first line longer than the room: give its start
+            excerpt = replace(whole, text=c.text.split("\n")[0][:room])
+        given.append(excerpt)
+        budget -= len(excerpt_block(excerpt)) + 2
     return given
 
 
 def excerpt_block(c: Citation) -> str:
-    return f"[{c.n}] {' > '.join(c.heading) or c.path}\n{c.text}"
+    return f"{marker(c.n)} {heading_text(c.heading, c.path)}\n{c.text}"
 
 
 class CitationCheck:
@@ -209,7 +168,7 @@ class CitationCheck:
         self._pending = ""  # the end of the text so far, while it may be an unclosed marker
 
     def feed(self, piece: str) -> str:
-        text = _MARKER.sub(self._check, self._pending + piece)
+        text = _WRITTEN.sub(self._check, self._pending + piece)
         cut = _OPEN_TAIL.search(text).start()
         self._pending = text[cut:]
         return text[:cut]
@@ -224,28 +183,22 @@ class CitationCheck:
         keep = [n for n in dict.fromkeys(numbers) if n in self.valid]
         self.removed += [n for n in numbers if n not in self.valid]
         self.cited += [n for n in keep if n not in self.cited]
-        return m.group(1) + "".join(f"[{n}]" for n in keep) if keep else ""
+        return m.group(1) + "".join(map(marker, keep)) if keep else ""
 
 
-def _history_messages(history: History, budget: int) -> list[dict]:
+def _history_messages(history: Sequence[Exchange], budget: int) -> list[dict]:
     """The newest turns that fit; their [n] go, as they named other excerpts."""
     turns: list[dict] = []
-    for question, answer in reversed(history):
-        answer = _MARKER.sub("", answer)
-        budget -= len(question) + len(answer)
+    for turn in reversed(history):
+        answer = _WRITTEN.sub("", turn.answer)
+        budget -= len(turn.question) + len(answer)
         if budget < 0:
             break
         turns[:0] = [
-            {"role": "user", "content": question},
+            {"role": "user", "content": turn.question},
             {"role": "assistant", "content": answer},
         ]
     return turns
-
-
-def _cite(n: int, hit: Hit, text: str) -> Citation:
-    c = hit.chunk
-    end = c.start_line + text.count("\n")  # the text is the chunk's first lines
-    return Citation(n, c.path, c.heading, c.start_line, end, text, c.text, c.start_line, c.end_line)
 
 
 def _checked_answer(
@@ -255,43 +208,23 @@ def _checked_answer(
     given: list[Citation],
     check: CitationCheck,
     notices: list[str],
-) -> LLMAnswer:
+) -> Answer:
     cited = tuple(sorted(check.cited))
     if check.removed:
-        gone = " ".join(f"[{n}]" for n in check.removed[:5])
+        gone = " ".join(map(marker, check.removed[:5]))
         gone += " ..." if len(check.removed) > 5 else ""
         notices.append(f"removed citations of excerpts that were not given: {gone}")
-    declined = not cited and bool(_DECLINE.search(text))
+    declined = not cited and bool(_DECLINED.search(text))
     sources = [c for c in given if c.n in cited] + [c for c in given if c.n not in cited]
-    return LLMAnswer(
+    return Answer(
         question,
         text,
         answered=not declined,
         citations=[] if declined else sources,
         candidates=hits[:3] if declined else [],
+        hits=hits,
         notices=tuple(notices),
         generator="llm",
         cited=cited,
         uncited=not cited and not declined,
     )
-
-
-def _extractive(a: Answer) -> LLMAnswer:
-    return LLMAnswer(**{f.name: getattr(a, f.name) for f in fields(Answer)}, generator="extractive")
-
-
-def _add_notices(events: Iterator[LLMEvent], notices: tuple[str, ...]) -> Iterator[LLMEvent]:
-    for event in events:
-        if isinstance(event, Done):
-            event.answer.notices = notices + event.answer.notices
-        yield event
-
-
-def result_json(a: Answer) -> dict:
-    """The `rag ask --json` schema, plus "generator" and, for an LLM answer, "cited"/"uncited"."""
-    out = answer_json(a)
-    out["generator"] = "llm" if written_by_llm(a) else "extractive"
-    if written_by_llm(a):
-        out["cited"] = list(a.cited)
-        out["uncited"] = a.uncited
-    return out

@@ -1,4 +1,4 @@
-"""Talking to an OpenAI-compatible server: settings, the streamed request, its SSE events.
+"""Talking to an OpenAI-compatible server: the streamed request and its SSE events.
 
     for piece in within(llm.timeout, lambda stop: chat_stream(llm, messages, stop)):
         ...                      # content strings, then one Finished; LLMError on a fault
@@ -17,48 +17,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 
-from rag.settings import Settings
-
-
-class LLMError(Exception):
-    """The LLM server could not give an answer; the message says why, in a few words."""
-
-
-@dataclass(frozen=True)
-class LLMSettings:
-    url: str  # base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8080/v1
-    model: str = ""  # empty: the field is left out, and a one-model server uses its own
-    api_key: str = field(default="", repr=False)
-    timeout: float = 120.0  # seconds for the whole answer
-    connect_timeout: float = 5.0
-    read_timeout: float = 60.0  # longest silence, the wait for the first token included
-    context_chars: int = 4000  # prompt budget: instructions, history, question, excerpts
-    max_tokens: int = 400  # longest answer, in model tokens
-    temperature: float = 0.1
-
-    def __post_init__(self) -> None:
-        if not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"the LLM URL must start with http:// or https://, not {self.url!r}")
-
-    @classmethod
-    def from_settings(cls, s: Settings) -> LLMSettings | None:
-        """The LLM part of the settings, or None when no LLM URL is configured."""
-        if not s.llm_url:
-            return None
-        return cls(
-            url=s.llm_url,
-            model=s.llm_model,
-            api_key=s.llm_api_key,
-            timeout=s.llm_timeout,
-            connect_timeout=s.llm_connect_timeout,
-            read_timeout=s.llm_read_timeout,
-            context_chars=s.llm_context_chars,
-            max_tokens=s.llm_max_tokens,
-        )
+from rag.errors import LLMError
+from rag.settings import LLMSettings
 
 
 @dataclass(frozen=True)
@@ -108,8 +72,15 @@ def _delta(payload: str) -> tuple[str | None, str | None]:
 
 
 def chat_stream(
-    llm: LLMSettings, messages: list[dict], stop: threading.Event
+    llm: LLMSettings,
+    messages: list[dict],
+    stop: threading.Event,
+    client: httpx.Client | None = None,
 ) -> Iterator[str | Finished]:
+    """POST the messages to `/chat/completions` and yield the answer as it streams in.
+
+    `client`, if given, sends the request (its transport decides where: a test seam); the
+    timeouts and the API key come from `llm` either way."""
     body = {
         "messages": messages,
         "stream": True,
@@ -122,10 +93,12 @@ def chat_stream(
     connect = min(llm.connect_timeout, llm.timeout)
     timeout = httpx.Timeout(connect, read=min(llm.read_timeout, llm.timeout))
     url = llm.url.rstrip("/") + "/chat/completions"
-    with (
-        httpx.Client(timeout=timeout, headers=headers) as client,
-        client.stream("POST", url, json=body) as r,
-    ):
+    with contextlib.ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(httpx.Client())
+        r = stack.enter_context(
+            client.stream("POST", url, json=body, headers=headers, timeout=timeout)
+        )
         if r.status_code != 200:
             r.read()
             raise LLMError(f"the server answered HTTP {r.status_code}: {_short(r.text)}")

@@ -1,42 +1,45 @@
-"""Build or update the index: chunk what changed, embed only new content, switch atomically.
+"""Build or update the index: cut what changed, embed only new text, switch atomically.
 
-report = update_index(Path("notes"), Path("index"), embedder, max_tokens=200)
-report.embedded   # chunks whose text was new to the index
+    report = update_index(Path("notes"), Path("index"), embedder, max_tokens=200)
+    report.embedded   # chunks whose text was new to the index
+
+Vectors depend only on the model and the text, so every chunk or unit whose text has a vector
+in the live generation keeps it (a renamed note embeds nothing). Those vectors are re-used
+only from a generation whose files match their checksums, so damage is never copied forward.
+One process updates an index at a time (`index/.lock`, released by the kernel even after
+kill -9).
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
+import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock, Timeout
 
+from rag.errors import IndexBusy, IndexProblem
 from rag.index.cutting import Chunk, chunk_note
 from rag.index.dense import DenseIndex
 from rag.index.embedding import Embedder
-from rag.notes import Skipped, require_notes
 from rag.index.store import (
-    IndexProblem,
     Manifest,
     StoredIndex,
     chunker_settings,
     current_generation,
     load_index,
+    verify_generation,
     write_generation,
 )
-from rag.index.units import unit_hash, unit_text, units_of
+from rag.notes import Note, Skipped, fingerprints, require_notes
 
+log = logging.getLogger(__name__)
 EMBED_BATCH = 256  # texts per progress step
-Progress = Callable[[int, int], None]  # (done, total) chunks embedded so far
-
-
-class IndexBusy(RuntimeError):
-    """Another `rag index` holds the lock for longer than we were willing to wait."""
+Progress = Callable[[int, int], None]  # (done, total) texts embedded so far
 
 
 @dataclass
@@ -74,52 +77,55 @@ def update_index(
 ) -> IndexReport:
     started = time.perf_counter()
     notes, skipped = require_notes(notes_dir)
-    with _maybe_lock(index_dir, lock_wait, enabled=not dry_run):
-        old, reason = _previous(index_dir, embedder, max_tokens, full)
+    with nullcontext() if dry_run else index_lock(index_dir, lock_wait):
+        old, reason = _previous(index_dir, embedder, max_tokens, full, verify=not dry_run)
         old_files = old.manifest.files if old and not reason else {}
         chunks, changed_files = _chunks(notes, old, old_files, embedder, max_tokens)
         vectors = VectorPlan(old, chunks)
-        old_ids = {c.id for c in old.chunks} if old else set()
-        new_ids = {c.id for c in chunks}
-        note_paths = {n.path for n in notes}
-        report = IndexReport(
-            files=len(notes),
-            chunks=len(chunks),
-            embedded=vectors.new_chunks,
-            removed=len(old_ids - new_ids),
-            unchanged=len(new_ids & old_ids),
-            skipped=skipped,
-            changed_files=changed_files,
-            removed_files=sorted(
-                p for p in (old.manifest.files if old else {}) if p not in note_paths
-            ),
-            rebuild_reason=reason,
-            dry_run=dry_run,
-        )
+        report = _report(notes, skipped, old, chunks, vectors, changed_files, reason, dry_run)
         same = old is not None and [c.id for c in chunks] == [c.id for c in old.chunks]
-        if dry_run or (same and old_files == {n.path: n.sha256 for n in notes}):
+        if dry_run or (same and old_files == fingerprints(notes)):
             report.seconds = time.perf_counter() - started
             return report
-
         chunk_vectors, unit_vectors = vectors.build(embedder, progress)
         manifest = Manifest(
             model=embedder.name,
             dim=embedder.dim,
             chunker=chunker_settings(max_tokens),
-            files={n.path: n.sha256 for n in notes},
-            checksums={},
+            files=fingerprints(notes),
             chunks=len(chunks),
-            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             units=len(unit_vectors),
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )
         dense, units = DenseIndex.build(chunk_vectors), DenseIndex.build(unit_vectors)
-        write_generation(index_dir, chunks, dense, units, manifest)
+        gen = write_generation(index_dir, chunks, dense, units, manifest)
         report.written = True
         report.seconds = time.perf_counter() - started
+        log.debug("wrote %s: %d chunks, %d embedded", gen.name, report.chunks, report.embedded)
         return report
 
 
-def _chunks(notes, old, old_files, embedder, max_tokens) -> tuple[list[Chunk], list[str]]:
+def _report(notes, skipped, old, chunks, vectors, changed, reason, dry_run) -> IndexReport:
+    old_ids = {c.id for c in old.chunks} if old else set()
+    new_ids = {c.id for c in chunks}
+    paths = {n.path for n in notes}
+    return IndexReport(
+        files=len(notes),
+        chunks=len(chunks),
+        embedded=vectors.new_chunks,
+        removed=len(old_ids - new_ids),
+        unchanged=len(new_ids & old_ids),
+        skipped=skipped,
+        changed_files=changed,
+        removed_files=sorted(p for p in (old.manifest.files if old else {}) if p not in paths),
+        rebuild_reason=reason,
+        dry_run=dry_run,
+    )
+
+
+def _chunks(
+    notes: list[Note], old: StoredIndex | None, old_files: dict, embedder: Embedder, tokens: int
+) -> tuple[list[Chunk], list[str]]:
     """Every chunk of the notes: kept from the old index for unchanged files, else cut anew."""
     old_by_path: dict[str, list[Chunk]] = {}
     for chunk in old.chunks if old else []:
@@ -131,21 +137,14 @@ def _chunks(notes, old, old_files, embedder, max_tokens) -> tuple[list[Chunk], l
             chunks.extend(old_by_path[note.path])
         else:
             changed.append(note.path)
-            chunks.extend(chunk_note(note, embedder.count_tokens, max_tokens))
+            chunks.extend(chunk_note(note, embedder.count_tokens, tokens))
     return chunks, changed
 
 
 def vector_texts(chunks: list[Chunk]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """(hash, text) of every chunk vector and every unit vector, in index row order.
-
-    A chunk with a single unit gets no unit vector: its own vector already is that unit's.
-    """
+    """(hash, text) of every chunk vector and every unit vector, in index row order."""
     chunk_items = [(c.content_hash, c.indexed_text) for c in chunks]
-    unit_items = []
-    for chunk in chunks:
-        units = units_of(chunk)
-        if len(units) > 1:
-            unit_items += [(unit_hash(chunk, u), unit_text(chunk, u)) for u in units]
+    unit_items = [(c.unit_hash(u), c.unit_indexed_text(u)) for c in chunks for u in c.vector_units]
     return chunk_items, unit_items
 
 
@@ -158,8 +157,6 @@ class VectorPlan:
         self.old_rows: dict[str, int] = {}  # hash -> row in old chunk rows + old unit rows
         if old:
             old_chunks, old_units = vector_texts(old.chunks)
-            if len(old_units) != old.units.size:  # a generation from before unit vectors
-                old_units = []
             for row, (h, _) in enumerate([*old_chunks, *old_units]):
                 self.old_rows.setdefault(h, row)
         self.missing = {  # hash -> text, for text no old vector was made from
@@ -184,12 +181,12 @@ class VectorPlan:
 
 
 def _previous(
-    index_dir: Path, embedder: Embedder, max_tokens: int, full: bool
+    index_dir: Path, embedder: Embedder, max_tokens: int, full: bool, verify: bool
 ) -> tuple[StoredIndex | None, str]:
     """The live generation whose vectors can be re-used, and why notes are cut again, if so.
 
-    Vectors depend only on the model and the text, so a changed chunker re-cuts every note but
-    still re-uses the vector of every piece whose text is unchanged.
+    A changed cutter re-cuts every note but still re-uses the vector of every piece whose
+    text is unchanged.
     """
     if full:
         return None, "full rebuild requested"
@@ -199,6 +196,9 @@ def _previous(
         old = load_index(index_dir, embedder.name, embedder.dim, None)
     except IndexProblem as e:
         return None, e.reason
+    problems = verify_generation(old.generation) if verify else []
+    if problems:
+        return None, f"the live index is damaged ({problems[0]})"
     if old.manifest.chunker != chunker_settings(max_tokens):
         return old, (
             f"the chunker settings changed from {old.manifest.chunker} to "
@@ -221,34 +221,14 @@ def _embed(embedder: Embedder, texts: list[str], progress: Progress | None) -> n
 
 
 @contextmanager
-def _maybe_lock(index_dir: Path, wait: float, enabled: bool) -> Iterator[None]:
-    if not enabled:
-        yield
-        return
-    with index_lock(index_dir, wait):
-        yield
-
-
-@contextmanager
 def index_lock(index_dir: Path, wait: float) -> Iterator[None]:
-    """Hold `index/.lock` (an flock, released by the kernel even after kill -9)."""
+    """Hold `index/.lock` for one update; IndexBusy after `wait` seconds of waiting."""
     Path(index_dir).mkdir(parents=True, exist_ok=True)
-    fd = os.open(Path(index_dir) / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise IndexBusy(
-                        f"another `rag index` is updating {index_dir} (lock {index_dir}/.lock "
-                        f"held for over {wait:.0f}s); try again when it finishes"
-                    ) from None
-                time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        os.close(fd)  # closing releases the flock
+        with FileLock(Path(index_dir) / ".lock", timeout=wait):
+            yield
+    except Timeout:
+        raise IndexBusy(
+            f"another `rag index` is updating {index_dir} (lock {index_dir}/.lock held for "
+            f"over {wait:.0f}s); try again when it finishes"
+        ) from None

@@ -1,28 +1,46 @@
-"""Stage 2: cut a note into chunks along its headings, each with its exact line span.
+"""Stage 2: cut a note into chunks along its headings, each with its exact line span, and
+each chunk into units: the lines that can answer a question on their own.
 
     chunks = chunk_note(note, count_tokens=embedder.count_tokens, max_tokens=200)
+    chunks[0].units[1]                      # Unit(start_line=4, end_line=4, parents=('Limits',))
+    chunks[0].unit_display(chunks[0].units[1])   # "Limits › Max message size 256KB"
 
 A section (a heading and the lines up to the next heading) is one chunk. A section longer
 than `max_tokens` is split at list items or paragraphs, shallowest first, never inside a
-fenced code block or a table. A piece that starts inside a nested list also carries the
-parent bullets as context, so "default 30s" under "Visibility timeout" stays findable.
+fenced code block, a table or front matter. A piece that starts inside a nested list also
+carries the parent bullets as context, so "default 30s" under "Visibility timeout" stays
+findable. The structure (headings, fences, tables) comes from `rag.index.markdown`.
+
+A unit is a bullet or paragraph line with the bullets enclosing it, or a whole fenced block; a
+short bullet that only introduces children ("- Types") takes up to three children along, so it
+says something on its own. Units are embedded too (a chunk's dense score mixes its own vector
+with its best unit's), and the extractive answer is made of them. They are cut here and stored
+with the chunk, under the same CUT_VERSION, so a stored unit vector always has its unit.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
+from rag.index.markdown import Structure, structure
 from rag.notes import Note
 
-CHUNKER_VERSION = 4  # bump when the cutting rules change: stored indexes are then rebuilt
-
-HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+CUT_VERSION = 5  # bump when chunks or units change: stored indexes are then cut again
+CONTEXT_SEP = " > "  # between heading path parts (and parent bullets) in the indexed text
+UNIT_SEP = " › "  # between a unit's parent bullets and its own words
 LIST_ITEM = re.compile(r"^(\s*)(?:[-*+]|\d{1,9}[.)])(?:[ \t]+|$)")
-_FENCE_OPEN = re.compile(r"^\s*(?:(?:[-*+]|\d{1,9}[.)])[ \t]+)?(`{3,}|~{3,})(.*)$")
-_FENCE_CLOSE = re.compile(r"^\s*(`{3,}|~{3,})\s*$")
+SHORT_PARENT_WORDS = 3  # a bullet of at most this many words with children introduces them
+CHILDREN_TAKEN = 3
+
+
+class Unit(NamedTuple):
+    start_line: int  # in the note, 1-based inclusive
+    end_line: int
+    parents: tuple[str, ...]  # the bullets enclosing it, outermost first
 
 
 @dataclass(frozen=True)
@@ -35,6 +53,7 @@ class Chunk:
     text: str  # the exact lines start_line..end_line of the note
     context: str  # what the chunk is about: heading path, plus parent bullets when split
     content_hash: str  # of `indexed_text`: equal hashes can share one embedding
+    units: tuple[Unit, ...] = ()  # its lines that answer on their own, in order
 
     @property
     def indexed_text(self) -> str:
@@ -45,10 +64,40 @@ class Chunk:
     def location(self) -> str:
         return location(self.path, self.start_line, self.end_line)
 
+    @property
+    def vector_units(self) -> tuple[Unit, ...]:
+        """The units with a vector of their own: none when there is one, as the chunk's own
+        vector is then that unit's."""
+        return self.units if len(self.units) > 1 else ()
+
+    def unit_lines(self, u: Unit) -> str:
+        """The unit's lines as they are in the note."""
+        lines = self.text.split("\n")
+        return "\n".join(lines[u.start_line - self.start_line : u.end_line - self.start_line + 1])
+
+    def unit_body(self, u: Unit) -> str:
+        """The unit's words: its lines without list markers, joined."""
+        return " ".join(_strip_marker(x) for x in self.unit_lines(u).split("\n") if x.strip())
+
+    def unit_display(self, u: Unit) -> str:
+        return UNIT_SEP.join([*u.parents, self.unit_body(u)])
+
+    def unit_indexed_text(self, u: Unit) -> str:
+        """What is embedded for a unit: the chunk's context, then the unit with its parents."""
+        return f"{self.context}{CONTEXT_SEP}{self.unit_display(u)}"
+
+    def unit_hash(self, u: Unit) -> str:
+        return hashlib.sha256(self.unit_indexed_text(u).encode()).hexdigest()[:32]
+
 
 def location(path: str, start: int, end: int) -> str:
     """`file:lines` as a citation shows it: "a.md:7" or "a.md:7-9"."""
     return f"{path}:{start}" if start == end else f"{path}:{start}-{end}"
+
+
+def heading_text(heading: tuple[str, ...], path: str) -> str:
+    """A heading path as people read it ("AWS › SQS › Limits"), or the note's path."""
+    return UNIT_SEP.join(heading) or path
 
 
 def split_lines(text: str) -> list[str]:
@@ -61,67 +110,45 @@ TokenCounter = Callable[[list[str]], list[int]]  # texts -> their lengths in mod
 
 def chunk_note(note: Note, count_tokens: TokenCounter, max_tokens: int) -> list[Chunk]:
     lines = split_lines(note.text)
-    in_fence = fence_mask(lines)
+    s = structure(lines)
     sizes = [n + 1 for n in count_tokens(lines)]  # +1: the newline
     title = note.path.rsplit("/", 1)[-1].removesuffix(".md")
     chunks: list[Chunk] = []
     seen_ids: dict[str, int] = {}
-    for heading, start, end in _sections(lines, in_fence):
-        context = " > ".join(heading) or title
+    for heading, start, end in _sections(lines, s):
+        context = CONTEXT_SEP.join(heading) or title
         budget = max(max_tokens - count_tokens([context])[0], 16)
-        for a, b in _split(lines, in_fence, sizes, start, end, budget, is_section=True):
-            parents = parent_bullets(lines, in_fence, start, a)
-            piece_context = " > ".join([context, *parents])
-            chunks.append(_make_chunk(note.path, heading, lines, a, b, piece_context, seen_ids))
+        cut = _Cutter(lines, s, sizes, budget)
+        for a, b in cut.split(start, end, is_section=True):
+            piece_context = CONTEXT_SEP.join([context, *parent_bullets(lines, s, start, a)])
+            text = "\n".join(lines[a : b + 1])
+            key = hashlib.sha256("\x1f".join([note.path, *heading, text]).encode()).hexdigest()
+            seen_ids[key[:16]] = seen_ids.get(key[:16], 0) + 1
+            n = seen_ids[key[:16]]
+            chunk_id = key[:16] if n == 1 else f"{key[:16]}-{n}"
+            content_hash = hashlib.sha256(f"{piece_context}\n{text}".encode()).hexdigest()[:32]
+            units = tuple(_units(lines, s, a, b))
+            span = (a + 1, b + 1, text)
+            chunks.append(Chunk(chunk_id, note.path, heading, *span, piece_context, content_hash, units))
     return chunks
 
 
-def _make_chunk(path, heading, lines, a, b, context, seen_ids) -> Chunk:
-    text = "\n".join(lines[a : b + 1])
-    key = hashlib.sha256("\x1f".join([path, *heading, text]).encode()).hexdigest()[:16]
-    seen_ids[key] = seen_ids.get(key, 0) + 1
-    chunk_id = key if seen_ids[key] == 1 else f"{key}-{seen_ids[key]}"
-    content_hash = hashlib.sha256(f"{context}\n{text}".encode()).hexdigest()[:32]
-    return Chunk(chunk_id, path, tuple(heading), a + 1, b + 1, text, context, content_hash)
-
-
-def fence_mask(lines: list[str]) -> list[bool]:
-    """True for every line that is part of a fenced code block, fences included."""
-    mask = [False] * len(lines)
-    fence = ""  # the opening fence while inside a block
-    for i, line in enumerate(lines):
-        if fence:
-            mask[i] = True
-            m = _FENCE_CLOSE.match(line)
-            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence):
-                fence = ""
-            continue
-        m = _FENCE_OPEN.match(line)
-        # CommonMark: a backtick fence's info string may not contain a backtick
-        if m and not (m.group(1)[0] == "`" and "`" in m.group(2)):
-            fence = m.group(1)
-            mask[i] = True
-    return mask
-
-
-def _sections(lines: list[str], in_fence: list[bool]):
-    """Yield (heading path, first index, last index) of each section with a body."""
+def _sections(lines: list[str], s: Structure) -> Iterator[tuple[tuple[str, ...], int, int]]:
+    """(heading path, first index, last index) of each section with a body."""
     stack: list[tuple[int, str]] = []  # (level, text) of the open headings
-    start, heading = 0, ()
-    for i, line in enumerate([*lines, "# end"]):
-        m = None if i < len(lines) and in_fence[i] else HEADING.match(line)
-        if not m:
-            continue
-        yield from _trimmed_section(lines, heading, start, i - 1)
-        level, text = len(m.group(1)), (m.group(2) or "").strip()
-        while stack and stack[-1][0] >= level:
+    start, body, heading = 0, 0, ()
+    for i in [*sorted(s.headings), len(lines)]:
+        yield from _trimmed_section(lines, heading, start, body, i - 1)
+        if i == len(lines):
+            break
+        h = s.headings[i]
+        while stack and stack[-1][0] >= h.level:
             stack.pop()
-        stack.append((level, text))
-        start, heading = i, tuple(t for _, t in stack if t)
+        stack.append((h.level, h.text))
+        start, body, heading = i, h.end, tuple(t for _, t in stack if t)
 
 
-def _trimmed_section(lines, heading, start, end):
-    body_start = start + 1 if heading and HEADING.match(lines[start]) else start
+def _trimmed_section(lines, heading, start, body_start, end):
     while end >= start and not lines[end].strip():
         end -= 1
     while start <= end and not lines[start].strip():
@@ -130,50 +157,53 @@ def _trimmed_section(lines, heading, start, end):
         yield heading, start, end
 
 
-def _split(lines, in_fence, sizes, a, b, budget, is_section=False) -> list[tuple[int, int]]:
-    """Cut lines a..b into pieces of at most `budget` tokens at the shallowest legal points."""
-    if sum(sizes[a : b + 1]) <= budget:
-        return [(a, b)]
-    points = {}  # line index -> depth: where a piece may start
-    for i in range(a + 1, b + 1):
-        depth = _depth(lines, in_fence, i)
-        if depth is not None:
-            points[i] = depth
-    if is_section:  # a heading always travels with the block under it
-        first_body = next((i for i in range(a + 1, b + 1) if lines[i].strip()), None)
-        points.pop(first_body, None)
-    if not points:
-        return [(a, b)]  # one indivisible block (a long code fence, table or paragraph)
-    shallowest = min(points.values())
-    cuts = [i for i, d in points.items() if d == shallowest]
-    segments = [(s, e - 1) for s, e in zip([a, *cuts], [*cuts, b + 1], strict=True)]
-    packed: list[list[int]] = []
-    for s, e in segments:
-        if packed and sum(sizes[packed[-1][0] : e + 1]) <= budget:
-            packed[-1][1] = e
-        else:
-            packed.append([s, e])
-    pieces = []
-    for s, e in packed:
-        s, e = _trim(lines, s, e)
-        if s <= e:
-            pieces.extend(_split(lines, in_fence, sizes, s, e, budget, is_section and s == a))
-    return pieces
+@dataclass
+class _Cutter:
+    lines: list[str]
+    s: Structure
+    sizes: list[int]  # tokens per line
+    budget: int
+
+    def split(self, a: int, b: int, is_section: bool = False) -> list[tuple[int, int]]:
+        """Cut lines a..b into pieces of at most `budget` tokens at the shallowest legal
+        points; a block with no legal point (a long fence, table or paragraph) stays whole."""
+        if sum(self.sizes[a : b + 1]) <= self.budget:
+            return [(a, b)]
+        points = {i: d for i in range(a + 1, b + 1) if (d := self._depth(i)) is not None}
+        if is_section:  # a heading always travels with the block under it
+            first_body = next((i for i in range(a + 1, b + 1) if self.lines[i].strip()), None)
+            points.pop(first_body, None)
+        if not points:
+            return [(a, b)]
+        shallowest = min(points.values())
+        cuts = [i for i, d in points.items() if d == shallowest]
+        packed: list[list[int]] = []
+        for first, after in zip([a, *cuts], [*cuts, b + 1], strict=True):
+            if packed and sum(self.sizes[packed[-1][0] : after]) <= self.budget:
+                packed[-1][1] = after - 1
+            else:
+                packed.append([first, after - 1])
+        pieces = []
+        for first, last in packed:
+            first, last = _trim(self.lines, first, last)
+            if first <= last:
+                pieces.extend(self.split(first, last, is_section and first == a))
+        return pieces
+
+    def _depth(self, i: int) -> int | None:
+        """Indent of a list item or paragraph start at line i; None if no piece may start
+        there (inside a fence, table or front matter, or mid-paragraph)."""
+        if i in self.s.inside:
+            return None
+        line = self.lines[i]
+        if m := LIST_ITEM.match(line):
+            return len(m.group(1).expandtabs(4))
+        if line.strip() and i > 0 and not self.lines[i - 1].strip():
+            return len(line) - len(line.lstrip())  # first line of a paragraph or table
+        return None
 
 
-def _depth(lines, in_fence, i) -> int | None:
-    """Indent of a list item or paragraph start at line i, or None if no piece may start there."""
-    if in_fence[i] and not (i == 0 or not in_fence[i - 1]):
-        return None  # inside a fence (its opening line is fine)
-    m = LIST_ITEM.match(lines[i])
-    if m:
-        return len(m.group(1).expandtabs(4))
-    if lines[i].strip() and i > 0 and not lines[i - 1].strip():
-        return len(lines[i]) - len(lines[i].lstrip())  # first line of a paragraph or table
-    return None
-
-
-def _trim(lines, s, e):
+def _trim(lines: list[str], s: int, e: int) -> tuple[int, int]:
     while s <= e and not lines[s].strip():
         s += 1
     while e >= s and not lines[e].strip():
@@ -181,18 +211,64 @@ def _trim(lines, s, e):
     return s, e
 
 
-def parent_bullets(lines, in_fence, section_start, i) -> list[str]:
-    """Texts of the list items that enclose line i, outermost first."""
+def parent_bullets(lines: list[str], s: Structure, first: int, i: int) -> list[str]:
+    """Texts of the list items that enclose line i (looking back to line `first`), outermost
+    first."""
     m = LIST_ITEM.match(lines[i])
-    indent = len(
-        (m.group(1) if m else lines[i][: len(lines[i]) - len(lines[i].lstrip())]).expandtabs(4)
-    )
+    indent = len((m.group(1) if m else lines[i][: _indent(lines[i])]).expandtabs(4))
     parents: list[str] = []
-    for j in range(i - 1, section_start - 1, -1):
+    for j in range(i - 1, first - 1, -1):
         if indent == 0:
             break
         pm = LIST_ITEM.match(lines[j])
-        if pm and not in_fence[j] and len(pm.group(1).expandtabs(4)) < indent:
+        if pm and not s.in_fence(j) and len(pm.group(1).expandtabs(4)) < indent:
             indent = len(pm.group(1).expandtabs(4))
             parents.append(lines[j][pm.end() :].strip())
     return parents[::-1]
+
+
+def _units(lines: list[str], s: Structure, a: int, b: int) -> Iterator[Unit]:
+    """The units of the chunk on lines a..b."""
+    i = a
+    while i <= b:
+        if i in s.headings:
+            i = s.headings[i].end
+            continue
+        if not lines[i].strip():
+            i += 1
+            continue
+        end = i
+        if s.in_fence(i):  # a fenced block is one unit
+            end = min(s.fence_of[i][1], b)
+        elif _is_short_parent(lines, i, b):
+            end = _children_end(lines, i, b)
+        yield Unit(i + 1, end + 1, tuple(parent_bullets(lines, s, a, i)))
+        i = end + 1 if s.in_fence(i) else i + 1
+
+
+def _is_short_parent(lines: list[str], i: int, last: int) -> bool:
+    m = LIST_ITEM.match(lines[i])
+    if not m or len(lines[i][m.end() :].split()) > SHORT_PARENT_WORDS or i + 1 > last:
+        return False
+    child = LIST_ITEM.match(lines[i + 1])
+    return bool(child) and len(child.group(1)) > len(m.group(1))
+
+
+def _children_end(lines: list[str], i: int, last: int) -> int:
+    indent = len(LIST_ITEM.match(lines[i]).group(1))
+    end = i
+    while end + 1 <= last and end - i < CHILDREN_TAKEN:
+        m = LIST_ITEM.match(lines[end + 1])
+        if not m or len(m.group(1)) <= indent:
+            break
+        end += 1
+    return end
+
+
+def _strip_marker(line: str) -> str:
+    m = LIST_ITEM.match(line)
+    return (line[m.end() :] if m else line).strip()
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())

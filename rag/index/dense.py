@@ -242,15 +242,6 @@ class MultiVectorIndex:
         cosines = self.units.take(np.arange(counts.sum()) + np.repeat(starts - offsets, counts))
         return np.maximum.reduceat(cosines @ query, offsets)
 
-    def scores_of(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """The combined score of each given chunk, computed from all its stored vectors."""
-        rows = np.asarray(rows, dtype=np.int64)
-        own = (self.chunks.take(rows) @ query).astype(np.float64)
-        best = own.copy()  # a chunk without unit vectors is its own unit
-        has = self.first[rows] < self.first[rows + 1]
-        best[has] = self._best_units(query, rows[has])
-        return self.alpha * own + (1 - self.alpha) * best
-
     def unit_scores(self, query: np.ndarray, row: int) -> np.ndarray | None:
         """Cosines of the query with each unit of a chunk, in order; None for one-unit chunks."""
         a, b = int(self.first[row]), int(self.first[row + 1])

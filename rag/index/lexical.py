@@ -135,35 +135,46 @@ class Postings(NamedTuple):
         return cls({t: i for i, t in enumerate(meta["vocab"])}, **arrays)
 
 
+K1 = 0.9  # BM25 term saturation: Anserini's defaults suit short chunks (eval/README.md)
+B = 0.4  # BM25 length normalisation
+EPSILON = 0.25  # rank-bm25's floor for a negative idf, as a share of the mean idf
+
+
+def okapi_idf(df: np.ndarray, n: int, epsilon: float = EPSILON) -> np.ndarray:
+    """rank-bm25's idf: log((n - df + 0.5) / (df + 0.5)), a negative one raised to epsilon
+    times the mean idf (summed in term order, as rank-bm25 sums it)."""
+    idf = np.log(n - df + 0.5) - np.log(df + 0.5)
+    if len(df):
+        mean = sum(idf.tolist()) / len(df)
+        idf[idf < 0] = epsilon * mean
+    return idf
+
+
+def length_norm(doc_len: np.ndarray, k1: float, b: float) -> np.ndarray:
+    """k1 * (1 - b + b * |d| / avgdl) per document: the denominator's length term."""
+    avgdl = float(doc_len.sum()) / len(doc_len) if len(doc_len) else 0.0
+    return k1 * (1 - b + b * np.asarray(doc_len) / (avgdl or 1.0))
+
+
+def term_score(tf: np.ndarray, idf: float, norm: np.ndarray, k1: float) -> np.ndarray:
+    """What one query term adds to each document's score, by its count there."""
+    return idf * (tf * (k1 + 1) / (tf + norm))
+
+
 class LexicalIndex:
-    """Okapi BM25 exactly as rank-bm25's BM25Okapi scores it (k1, b, and negative idf floored
-    at `epsilon` times the mean idf), over pre-tokenized documents or their postings."""
+    """Okapi BM25 exactly as rank-bm25's BM25Okapi scores it, over pre-tokenized documents or
+    their postings; only the documents holding a query term are scored."""
 
-    def __init__(
-        self, docs: list[list[str]], k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25
-    ) -> None:
-        self._init(Postings.from_docs(docs), k1, b, epsilon)
-
-    @classmethod
-    def from_postings(
-        cls, postings: Postings, k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25
-    ) -> LexicalIndex:
-        index = cls.__new__(cls)
-        index._init(postings, k1, b, epsilon)
-        return index
-
-    def _init(self, p: Postings, k1: float, b: float, epsilon: float) -> None:
+    def __init__(self, p: Postings, k1: float = K1, b: float = B) -> None:
         self.postings, self.k1, self.b = p, k1, b
         self.size = len(p.doc_len)
         self._df = np.diff(p.indptr)  # term id -> documents holding it
-        n = self.size
-        self._okapi_idf = np.log(n - self._df + 0.5) - np.log(self._df + 0.5)
-        if len(self._df):  # rank-bm25: a negative idf becomes epsilon * the mean idf
-            mean = sum(self._okapi_idf.tolist()) / len(self._df)  # summed in its order
-            self._okapi_idf[self._okapi_idf < 0] = epsilon * mean
-        avgdl = float(p.doc_len.sum()) / n if n else 0.0
-        # Per document, the same operations in the same order as rank-bm25, for equal floats.
-        self._norm = k1 * (1 - b + b * np.asarray(p.doc_len) / (avgdl or 1.0))
+        self._okapi_idf = okapi_idf(self._df, self.size)
+        self._norm = length_norm(p.doc_len, k1, b)
+
+    @classmethod
+    def from_docs(cls, docs: list[list[str]], k1: float = K1, b: float = B) -> LexicalIndex:
+        return cls(Postings.from_docs(docs), k1, b)
 
     def _term(self, token: str) -> tuple[np.ndarray, np.ndarray] | None:
         """Documents holding a token and what it adds to each one's score."""
@@ -172,7 +183,7 @@ class LexicalIndex:
             return None
         a, z = self.postings.indptr[t], self.postings.indptr[t + 1]
         docs, tf = self.postings.docs[a:z], self.postings.tfs[a:z].astype(np.float64)
-        return docs, self._okapi_idf[t] * (tf * (self.k1 + 1) / (tf + self._norm[docs]))
+        return docs, term_score(tf, self._okapi_idf[t], self._norm[docs], self.k1)
 
     def scores(self, query_tokens: list[str]) -> np.ndarray:
         """The score of every document (a repeated query term counts each time)."""

@@ -1,13 +1,19 @@
-"""The on-disk index: plain files in generations, switched in atomically.
+"""The on-disk index: plain files in generations, switched in atomically (docs/index-format.md).
 
-    index/CURRENT             the name of the live generation, e.g. "gen-20261127T160102-4242"
-    index/gen-*/manifest.json format version, model, dimension, chunker settings, file hashes
-    index/gen-*/chunks.jsonl  one chunk per line, in FAISS row order
-    index/gen-*/dense.faiss   the vectors (faiss.write_index); units.faiss: the line vectors
-    index/gen-*/bm25.*        the BM25 inverted index (.npy arrays), unit_counts.npy
+    index/CURRENT             the name of the live generation, e.g. "gen-20261127T160102-4242-..."
+    index/gen-*/manifest.json format version, model, dimension, cutter settings, file hashes
+    index/gen-*/chunks.jsonl  one chunk (with its units) per line, in FAISS row order
+    index/gen-*/dense.faiss   the chunk vectors (faiss.write_index); units.faiss: the unit vectors
+    index/gen-*/bm25.*        the BM25 inverted index (.npy arrays); unit_counts.npy
 
 A new generation is written beside the live one, fsynced, and made live by `os.replace` of
-CURRENT: a reader sees the old generation or the new one, never half of either.
+CURRENT: a reader sees the old generation or the new one, never half of either. A reader
+resolves CURRENT once per load; should the writer remove that generation while it reads (it
+keeps the live one and the one before), the reader starts again from the new CURRENT.
+
+Loading checks what is cheap (versions, file sizes, counts) and memory-maps the vectors and
+the BM25 arrays; `verify_generation` reads every byte against its sha256, for `rag index
+--check` and before a writer re-uses vectors.
 """
 
 from __future__ import annotations
@@ -17,59 +23,37 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from rag.index.cutting import CHUNKER_VERSION, Chunk
+from rag.errors import IndexCorrupt, IndexIncompatible, IndexMissing
+from rag.index.cutting import CUT_VERSION, Chunk, Unit
 from rag.index.dense import DenseIndex
 from rag.index.lexical import POSTINGS_FILES, Postings, tokenize
-from rag.index.units import units_of
 
 FORMAT = "rag-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: units stored with their chunks; derived files always present
 POINTER = "CURRENT"
-FILES = ("chunks.jsonl", "dense.faiss", "units.faiss")
-# Derived from chunks.jsonl, saved so a large index loads without re-reading every text.
-# A generation from before them still loads: the engine derives them from the chunks.
-DERIVED = ("unit_counts.npy", *POSTINGS_FILES)
-
-
-class IndexProblem(RuntimeError):
-    """Base for index problems: `reason` says what is wrong, the message also what to do."""
-
-    advice = "rebuild it with `rag index --full`"
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(f"{reason}; {self.advice}")
-
-
-class IndexMissing(IndexProblem):
-    advice = "build it with `rag index`"
-
-
-class IndexIncompatible(IndexProblem):
-    pass
-
-
-class IndexCorrupt(IndexProblem):
-    pass
+FILES = ("chunks.jsonl", "dense.faiss", "units.faiss", "unit_counts.npy", *POSTINGS_FILES)
+LOAD_ATTEMPTS = 5  # generations a load may find replaced under it before it gives up
 
 
 @dataclass(frozen=True)
 class Manifest:
     model: str
     dim: int
-    chunker: dict  # {"version": int, "max_tokens": int}
+    chunker: dict  # {"version": CUT_VERSION, "max_tokens": int}
     files: dict  # note path -> sha256 of its bytes
-    checksums: dict  # file in the generation -> sha256, to catch truncation and bit rot
     chunks: int
+    units: int  # unit vectors, in chunk order
     created: str
+    # Filled in by write_generation, per file in the generation:
+    checksums: dict = field(default_factory=dict)  # sha256, for `verify_generation`
+    sizes: dict = field(default_factory=dict)  # bytes, checked at every load
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
-    units: int = 0  # unit (line) vectors, in chunk order; see rag/units.py
 
 
 @dataclass
@@ -78,56 +62,54 @@ class StoredIndex:
     chunks: list[Chunk]
     dense: DenseIndex  # one vector per chunk
     units: DenseIndex  # one vector per unit of each chunk with more than one unit
+    postings: Postings  # BM25 inverted index of the chunks (memory-mapped)
+    unit_counts: np.ndarray  # unit vectors of each chunk, in row order
     generation: Path
-    postings: Postings | None = None  # BM25 inverted index of the chunks (memory-mapped)
-    unit_counts: np.ndarray | None = None  # unit vectors of each chunk, in row order
 
 
 def unit_counts(chunks: list[Chunk]) -> np.ndarray:
-    """Unit vectors per chunk: its units, or none when it has one (its own vector is that)."""
-    counts = (len(u) for u in map(units_of, chunks))
-    return np.fromiter((n if n > 1 else 0 for n in counts), dtype=np.int64, count=len(chunks))
+    """Unit vectors per chunk, in row order."""
+    return np.fromiter((len(c.vector_units) for c in chunks), dtype=np.int64, count=len(chunks))
 
 
 def chunker_settings(max_tokens: int) -> dict:
-    return {"version": CHUNKER_VERSION, "max_tokens": max_tokens}
+    return {"version": CUT_VERSION, "max_tokens": max_tokens}
 
 
 def current_generation(index_dir: Path) -> Path | None:
+    """The live generation's folder, as CURRENT names it now; None if there is no index."""
     pointer = Path(index_dir) / POINTER
     try:
-        name = pointer.read_text().strip()
+        name = pointer.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         return None
-    except OSError as e:
-        raise IndexCorrupt(f"cannot read {pointer}: {e}") from e
-    if not name.startswith("gen-") or "/" in name:
-        raise IndexCorrupt(f"{pointer} names no generation ({name!r})")
+    except (OSError, UnicodeDecodeError) as e:
+        raise IndexCorrupt(f"cannot read {pointer} ({e})") from e
+    if not name.startswith("gen-") or "/" in name or name.endswith(".tmp"):
+        raise IndexCorrupt(f"{pointer} names no generation ({name[:80]!r})")
     return Path(index_dir) / name
 
 
-def read_manifest(index_dir: Path) -> Manifest:
-    gen = current_generation(index_dir)
-    if gen is None:
-        raise IndexMissing(f"no index in {index_dir}")
+def read_manifest(gen: Path) -> Manifest:
     path = gen / "manifest.json"
     try:
-        data = json.loads(path.read_text())
-        manifest = Manifest(**data)
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
         raise IndexCorrupt(f"{path} is missing") from e
-    except (ValueError, TypeError) as e:
+    except (OSError, ValueError) as e:
         raise IndexCorrupt(f"{path} is not a valid manifest ({e})") from e
-    if manifest.format != FORMAT or manifest.format_version != FORMAT_VERSION:
-        raise IndexIncompatible(
-            f"{path} is {manifest.format} v{manifest.format_version}, this rag reads {FORMAT} "
-            f"v{FORMAT_VERSION}"
-        )
-    return manifest
+    made = (data.get("format"), data.get("format_version")) if isinstance(data, dict) else None
+    if made != (FORMAT, FORMAT_VERSION):
+        shown = f"{made[0]} v{made[1]}" if made else "not a manifest"
+        raise IndexIncompatible(f"{path} is {shown}, this rag reads {FORMAT} v{FORMAT_VERSION}")
+    try:
+        return Manifest(**data)
+    except TypeError as e:
+        raise IndexCorrupt(f"{path} is not a valid manifest ({e})") from e
 
 
 def incompatibility(manifest: Manifest, model: str, dim: int, max_tokens: int | None) -> str | None:
-    """Why an index cannot be used with this model and chunker (None: not checked), or None."""
+    """Why an index cannot be used with this model and cutter (None: not checked), or None."""
     if manifest.model != model:
         return f"the index was built with model {manifest.model}, the settings name {model}"
     if manifest.dim != dim:
@@ -140,56 +122,67 @@ def incompatibility(manifest: Manifest, model: str, dim: int, max_tokens: int | 
 
 
 def load_index(index_dir: Path, model: str, dim: int, max_tokens: int | None) -> StoredIndex:
-    manifest = read_manifest(index_dir)
+    """The live generation, checked against this model and cutter (`max_tokens` None: any)."""
+    for _ in range(LOAD_ATTEMPTS):
+        gen = current_generation(index_dir)
+        if gen is None:
+            raise IndexMissing(f"no index in {index_dir}")
+        try:
+            return _load_generation(gen, model, dim, max_tokens)
+        except (IndexCorrupt, OSError) as e:
+            if gen.is_dir() and current_generation(index_dir) == gen:
+                if isinstance(e, IndexCorrupt):
+                    raise
+                raise IndexCorrupt(f"cannot read {gen} ({e})") from e
+            # The writer replaced and removed this generation while we read it: read the new one.
+    raise IndexCorrupt(f"{index_dir} changed {LOAD_ATTEMPTS} times while it was being read")
+
+
+def _load_generation(gen: Path, model: str, dim: int, max_tokens: int | None) -> StoredIndex:
+    manifest = read_manifest(gen)
     reason = incompatibility(manifest, model, dim, max_tokens)
     if reason:
         raise IndexIncompatible(reason)
-    gen = current_generation(index_dir)
-    assert gen is not None  # read_manifest found it
-    # Generations from before unit vectors have no units.faiss; their chunk vectors still count.
-    names = [n for n in FILES if n in manifest.checksums or n != "units.faiss"]
-    derived = [n for n in DERIVED if n in manifest.checksums]
-    for name in names + derived:
-        _verify(gen / name, manifest.checksums.get(name))
+    for name in FILES:
+        _check_size(gen / name, manifest.sizes.get(name))
     chunks = _read_chunks(gen / "chunks.jsonl")
-    dense = _read_faiss(gen / "dense.faiss")
-    units = (
-        _read_faiss(gen / "units.faiss") if "units.faiss" in names else DenseIndex.empty(dense.dim)
-    )
+    dense, units = _read_faiss(gen / "dense.faiss"), _read_faiss(gen / "units.faiss")
+    try:
+        postings = Postings.load(gen)
+        counts = np.load(gen / "unit_counts.npy", mmap_mode="r", allow_pickle=False)
+    except ValueError as e:
+        raise IndexCorrupt(f"{gen}: the BM25 index or unit counts cannot be read ({e})") from e
+    found = (len(chunks), dense.size, units.size, dense.dim, units.dim)
+    expected = (manifest.chunks, manifest.chunks, manifest.units, manifest.dim, manifest.dim)
     if (
-        dense.size != len(chunks)
-        or len(chunks) != manifest.chunks
-        or units.size != manifest.units
-        or dense.dim != manifest.dim
-        or units.dim != manifest.dim
+        found != expected
+        or len(postings.doc_len) != len(chunks)
+        or len(counts) != len(chunks)
+        or int(counts.sum()) != units.size
     ):
         raise IndexCorrupt(
             f"{gen} is inconsistent: {len(chunks)} chunks, {dense.size} + {units.size} vectors "
             f"of dim {dense.dim}; the manifest says {manifest.chunks} + {manifest.units} of "
             f"dim {manifest.dim}"
         )
-    postings, counts = _read_derived(gen, derived, len(chunks))
-    return StoredIndex(manifest, chunks, dense, units, gen, postings, counts)
+    return StoredIndex(manifest, chunks, dense, units, postings, counts, gen)
 
 
-def _read_derived(
-    gen: Path, names: list[str], chunks: int
-) -> tuple[Postings | None, np.ndarray | None]:
-    """The saved BM25 index and unit counts, memory-mapped; None for what is not there or was
-    made by another tokenizer (the engine then derives it from the chunks again)."""
-    postings = counts = None
+def verify_generation(gen: Path) -> list[str]:
+    """Every file of a generation read against the sha256 the manifest holds: the problems,
+    one line each (none: the generation is whole)."""
     try:
-        if set(POSTINGS_FILES) <= set(names):
-            postings = Postings.load(gen)
-        if "unit_counts.npy" in names:
-            counts = np.load(gen / "unit_counts.npy", mmap_mode="r", allow_pickle=False)
-    except ValueError:  # another tokenizer version
-        postings = None
-    if (postings is not None and len(postings.doc_len) != chunks) or (
-        counts is not None and len(counts) != chunks
-    ):
-        raise IndexCorrupt(f"{gen}: the BM25 index or unit counts do not match {chunks} chunks")
-    return postings, counts
+        manifest = read_manifest(gen)
+    except (IndexCorrupt, IndexIncompatible) as e:
+        return [e.reason]
+    problems = []
+    for name in FILES:
+        path = gen / name
+        if not path.is_file():
+            problems.append(f"{path} is missing")
+        elif _sha256(path) != manifest.checksums.get(name):
+            problems.append(f"{path} is damaged (checksum mismatch)")
+    return problems
 
 
 def write_generation(
@@ -209,52 +202,54 @@ def write_generation(
     units.save(tmp / "units.faiss")
     Postings.from_docs([tokenize(c.indexed_text) for c in chunks]).save(tmp)
     np.save(tmp / "unit_counts.npy", unit_counts(chunks), allow_pickle=False)
-    checksums = {name: _sha256(tmp / name) for name in (*FILES, *DERIVED)}
-    manifest = Manifest(**{**asdict(manifest), "checksums": checksums})
+    checksums = {name: _sha256(tmp / name) for name in FILES}
+    sizes = {name: (tmp / name).stat().st_size for name in FILES}
+    manifest = Manifest(**{**asdict(manifest), "checksums": checksums, "sizes": sizes})
     (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2) + "\n")
-    for name in (*FILES, *DERIVED, "manifest.json"):
+    for name in (*FILES, "manifest.json"):
         _fsync(tmp / name)
     os.replace(tmp, gen)  # a finished generation never has a ".tmp" name
     _fsync(index_dir)
     pointer_tmp = index_dir / f"{POINTER}.tmp"
-    pointer_tmp.write_text(gen.name + "\n")
+    pointer_tmp.write_text(gen.name + "\n", encoding="utf-8")
     _fsync(pointer_tmp)
     os.replace(pointer_tmp, index_dir / POINTER)  # the atomic switch
     _fsync(index_dir)
-    clean_old_generations(index_dir, keep=2)
+    clean_old_generations(index_dir)
     return gen
 
 
-def clean_old_generations(index_dir: Path, keep: int = 2) -> None:
-    """Drop all but the live generation and the one before it (a reader may still hold it)."""
+def clean_old_generations(index_dir: Path) -> None:
+    """Drop every generation but the live one and the one before it (a reader may still be
+    opening that), and unfinished `.tmp` folders."""
     live = current_generation(index_dir)
     gens = sorted(p for p in Path(index_dir).glob("gen-*") if p.is_dir() and p != live)
+    unfinished = [p for p in gens if p.name.endswith(".tmp")]
     finished = [p for p in gens if not p.name.endswith(".tmp")]
-    for stale in [p for p in gens if p.name.endswith(".tmp")] + finished[: -(keep - 1) or None]:
-        shutil.rmtree(stale, ignore_errors=True)
+    for stale in unfinished + finished[:-1]:
+        shutil.rmtree(stale, ignore_errors=True)  # a folder another cleaner took already is fine
 
 
 def chunk_to_json(chunk: Chunk) -> dict:
     data = asdict(chunk)
     data["heading"] = list(chunk.heading)
+    data["units"] = [[u.start_line, u.end_line, list(u.parents)] for u in chunk.units]
     return data
 
 
 def chunk_from_json(data: dict) -> Chunk:
-    return Chunk(**{**data, "heading": tuple(data["heading"])})
+    units = tuple(Unit(start, end, tuple(parents)) for start, end, parents in data["units"])
+    return Chunk(**{**data, "heading": tuple(data["heading"]), "units": units})
 
 
 def _read_chunks(path: Path) -> list[Chunk]:
-    chunks = []
+    chunks: list[Chunk] = []
     try:
         with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, start=1):
-                try:
-                    chunks.append(chunk_from_json(json.loads(line)))
-                except (ValueError, TypeError, KeyError) as e:
-                    raise IndexCorrupt(f"{path} line {n} is not a valid chunk ({e})") from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise IndexCorrupt(f"cannot read {path} ({e})") from e
+            for line in f:
+                chunks.append(chunk_from_json(json.loads(line)))
+    except (ValueError, TypeError, KeyError) as e:  # UnicodeDecodeError is a ValueError
+        raise IndexCorrupt(f"{path} line {len(chunks) + 1} is not a valid chunk ({e})") from e
     return chunks
 
 
@@ -265,11 +260,13 @@ def _read_faiss(path: Path) -> DenseIndex:
         raise IndexCorrupt(f"{path} cannot be read ({e})") from e
 
 
-def _verify(path: Path, expected: str | None) -> None:
-    if not path.is_file():
-        raise IndexCorrupt(f"{path} is missing")
-    if expected and _sha256(path) != expected:
-        raise IndexCorrupt(f"{path} is damaged (checksum mismatch)")
+def _check_size(path: Path, expected: int | None) -> None:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise IndexCorrupt(f"{path} is missing") from None
+    if size != expected:
+        raise IndexCorrupt(f"{path} is damaged ({size} bytes, the manifest says {expected})")
 
 
 def _sha256(path: Path) -> str:

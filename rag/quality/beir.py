@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import re
 from pathlib import Path
 
+from rag.errors import BadInput
+from rag.quality.metrics import ndcg
 from rag.search.engine import Engine
-from rag.settings import MODES
+from rag.settings import MODES, Mode
 
 DEPTH = 100  # documents ranked per query: enough for Recall@100
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -26,7 +27,7 @@ def convert(beir_dir: Path, notes_dir: Path) -> int:
     """Write one note per corpus document; files already holding the same text are left alone."""
     corpus = Path(beir_dir) / "corpus.jsonl"
     if not corpus.is_file():
-        raise ValueError(f"{beir_dir} is not a BEIR folder: no corpus.jsonl")
+        raise BadInput(f"{beir_dir} is not a BEIR folder: no corpus.jsonl")
     notes_dir.mkdir(parents=True, exist_ok=True)
     count = 0
     with open(corpus, encoding="utf-8") as f:
@@ -70,7 +71,7 @@ def load_queries(beir_dir: Path, split: str = "test") -> tuple[dict[str, str], d
     return queries, qrels
 
 
-def doc_ranking(engine: Engine, question: str, mode: str) -> list[str]:
+def doc_ranking(engine: Engine, question: str, mode: Mode) -> list[str]:
     """Note names, best first, each at the rank of its best chunk."""
     seen: dict[str, None] = {}
     for hit in engine.search(question, k=DEPTH * 2, mode=mode):
@@ -79,17 +80,17 @@ def doc_ranking(engine: Engine, question: str, mode: str) -> list[str]:
 
 
 def ndcg_at_10(ranking: list[str], relevant: dict[str, int]) -> float:
-    dcg = sum(relevant.get(d, 0) / math.log2(r + 1) for r, d in enumerate(ranking[:10], 1))
-    ideal = sorted(relevant.values(), reverse=True)[:10]
-    idcg = sum(g / math.log2(r + 1) for r, g in enumerate(ideal, 1))
-    return dcg / idcg if idcg else 0.0
+    """Graded: each document counts its qrels score."""
+    return ndcg([relevant.get(d, 0) for d in ranking[:10]], list(relevant.values()))
 
 
 def recall_at_100(ranking: list[str], relevant: dict[str, int]) -> float:
     return len(set(ranking[:100]) & set(relevant)) / len(relevant)
 
 
-def evaluate_beir(engine: Engine, queries: dict, qrels: dict, modes=MODES) -> dict:
+def evaluate_beir(
+    engine: Engine, queries: dict, qrels: dict, modes: tuple[Mode, ...] = MODES
+) -> dict:
     report = {}
     for mode in modes:
         ndcg = recall = 0.0

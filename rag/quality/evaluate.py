@@ -4,21 +4,23 @@
     report = evaluate(engine, cases)
     print(format_table(report))
 
-A hit is relevant when it is in the gold file and its line span overlaps a gold range.
+A hit is relevant when it is in the gold file and its line span overlaps a gold range. Answers
+are asked through the same pipeline as every other caller (`rag.answer.pipeline.ask`).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.answer.extractive import compose
+from rag.answer.pipeline import ask
+from rag.errors import BadInput
+from rag.quality.metrics import ndcg, reciprocal_rank
 from rag.search.engine import Engine
-from rag.settings import MODES
+from rag.settings import MODES, Mode
 
 CUTOFFS = (1, 5, 10)
 METRICS = ("R@1", "R@5", "R@10", "MRR@10", "nDCG@10")
@@ -47,22 +49,29 @@ def load_cases(path: Path) -> list[Case]:
     per line. Bad lines are a ValueError naming the line."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"eval file {path} does not exist")
+        raise BadInput(f"eval file {path} does not exist")
     cases, seen = [], set()
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
             item = json.loads(line)
+            if "vote" in item and "id" not in item:
+                raise BadInput(
+                    f"{path} line {n} is a feedback line, not an eval case: give it an id and "
+                    "the gold lines that answer it"
+                )
             gold = tuple(
                 Span(str(g["path"]), int(g["start_line"]), int(g["end_line"]))
                 for g in item.get("gold", [])
             )
             case = Case(str(item["id"]), str(item["question"]), gold, str(item.get("type", "")))
+        except BadInput:
+            raise
         except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{path} line {n}: not a valid eval case ({e})") from None
+            raise BadInput(f"{path} line {n}: not a valid eval case ({e})") from None
         if case.id in seen:
-            raise ValueError(f"{path} line {n}: duplicate id {case.id!r}")
+            raise BadInput(f"{path} line {n}: duplicate id {case.id!r}")
         seen.add(case.id)
         cases.append(case)
     return cases
@@ -80,11 +89,10 @@ def score_ranking(gold: tuple[Span, ...], spans: list[tuple[str, int, int]]) -> 
     for k in CUTOFFS:
         found = set().union(*found_by_rank[:k]) if found_by_rank[:k] else set()
         out[f"R@{k}"] = len(found) / len(gold)
-    first = next((r for r, f in enumerate(found_by_rank, 1) if f), None)
-    out["MRR@10"] = 1.0 / first if first else 0.0
-    dcg = sum(1.0 / math.log2(r + 1) for r, f in enumerate(found_by_rank, 1) if f)
-    ideal = sum(1.0 / math.log2(r + 1) for r in range(1, min(len(gold), 10) + 1))
-    out["nDCG@10"] = min(dcg / ideal, 1.0)
+    out["MRR@10"] = reciprocal_rank([bool(f) for f in found_by_rank])
+    # Binary gains; a gold range found by several chunks counts each time, hence the cap.
+    gains = [1 if f else 0 for f in found_by_rank]
+    out["nDCG@10"] = min(ndcg(gains, [1] * len(gold)), 1.0)
     return out
 
 
@@ -92,7 +100,7 @@ def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
     return {m: round(sum(r[m] for r in rows) / len(rows), 4) for m in rows[0]} if rows else {}
 
 
-def retrieval_report(engine: Engine, cases: list[Case], modes=MODES) -> dict:
+def retrieval_report(engine: Engine, cases: list[Case], modes: tuple[Mode, ...] = MODES) -> dict:
     """{mode: {"overall": {metric: value}, "by_type": {type: {...}}, "n": count}}"""
     answerable = [c for c in cases if c.gold]
     report = {}
@@ -111,13 +119,13 @@ def retrieval_report(engine: Engine, cases: list[Case], modes=MODES) -> dict:
     return report
 
 
-def answer_report(engine: Engine, cases: list[Case], mode="hybrid", k: int = 5) -> dict:
+def answer_report(engine: Engine, cases: list[Case], mode: Mode = "hybrid", k: int = 5) -> dict:
     """First-citation accuracy and decline rates of `rag ask`."""
     correct = answered_ok = declined_bad = declined_good = 0
     answerable = [c for c in cases if c.gold]
     unanswerable = [c for c in cases if not c.gold]
     for case in cases:
-        answer = compose(case.question, engine.search(case.question, k=k, mode=mode), engine.idf)
+        answer = ask(engine, case.question, k=k, mode=mode)
         if not case.gold:
             declined_good += not answer.answered
             continue
@@ -137,7 +145,7 @@ def answer_report(engine: Engine, cases: list[Case], mode="hybrid", k: int = 5) 
     }
 
 
-def evaluate(engine: Engine, cases: list[Case], modes=MODES) -> dict:
+def evaluate(engine: Engine, cases: list[Case], modes: tuple[Mode, ...] = MODES) -> dict:
     return {
         "retrieval": retrieval_report(engine, cases, modes),
         "answers": answer_report(engine, cases),

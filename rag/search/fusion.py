@@ -1,46 +1,18 @@
-"""Stage 4c: fuse the lexical and dense rankings into one.
+"""Stage 5b: fuse the lexical and dense rankings into one.
 
 Pure functions over row numbers, checkable by hand:
 
-    rrf([[7, 3], [3, 9]], k=60)  ->  {3: 1/62 + 1/61, 7: 1/61, 9: 1/62}
+    max_blend([{7: 4.0, 3: 2.0}, {3: 0.9, 9: 0.45}], [0.3, 0.7])
+    # {7: 0.3, 3: 0.3 * 0.5 + 0.7, 9: 0.35}: each leg divided by its best score, then weighed
+    ranked({7: 0.3, 3: 0.85, 9: 0.35})   # [(3, 0.85), (9, 0.35), (7, 0.3)]
+
+Reciprocal rank fusion, the usual recipe, was measured against this blend and lost
+(eval/README.md, experiments 2-3): ranks throw away how far ahead the best hit is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-
-def rrf(rankings: Sequence[Sequence[int]], k: float = 60.0) -> dict[int, float]:
-    """Reciprocal rank fusion: each ranking adds 1 / (k + rank) for rank 1, 2, ..."""
-    scores: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, row in enumerate(ranking, start=1):
-            scores[row] = scores.get(row, 0.0) + 1.0 / (k + rank)
-    return scores
-
-
-def weighted_rrf(
-    rankings: Sequence[Sequence[int]], weights: Sequence[float], k: float = 60.0
-) -> dict[int, float]:
-    """RRF where ranking i counts `weights[i]` times."""
-    scores: dict[int, float] = {}
-    for ranking, weight in zip(rankings, weights, strict=True):
-        for rank, row in enumerate(ranking, start=1):
-            scores[row] = scores.get(row, 0.0) + weight / (k + rank)
-    return scores
-
-
-def minmax_blend(scored: Sequence[dict[int, float]], weights: Sequence[float]) -> dict[int, float]:
-    """Blend of scores min-max normalised per leg to [0, 1]; a row a leg missed gets 0 there."""
-    blended: dict[int, float] = {}
-    for leg, weight in zip(scored, weights, strict=True):
-        if not leg:
-            continue
-        lo, hi = min(leg.values()), max(leg.values())
-        for row, score in leg.items():
-            norm = (score - lo) / (hi - lo) if hi > lo else 1.0  # all tied: all are the best
-            blended[row] = blended.get(row, 0.0) + weight * norm
-    return blended
 
 
 def max_blend(scored: Sequence[dict[int, float]], weights: Sequence[float]) -> dict[int, float]:

@@ -1,29 +1,80 @@
-"""The index a long-running app serves: re-indexed in the background, swapped in whole.
+"""The engine a program serves: opened (the index built first if missing), kept up to date.
 
-    live = LiveIndex(settings, embedder)
+    engine = open_engine(settings)      # load the model and the index once
+    live = LiveIndex(settings, engine)
     live.engine.search("sqs size")      # always a complete generation
-    live.reindex_in_background()        # questions keep using the old engine meanwhile
+    live.reindex()                      # Reindexed("done" | "busy" | "failed", report, error)
     stop = live.watch()                 # re-index when notes change; stop.set() ends it
 
 Swapping is one reference assignment, so a question sees the old engine or the new one, never
-a mix; `update_index` writes the new generation beside the old one before switching it in.
+a mix; `update_index` writes the new generation beside the old one before switching it in. A
+re-index that fails is retried when a note changes again, or after a back-off that doubles
+from RETRY_FIRST to RETRY_MOST seconds; each failure is logged, and the old engine answers.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+from rag.errors import IndexIncompatible, IndexMissing, IndexProblem, NotesError, RagError
 from rag.index.build import IndexReport, update_index
-from rag.index.embedding import Embedder
-from rag.index.store import IndexProblem, load_index
-from rag.notes import NotesError, load_notes
+from rag.index.embedding import Embedder, SentenceTransformerEmbedder
+from rag.index.store import current_generation, incompatibility, load_index, read_manifest
+from rag.notes import fingerprints, load_notes, note_name, require_notes
 from rag.search.engine import Engine, Tuning
 from rag.settings import Settings
 
+log = logging.getLogger(__name__)
 WATCH_DEBOUNCE_MS = 800  # an editor's save-and-rename bursts become one re-index
+RETRY_FIRST, RETRY_MOST = 1.0, 300.0  # seconds between attempts after a failed re-index
+BUSY_WAIT = 0.5  # seconds before trying again while another re-index runs
+
+
+def open_engine(settings: Settings, tuning: Tuning | None = None) -> Engine:
+    """Load the model and the index once; a missing index is built first, and an index cut
+    with other settings is cut again (its vectors kept); another model's is refused."""
+    require_notes(settings.notes_dir)  # before the model: a wrong --notes fails at once
+    embedder = SentenceTransformerEmbedder(settings.model)
+    tokens = settings.max_chunk_tokens
+    try:
+        index = load_index(settings.index_dir, embedder.name, embedder.dim, tokens)
+    except (IndexMissing, IndexIncompatible) as e:
+        if isinstance(e, IndexIncompatible) and not _only_cutting_changed(settings, embedder):
+            raise  # another model or format: re-embedding everything is the user's call
+        if isinstance(e, IndexMissing):
+            where = (settings.index_dir, settings.notes_dir)
+            log.info("No index in %s yet: building it from %s ...", *where)
+        else:
+            log.info("%s: updating the index (unchanged text keeps its vectors) ...", e.reason)
+        report = update_index(settings.notes_dir, settings.index_dir, embedder, tokens)
+        done = (report.files, report.chunks, report.seconds)
+        log.info("Indexed %d files into %d chunks in %.1fs.", *done)
+        index = load_index(settings.index_dir, embedder.name, embedder.dim, tokens)
+    return Engine(index, embedder, tuning or Tuning())
+
+
+def _only_cutting_changed(settings: Settings, embedder: Embedder) -> bool:
+    """True when the index only needs cutting again: its vectors are still this model's."""
+    try:
+        gen = current_generation(settings.index_dir)
+        manifest = read_manifest(gen) if gen else None
+    except IndexProblem:
+        return False
+    if manifest is None:
+        return False
+    return incompatibility(manifest, embedder.name, embedder.dim, None) is None
+
+
+@dataclass(frozen=True)
+class Reindexed:
+    state: Literal["done", "busy", "failed"]  # busy: another re-index was running
+    report: IndexReport | None = None
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -34,45 +85,34 @@ class Status:
     indexing: bool
     stale: bool  # notes on disk differ from what the live generation was built from
     last_report: IndexReport | None
-    error: str  # the last re-index failure, if the last attempt failed
+    error: str  # why the last re-index failed, if it did
 
 
 class LiveIndex:
-    def __init__(self, settings: Settings, embedder: Embedder, tuning: Tuning | None = None):
-        self.settings, self.embedder, self.tuning = settings, embedder, tuning or Tuning()
-        self.engine = self._load()
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings, self.engine = settings, engine
         self._busy = threading.Lock()  # one re-index at a time within this process
         self._last: IndexReport | None = None
         self._error = ""
 
-    @classmethod
-    def from_engine(cls, settings: Settings, engine: Engine) -> LiveIndex:
-        """Serve an engine that is already loaded (no second load of the index)."""
-        live = cls.__new__(cls)
-        live.settings, live.embedder, live.tuning = settings, engine.embedder, engine.tuning
-        live.engine = engine
-        live._busy, live._last, live._error = threading.Lock(), None, ""
-        return live
-
-    def _load(self) -> Engine:
-        s = self.settings
-        index = load_index(s.index_dir, self.embedder.name, self.embedder.dim, s.max_chunk_tokens)
-        return Engine(index, self.embedder, self.tuning)
-
-    def reindex(self) -> IndexReport | None:
-        """Bring the index up to date and swap the engine; None if one is already running."""
+    def reindex(self) -> Reindexed:
+        """Bring the index up to date and swap the engine in, unless one is running already."""
         if not self._busy.acquire(blocking=False):
-            return None
+            return Reindexed("busy")
         try:
-            s = self.settings
-            report = update_index(s.notes_dir, s.index_dir, self.embedder, s.max_chunk_tokens)
+            s, engine = self.settings, self.engine
+            report = update_index(s.notes_dir, s.index_dir, engine.embedder, s.max_chunk_tokens)
             if report.written:
-                self.engine = self._load()  # the swap: one assignment
+                e = engine.embedder
+                index = load_index(s.index_dir, e.name, e.dim, s.max_chunk_tokens)
+                self.engine = Engine(index, e, engine.tuning)  # the swap
             self._last, self._error = report, ""
-            return report
-        except (NotesError, IndexProblem, RuntimeError, OSError) as e:
+            return Reindexed("done", report)
+        except (RagError, OSError) as e:
             self._error = str(e)  # the old engine keeps answering
-            return None
+            bug = not isinstance(e, RagError)  # a disk error, say: keep its traceback
+            log.warning("re-indexing %s failed: %s", self.settings.notes_dir, e, exc_info=bug)
+            return Reindexed("failed", error=self._error)
         finally:
             self._busy.release()
 
@@ -90,19 +130,16 @@ class LiveIndex:
             notes, _ = load_notes(self.settings.notes_dir)
         except NotesError:
             return True
-        on_disk = {n.path: n.sha256 for n in notes}
-        return on_disk != self.engine.index.manifest.files
+        return fingerprints(notes) != self.engine.index.manifest.files
 
     def describe(self) -> str:
         """The status as one line of text for the chat page."""
         st = self.status()
-        state = (
-            "re-indexing now"
-            if st.indexing
-            else "stale: notes changed"
-            if st.stale
-            else "up to date"
-        )
+        state = "up to date"
+        if st.indexing:
+            state = "re-indexing now"
+        elif st.stale:
+            state = "stale: notes changed"
         line = f"Index: {st.files} files, {st.chunks} sections, built {st.indexed_at} ({state})"
         return f"{line}; last re-index failed: {st.error}" if st.error else line
 
@@ -131,15 +168,27 @@ class LiveIndex:
         from watchfiles import watch
 
         notes_dir = Path(self.settings.notes_dir)
+        retry_at: float | None = None  # when to try again without a new change
+        delay = RETRY_FIRST
         try:
             for changes in watch(
-                notes_dir, debounce=debounce_ms, stop_event=stop, watch_filter=_is_note
+                notes_dir,
+                debounce=debounce_ms,
+                stop_event=stop,
+                watch_filter=lambda _, path: note_name(notes_dir, path) is not None,
+                rust_timeout=500,
+                yield_on_timeout=True,  # an empty set every 0.5 s: time to retry
             ):
-                while changes and self.reindex() is None and not stop.is_set():
-                    time.sleep(0.2)  # a manual re-index is running: ours follows it
+                if not changes and (retry_at is None or time.monotonic() < retry_at):
+                    continue
+                result = self.reindex()
+                if result.state == "done":
+                    retry_at, delay = None, RETRY_FIRST
+                elif result.state == "busy":  # a re-index began before this change: follow it
+                    retry_at = time.monotonic() + BUSY_WAIT
+                else:
+                    retry_at = time.monotonic() + delay
+                    delay = min(2 * delay, RETRY_MOST)
         except (OSError, RuntimeError) as e:  # the folder went away: say so in the status
             self._error = f"stopped watching {notes_dir}: {e}"
-
-
-def _is_note(_change, path: str) -> bool:
-    return path.endswith(".md") and "/." not in path
+            log.warning("%s", self._error)

@@ -1,11 +1,13 @@
-"""Thumbs-down answers, kept as JSON lines so `rag eval` can turn them into eval cases.
+"""Thumbs-down answers, kept as JSON lines to review and to write eval cases from.
 
-    append_feedback(path, feedback_entry("max sqs size", answer))
+    append_feedback(path, feedback_entry(answer))
     # {"question": "max sqs size", "answer": "...", "vote": "down",
-    #  "citations": [{"path", "start_line", "end_line", "heading"}], "time": "2026-...Z"}
+    #  "citations": [citation_json...], "time": "2026-...Z"}
 
 The file is `feedback.jsonl` next to the index folder unless `--feedback` / RAG_FEEDBACK
-says otherwise. One line per vote, appended; nothing is ever rewritten.
+says otherwise. One line per vote, appended; nothing is ever rewritten. A line is not an eval
+case: `rag eval` needs the gold lines that do answer the question, which only a person can
+give (it says so if handed this file).
 """
 
 from __future__ import annotations
@@ -15,37 +17,24 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rag.answer.extractive import Answer
-from rag.settings import Settings
+from rag.answer.base import Answer
+from rag.answer.schema import citation_json
 
 _WRITE = threading.Lock()  # one writer at a time: every line stays whole
 
 
-def default_feedback_path(settings: Settings) -> Path:
-    """feedback.jsonl beside the index folder (the project folder, by default)."""
-    return settings.index_dir.parent / "feedback.jsonl"
-
-
-def feedback_entry(question: str, answer: Answer, asked: str | None = None) -> dict:
-    """A down-vote on `answer`. `question` is what was searched; `asked`, if different, what
-    the user typed (a follow-up such as "and the default?")."""
+def feedback_entry(answer: Answer) -> dict:
+    """A down-vote on `answer`: "question" is what was searched; "asked", if it differs,
+    what the user typed (a follow-up such as "and the default?")."""
     entry = {
-        "question": question,
+        "question": answer.searched or answer.question,
         "answer": answer.text,
         "vote": "down",
-        "citations": [
-            {
-                "path": c.path,
-                "start_line": c.start_line,
-                "end_line": c.end_line,
-                "heading": list(c.heading),
-            }
-            for c in answer.citations
-        ],
+        "citations": [citation_json(c) for c in answer.citations],
         "time": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     }
-    if asked is not None and asked != question:
-        entry["asked"] = asked
+    if answer.searched:
+        entry["asked"] = answer.question
     return entry
 
 

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from rag.answer.llm_client import LLMSettings
 from rag.search.engine import Engine
-from rag.settings import MODES, Settings
+from rag.settings import MODES, LLMSettings, Settings
 from rag.web.panel import PANEL_CSS, sources_html
 from rag.web.render import escape_md
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import html
 
-from rag.answer.extractive import Answer, Citation
-from rag.answer.llm import written_by_llm
-from rag.index.cutting import Chunk, location
+from rag.answer.base import DECLINE, Answer, Citation, marker
+from rag.index.cutting import Chunk, heading_text, location
 from rag.search.engine import Hit
 from rag.web.render import by_section, note_url
 
@@ -37,7 +36,7 @@ def sources_html(
         cards = [_cited_card(g, explain(h)) for g, h in zip(groups, shown, strict=True)]
     else:
         shown = answer.candidates
-        title = "Not in your notes. The nearest sections:"
+        title = f"{DECLINE}. The nearest sections:"
         cards = [_card(h.chunk, _loc_link(h.chunk), _rows(h.chunk), explain(h)) for h in shown]
     others = "".join(
         f"<li>{_heading_html(h.chunk)} {_loc_link(h.chunk)}{explain(h)}</li>"
@@ -57,12 +56,12 @@ def sources_html(
 def _cited(answer: Answer) -> tuple[list[Citation], str]:
     """The citations to show as cards, and the panel's title. An LLM's answer shows the
     excerpts it cites; the others it was given are among "Also found"."""
-    if not written_by_llm(answer):
+    if not answer.by_llm:
         sections = len(by_section(answer.citations))
         lines = _count(len(answer.citations), "cited line")
         return answer.citations, f"Sources: {lines} from {_count(sections, 'section')}"
     given = answer.citations
-    cited = [c for c in given if c.n in set(getattr(answer, "cited", ()))]
+    cited = [c for c in given if c.n in answer.cited]
     if not cited:
         return given, f"Cited: none of the {_count(len(given), 'excerpt')} given to the LLM"
     return cited, f"Cited: {len(cited)} of the {_count(len(given), 'excerpt')} given to the LLM"
@@ -82,7 +81,7 @@ def _hit_of(c: Citation, hits: list[Hit]) -> Hit | None:
 def _cited_card(group: list[Citation], why: str) -> str:
     """One section with each cited line marked with its [n]."""
     first = group[0]
-    links = " ".join(_loc_link(c, f"[{c.n}] ") for c in group)
+    links = " ".join(_loc_link(c, f"{marker(c.n)} ") for c in group)
     marks = {n: c for c in group for n in range(c.start_line, c.end_line + 1)}
     lines = enumerate(first.excerpt.split("\n"), first.excerpt_start_line)
     rows = "".join(_row(line, marks.get(n), n) for n, line in lines)
@@ -97,7 +96,7 @@ def _row(line: str, cited: Citation | None = None, n: int = 0) -> str:
     text = html.escape(line) or " "
     if cited is None:
         return f'<span class="rag-line">{text}</span>'
-    badge = f'<span class="rag-n">[{cited.n}]</span>' if n == cited.start_line else ""
+    badge = f'<span class="rag-n">{marker(cited.n)}</span>' if n == cited.start_line else ""
     return f'<mark class="rag-line">{badge}{text}</mark>'
 
 
@@ -111,7 +110,7 @@ def _loc_link(c: Chunk | Citation, label: str = "") -> str:
 
 
 def _heading_html(c: Chunk | Citation) -> str:
-    return html.escape(" › ".join(c.heading) or c.path)
+    return html.escape(heading_text(c.heading, c.path))
 
 
 def _card(source: Chunk | Citation, links: str, rows: str, why: str) -> str:

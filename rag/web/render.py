@@ -15,17 +15,14 @@ import textwrap
 from collections.abc import Iterator
 from urllib.parse import quote
 
-from rag.answer.extractive import Answer, Citation
-from rag.answer.llm import written_by_llm
-from rag.index.cutting import location
+from rag.answer.base import MARKER, Answer, Citation, marker
+from rag.index.cutting import UNIT_SEP, location
 from rag.search.engine import Hit
-from rag.web.viewer import ROUTE
 
 _INLINE = re.compile(r"([\\`*_\[\]|~])")  # emphasis, code, links/images, tables, strikethrough
 _BLOCK_MARK = re.compile(r"^([#+=-])")  # a heading, list item or setext underline at line start
 _ORDERED_MARK = re.compile(r"^(\d+)([.)])")
-_MARKERS = re.compile(r"^(.*?)((?: \[\d+\])*)$")  # "line of the note [1]" -> (line, " [1]")
-_ESCAPED_MARKER = re.compile(r"\\\[(\d+)\\\]")  # a marker after escape_md: \[3\]
+ROUTE = "/note"  # where the note viewer (rag.web.viewer) is served
 WORDS_PER_STEP = 2  # streaming granularity
 
 
@@ -52,6 +49,11 @@ def _escape_line(line: str) -> str:
     return "&nbsp;" * indent + body
 
 
+_MARKERS = re.compile(rf"^(.*?)((?: {MARKER.pattern})*)$")  # "a line [1]" -> ("a line", " [1]")
+# A marker after escape_md, which escapes its brackets: \[3\]
+_ESCAPED_MARKER = re.compile(re.escape(escape_md("[")) + r"(\d+)" + re.escape(escape_md("]")))
+
+
 def note_url(path: str, start: int, end: int) -> str:
     """The viewer's address for lines start..end of a note, scrolled to `start`."""
     return f"{ROUTE}/{quote(path)}?start={start}&end={end}#L{start}"
@@ -67,7 +69,7 @@ def reply_markdown(answer: Answer) -> str:
     """
     notices = [f"**Note:** {escape_md(n)}" for n in answer.notices]
     if answer.answered:
-        body = [_answer_lines(answer.text, anywhere=written_by_llm(answer)), *_llm_flags(answer)]
+        body = [_answer_lines(answer.text, anywhere=answer.by_llm), *_llm_flags(answer)]
         body += ["**Sources**", *map(_quoted_source, answer.citations)]
     else:
         body = [escape_md(answer.text)]
@@ -84,7 +86,7 @@ def _answer_lines(text: str, linked: list[Citation] | None = None, anywhere: boo
         by_n = {c.n: c for c in linked or []}
         return "\n".join(
             _ESCAPED_MARKER.sub(
-                lambda m: _marker_link(by_n[int(m[1])]) if int(m[1]) in by_n else f"[{m[1]}]",
+                lambda m: _marker_link(by_n[int(m[1])]) if int(m[1]) in by_n else marker(int(m[1])),
                 escape_md(line),
             )
             for line in text.splitlines()
@@ -93,9 +95,9 @@ def _answer_lines(text: str, linked: list[Citation] | None = None, anywhere: boo
 
 
 def _llm_flags(answer: Answer) -> list[str]:
-    if not written_by_llm(answer):
+    if not answer.by_llm:
         return []
-    if getattr(answer, "uncited", False):
+    if answer.uncited:
         return [
             "**Unchecked:** this answer cites none of the excerpts it was given. "
             "Compare it with the sources below before you rely on it."
@@ -110,10 +112,10 @@ def llm_partial_markdown(notices: tuple[str, ...], text: str) -> str:
 
 
 def _answer_line(line: str, linked: list[Citation] | None) -> str:
-    words, markers = _MARKERS.match(line).groups()
+    words, markers = _MARKERS.match(line).group(1, 2)
     if linked:
         by_n = {c.n: c for c in linked}
-        markers = re.sub(r"\[(\d+)\]", lambda m: _marker_link(by_n.get(int(m[1]))), markers)
+        markers = MARKER.sub(lambda m: _marker_link(by_n.get(int(m[1]))), markers)
     return escape_md(words) + markers
 
 
@@ -124,7 +126,7 @@ def _marker_link(c: Citation | None) -> str:
 
 
 def _quoted_source(c: Citation) -> str:
-    head = f"**[{c.n}]** {heading_md(c.heading, c.path)} ({escape_md(c.location)})"
+    head = f"**{marker(c.n)}** {heading_md(c.heading, c.path)} ({escape_md(c.location)})"
     cited = escape_md(textwrap.dedent(c.text)).splitlines() or [""]
     return head + "\n\n" + "\n".join(f"> {line}" for line in cited)
 
@@ -138,8 +140,7 @@ def _nearest(hits: list[Hit], linked: bool) -> str:
 
 
 def heading_md(heading: tuple[str, ...], path: str) -> str:
-    # The " > " is ours and mid-line, so it cannot open a quote; each part is escaped.
-    return " > ".join(escape_md(part) for part in heading) or escape_md(path)
+    return UNIT_SEP.join(escape_md(part) for part in heading) or escape_md(path)
 
 
 def _location_md(path: str, start: int, end: int, linked: bool) -> str:
@@ -162,7 +163,7 @@ def _chat_blocks(answer: Answer, text: str, final: bool) -> list[str]:
         if final and answer.candidates:
             blocks += ["The nearest sections of your notes:", _nearest(answer.candidates, True)]
         return blocks
-    blocks.append(_answer_lines(text, answer.citations, anywhere=written_by_llm(answer)))
+    blocks.append(_answer_lines(text, answer.citations, anywhere=answer.by_llm))
     if final:
         blocks += [*_llm_flags(answer), "**Sources**"]
         blocks.append("\n".join(map(_source_item, by_section(answer.citations))))
@@ -193,7 +194,7 @@ def stream_markdown(answer: Answer, words_per_step: int = WORDS_PER_STEP) -> Ite
     """
     lines = answer.text.splitlines()
     for i, line in enumerate(lines):
-        words, markers = _MARKERS.match(line).groups()
+        words, markers = _MARKERS.match(line).group(1, 2)
         split = words.split(" ")
         for upto in range(words_per_step, len(split) + words_per_step, words_per_step):
             shown = [*lines[:i], " ".join(split[:upto]) + (markers if upto >= len(split) else "")]

@@ -2,25 +2,26 @@
 
     GET /note/aws-notes.md?start=1691&end=1692#L1691   # the page opens scrolled to line 1691
 
-Only `*.md` files inside the notes folder are served: `..`, absolute paths, hidden folders
-and symlinks that lead out of the folder are refused with 404, the same answer as a missing
-note, so the viewer cannot be used to probe the disk. Every line is HTML-escaped, and the page
-is sent with a Content-Security-Policy that allows no script at all.
+Only notes are served (`rag.notes.resolve_note`, the rule the indexer and the watcher use):
+`..`, absolute paths, hidden folders and symlinks that lead out of the folder are refused with
+404, the same answer as a missing note, so the viewer cannot be used to probe the disk. Every
+line is HTML-escaped, and the page is sent with a Content-Security-Policy that allows no script.
 """
 
 from __future__ import annotations
 
 import html
 from collections.abc import Awaitable, Callable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
+from rag.errors import NoteRefused
 from rag.index.cutting import split_lines
-from rag.notes import MAX_NOTE_BYTES
+from rag.notes import read_note_text
+from rag.web.render import ROUTE
 
-ROUTE = "/note"
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
     "frame-ancestors 'self'; base-uri 'none'; form-action 'none'",
@@ -28,33 +29,6 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-
-
-class NoteRefused(ValueError):
-    """The path names no note inside the notes folder."""
-
-
-def resolve_note(notes_dir: Path, rel: str) -> Path:
-    """The file a viewer path names, or NoteRefused if it is not a note in `notes_dir`.
-
-    resolve_note(Path("notes"), "aws/sqs.md")   # Path('/abs/notes/aws/sqs.md')
-    resolve_note(Path("notes"), "../etc/passwd.md")   # NoteRefused
-    """
-    parts = PurePosixPath(rel).parts
-    if (
-        not rel
-        or "\\" in rel
-        or "\x00" in rel
-        or rel.startswith("/")
-        or any(p in ("", ".", "..") or p.startswith(".") for p in parts)
-        or not rel.endswith(".md")
-    ):
-        raise NoteRefused(f"not a note path: {rel!r}")
-    root = Path(notes_dir).resolve()
-    path = (root / rel).resolve()  # follows symlinks: one that leads out is caught below
-    if not path.is_relative_to(root) or not path.is_file():
-        raise NoteRefused(f"no note {rel!r} in the notes folder")
-    return path
 
 
 def note_page(rel: str, text: str, start: int | None, end: int | None) -> str:
@@ -109,10 +83,7 @@ def add_viewer(
         if not await signed_in(request):
             return PlainTextResponse("Sign in on the chat page first.", 401, headers=HEADERS)
         try:
-            path = resolve_note(notes_dir, rel)
-            if path.stat().st_size > MAX_NOTE_BYTES:
-                raise NoteRefused(f"{rel!r} is too large to show")
-            text = path.read_bytes().decode("utf-8-sig", errors="replace")
-        except (NoteRefused, OSError):
+            text = read_note_text(notes_dir, rel)
+        except NoteRefused:
             return PlainTextResponse("No such note in the notes folder.", 404, headers=HEADERS)
         return HTMLResponse(note_page(rel, text, start, end), headers=HEADERS)

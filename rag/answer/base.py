@@ -1,0 +1,103 @@
+"""What every answer is made of: the Answer, its Citations and [n] markers, the decline, and
+the Writer seam that produces answers from hits.
+
+    answer.text            # "Max message size (256KB; 1KB-256KB) [1]"
+    answer.citations[0]    # Citation(n=1, path='aws-notes.md', start_line=1693, ...)
+    marker(1)              # "[1]"; MARKER finds them again
+
+A Writer turns a question and its hits into a stream of Tokens and one Done: the extractive
+writer (`rag.answer.extractive`) quotes lines, the LLM writer (`rag.answer.llm`) streams a
+model's words with checked citations. `rag.answer.pipeline` runs one of them for every caller.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from rag.index.cutting import Chunk, location
+from rag.search.engine import Hit
+
+DECLINE = "Not in your notes"  # how an answer says the notes do not answer the question
+NOT_IN_NOTES = f"{DECLINE}: nothing there answers this question."
+MARKER = re.compile(r"\[(\d+)\]")  # a citation marker as answers carry it: [1]
+Generator = Literal["extractive", "llm"]
+Idf = Callable[[str], float | None]  # term -> its rarity in the notes, None if they never use it
+
+
+def marker(n: int) -> str:
+    return f"[{n}]"
+
+
+@dataclass(frozen=True)
+class Citation:
+    n: int
+    path: str
+    heading: tuple[str, ...]
+    start_line: int  # the cited lines, 1-based inclusive
+    end_line: int
+    text: str  # those lines as they are in the note
+    excerpt: str  # the whole chunk they came from, for context
+    excerpt_start_line: int
+    excerpt_end_line: int
+
+    @classmethod
+    def of(cls, n: int, chunk: Chunk, start_line: int, end_line: int) -> Citation:
+        """Lines start..end of a chunk, cited as [n]."""
+        first, last = start_line - chunk.start_line, end_line - chunk.start_line
+        text = "\n".join(chunk.text.split("\n")[first : last + 1])
+        where = (chunk.text, chunk.start_line, chunk.end_line)
+        return cls(n, chunk.path, chunk.heading, start_line, end_line, text, *where)
+
+    @property
+    def location(self) -> str:
+        return location(self.path, self.start_line, self.end_line)
+
+
+@dataclass
+class Answer:
+    question: str  # as asked (cleaned)
+    text: str
+    answered: bool  # False: declined ("Not in your notes"), with the nearest sections
+    citations: list[Citation] = field(default_factory=list)  # an LLM's: the cited ones first
+    candidates: list[Hit] = field(default_factory=list)  # the nearest chunks, when declined
+    hits: list[Hit] = field(default_factory=list)  # everything the search found
+    searched: str = ""  # what was searched, when a follow-up was read with earlier questions
+    notices: tuple[str, ...] = ()  # things the user should know: cuts, fallbacks, follow-ups
+    generator: Generator = "extractive"  # who wrote `text`
+    cited: tuple[int, ...] = ()  # the [n] an LLM's text cites, ascending
+    uncited: bool = False  # an LLM's answer citing nothing: to be checked against the sources
+
+    @property
+    def by_llm(self) -> bool:
+        return self.generator == "llm"
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str  # the next piece of an answer being written, its citations already checked
+
+
+@dataclass(frozen=True)
+class Done:
+    answer: Answer
+
+
+class Writer(Protocol):
+    """The seam: writes the answer to a question from its hits."""
+
+    def write(
+        self, question: str, hits: Sequence[Hit], idf: Idf, history: Sequence[Exchange]
+    ) -> Iterator[Token | Done]:
+        """Tokens as the answer is written (none for a quoted one), then exactly one Done."""
+        ...
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One earlier turn of a conversation."""
+
+    question: str  # as the user asked it
+    answer: str = ""  # the answer's text

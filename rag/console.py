@@ -1,0 +1,109 @@
+"""What the `rag` command prints: hits, answers (streamed when an LLM writes them), reports.
+
+    print(search_text(question, hits))
+    print_answer(stream_ask(engine, question))     # tokens as they come, then the sources
+    print(index_summary(report, settings))
+
+Notices go to stderr as "note: ...", so stdout stays the answer itself.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator
+
+from rag.answer.base import Answer, Done, Token
+from rag.index.build import IndexReport
+from rag.index.cutting import heading_text
+from rag.search.engine import Hit
+from rag.settings import Settings
+
+SHOWN_LINES = 4  # of each hit in `rag search`
+
+
+def search_text(question: str, hits: list[Hit]) -> str:
+    if not hits:
+        return f"No matches for {question!r}."
+    out = []
+    for n, h in enumerate(hits, 1):
+        c = h.chunk
+        out.append(f"{n}. {heading_text(c.heading, c.path)}  ({c.location})  score {h.score:.4f}")
+        body = [line for line in c.text.split("\n") if line.strip()][:SHOWN_LINES]
+        out += [f"     {line}" for line in body]
+    return "\n".join(out)
+
+
+def print_answer(events: Iterable) -> Answer:
+    """Print an LLM's tokens as they arrive, then the sources; or the extractive answer.
+    Returns the answer."""
+    streamed = False
+    for event in events:
+        if isinstance(event, Token):
+            print(event.text, end="", flush=True)
+            streamed = True
+        elif isinstance(event, Done):
+            answer = event.answer
+    if streamed:
+        print()
+    print_notices(answer.notices)
+    if answer.uncited:
+        print_notices(["the answer cites none of the excerpts: check it against them"])
+    if answer.by_llm:
+        print("\n" + sources_text(answer))
+    else:  # no LLM, or a fault (after what it had streamed)
+        print(("\n" if streamed else "") + answer_text(answer))
+    return answer
+
+
+def answer_text(a: Answer) -> str:
+    return f"{a.text}\n\n{sources_text(a)}"
+
+
+def sources_text(a: Answer) -> str:
+    """The sources with their quoted lines; an LLM's uncited excerpts only by name."""
+    out = []
+    if a.citations:
+        out.append("Sources:")
+        for c in a.citations:
+            out.append(f"[{c.n}] {heading_text(c.heading, c.path)}  ({c.location})")
+            if not a.cited or c.n in a.cited:
+                out += [f"    {line}" for line in c.text.split("\n")]
+    else:
+        out.append("Nearest sections:")
+        for h in a.candidates:
+            out.append(f"- {heading_text(h.chunk.heading, h.chunk.path)}  ({h.chunk.location})")
+    return "\n".join(out)
+
+
+def index_summary(r: IndexReport, settings: Settings) -> str:
+    lines = []
+    if r.rebuild_reason and r.written:
+        lines.append(f"Full rebuild: {r.rebuild_reason}.")
+    if r.dry_run:
+        verb = "Would index"
+        lines += [f"  changed: {p}" for p in r.changed_files]
+        lines += [f"  removed: {p}" for p in r.removed_files]
+    else:
+        verb = "Indexed" if r.written else "Index is up to date:"
+    lines.append(
+        f"{verb} {r.files} files, {r.chunks} chunks ({r.embedded} embedded, {r.unchanged} "
+        f"unchanged, {r.removed} removed) in {r.seconds:.2f}s -> {settings.index_dir}"
+    )
+    lines += [f"  skipped {s.path}: {s.reason}" for s in r.skipped]
+    return "\n".join(lines)
+
+
+def print_notices(notices: Iterable[str]) -> None:
+    for notice in notices:
+        print(f"note: {notice}", file=sys.stderr)
+
+
+def read_questions(prompt: str = "> ") -> Iterator[str]:
+    """Lines typed at the terminal (or piped in), until end of input."""
+    while True:
+        try:
+            line = input(prompt if sys.stdin.isatty() else "")
+        except EOFError:
+            return
+        if line.strip():
+            yield line

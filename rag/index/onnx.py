@@ -1,0 +1,165 @@
+"""The question fast path: the embedding model's own network exported once to ONNX Runtime.
+
+    encoder, problem = open_onnx(embedder, cache)   # (OnnxEncoder, "") or (None, why not)
+    encoder.embed(["max sqs message size"])         # the torch vectors, within TOLERANCE
+
+The export is the transformer's last hidden state; the pooling and normalisation the model's
+sentence-transformers config names follow in numpy (`Head`). A question takes 4-5 ms here
+against 12-13 ms through torch (docs/benchmarks.md). Cached in the user cache under a hash of
+the model's files and torch's version, so a changed model or torch exports anew.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from rag.index.embedding import SentenceTransformerEmbedder
+
+FAST_VERSION = 1  # of the export below; part of the cached file's name
+TOLERANCE = 1e-5  # largest difference from torch's vector the fast path may make
+_PROBE = ["a", "What is the largest message an SQS queue accepts, and can it be raised?"]
+
+
+class Head(NamedTuple):
+    """What follows the network, from the model's modules.json and pooling config."""
+
+    pooling: Literal["mean", "cls", "max"]
+    normalize: bool
+
+
+class OnnxEncoder:
+    """The exported network in ONNX Runtime, then the model's pooling and normalisation."""
+
+    def __init__(
+        self, file: Path, embedder: SentenceTransformerEmbedder, head: Head, threads: int = 1
+    ) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        # One question is one thread's work (see SentenceTransformerEmbedder.embed_torch).
+        options.intra_op_num_threads = options.inter_op_num_threads = threads
+        options.log_severity_level = 3  # errors only
+        self.file, self.head = file, head
+        self._session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+        self._inputs = [i.name for i in self._session.get_inputs()]
+        self._tokenize = _preprocess(embedder.model)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        features = self._tokenize(texts)
+        feeds = {name: features[name].numpy().astype(np.int64) for name in self._inputs}
+        hidden = self._session.run(None, feeds)[0]  # (texts, tokens, dim)
+        mask = feeds["attention_mask"][..., None].astype(np.float32)
+        if self.head.pooling == "cls":
+            pooled = hidden[:, 0]
+        elif self.head.pooling == "max":
+            pooled = np.where(mask > 0, hidden, -1e9).max(axis=1)
+        else:
+            pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+        if self.head.normalize:
+            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return np.ascontiguousarray(pooled, dtype=np.float32)
+
+
+def open_onnx(embedder: SentenceTransformerEmbedder, cache: Path) -> tuple[OnnxEncoder | None, str]:
+    """Load the cached export, or export it; a file that fails to load or disagrees with
+    torch on a probe is exported again, once. Any failure leaves the caller on torch."""
+    try:
+        head = model_head(embedder.path)
+        import onnxruntime  # noqa: F401
+    except (ImportError, ValueError) as e:
+        return None, str(e)
+    file = cache / f"{_content_hash(embedder.path)}.onnx"
+    problem = ""
+    for again in (False, True):
+        try:
+            if again or not file.is_file():
+                export_onnx(embedder, file)
+            encoder = OnnxEncoder(file, embedder, head)
+            diff = float(np.abs(encoder.embed(_PROBE) - embedder.embed_torch(_PROBE)).max())
+            if diff <= TOLERANCE:
+                return encoder, ""
+            problem = f"{file} differs from torch by {diff:.1e}"
+        except Exception as e:  # onnxruntime and the exporter raise many kinds: all mean "no"
+            problem = f"{file}: {type(e).__name__}: {e}"[:300]
+    return None, problem
+
+
+def model_head(path: Path) -> Head:
+    """What follows the network; ValueError if it is anything the fast path does not know."""
+    modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))
+    kinds = [m["type"].rsplit(".", 1)[-1] for m in modules]
+    if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
+        raise ValueError(f"modules {kinds}: the fast path knows Transformer, Pooling, Normalize")
+    config = json.loads((path / modules[1]["path"] / "config.json").read_text(encoding="utf-8"))
+    modes = [k[len("pooling_mode_") :] for k, v in config.items() if k.startswith("pooling_mode_")]
+    modes = [m for m in modes if config[f"pooling_mode_{m}"] is True]
+    names = {"mean_tokens": "mean", "cls_token": "cls", "max_tokens": "max"}
+    if len(modes) != 1 or modes[0] not in names or config.get("include_prompt", True) is False:
+        raise ValueError(f"pooling {config}: the fast path knows one of mean, cls, max")
+    return Head(names[modes[0]], kinds[-1] == "Normalize")
+
+
+def export_onnx(embedder: SentenceTransformerEmbedder, file: Path) -> None:
+    """Write the transformer's last hidden state as ONNX, atomically (a reader sees the old
+    file or the whole new one)."""
+    import torch
+
+    network = embedder.model[0].auto_model.eval()
+    features = _preprocess(embedder.model)(["an example"])
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in features]
+
+    class Hidden(torch.nn.Module):  # positional inputs in, last hidden state out
+        def __init__(self) -> None:
+            super().__init__()
+            self.network = network
+
+        def forward(self, *inputs):
+            return self.network(**dict(zip(names, inputs, strict=True))).last_hidden_state
+
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_name(f"{file.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    axes = {n: {0: "texts", 1: "tokens"} for n in [*names, "hidden"]}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about shapes it fixes
+            torch.onnx.export(
+                Hidden(),
+                tuple(features[n] for n in names),
+                str(tmp),
+                input_names=names,
+                output_names=["hidden"],
+                dynamic_axes=axes,
+                opset_version=17,
+                dynamo=False,
+            )
+        os.replace(tmp, file)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _preprocess(model):
+    """The model's own tokenization (it strips, lower-cases and truncates as configured);
+    `preprocess` in newer sentence-transformers, `tokenize` (deprecated there) in older."""
+    return getattr(model, "preprocess", None) or model.tokenize
+
+
+
+
+def _content_hash(path: Path) -> str:
+    """Every file of the model folder, and what the export depends on: a changed model or
+    torch makes a new file (0.1 s for the packaged model's 90 MB)."""
+    import torch
+
+    digest = hashlib.sha256(f"v{FAST_VERSION} torch {torch.__version__}\0".encode())
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{f.relative_to(path)}\0".encode() + f.read_bytes())
+    return digest.hexdigest()[:24]

@@ -1,0 +1,171 @@
+"""What the chat page does when its user acts: each handler a method of one `Handlers`.
+
+    handlers = Handlers(live, settings)
+    handlers.respond("max sqs message size?")      # /ask: the reply as markdown
+    for outputs in handlers.chat(...): ...         # the chat: the answer as it grows
+
+Every answer comes from `rag.answer.pipeline`, like the CLI's: the chat passes the earlier
+turns, so a short follow-up ("and the default?") is read with the question before it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import gradio as gr
+
+from rag.answer.base import Answer, Done, Exchange, Token, Writer
+from rag.answer.extractive import Extractive
+from rag.answer.llm import LLMWriter
+from rag.answer.pipeline import Searched, ask, stream_ask
+from rag.answer.schema import answer_json
+from rag.errors import BadInput
+from rag.search.engine import Hit
+from rag.search.live import LiveIndex
+from rag.settings import Mode, Settings
+from rag.web.feedback import append_feedback, feedback_entry
+from rag.web.panel import sources_html
+from rag.web.render import (
+    chat_markdown,
+    escape_md,
+    llm_partial_markdown,
+    reply_markdown,
+    stream_markdown,
+)
+
+PACE = 0.015  # seconds between streamed steps; the answer is ready before the first one
+
+
+@dataclass
+class Turn:
+    """One answered question, kept per browser session for follow-ups, panel and feedback."""
+
+    asked: str  # the question as typed (cleaned)
+    mode: Mode
+    answer: Answer | None  # None while an LLM is still writing it
+    hits: list[Hit] = field(default_factory=list)
+    message: int = 0  # index of the answer in the chat history
+
+    def panel(self, why: bool) -> str:
+        return sources_html(self.answer, self.hits, why, fused=self.mode == "hybrid")
+
+    def exchange(self) -> Exchange:
+        return Exchange(self.asked, self.answer.text if self.answer else "")
+
+
+class Handlers:
+    def __init__(self, live: LiveIndex, settings: Settings) -> None:
+        self.live, self.settings = live, settings
+        self.llm = settings.llm
+
+    def writer(self, write: bool = True) -> Writer:
+        """The LLM when one is configured and `write` is on; quoted lines otherwise."""
+        return LLMWriter(self.llm) if self.llm is not None and write else Extractive()
+
+    def answer(self, message: str) -> Answer:
+        s = self.settings
+        return ask(self.live.engine, message, k=s.top_k, mode=s.mode, writer=self.writer())
+
+    def respond(self, message: str) -> str:
+        """Answer a question from the notes, as markdown with [n] markers and its sources."""
+        try:
+            return reply_markdown(self.answer(message))
+        except BadInput as e:  # an empty question: say so, search nothing
+            return f"**Nothing searched:** {escape_md(str(e))}."
+
+    def respond_json(self, message: str) -> str:
+        """The answer as JSON text, as `rag ask --json` prints it; empty gives {"error": ...}.
+
+        Text, not a dict: gradio_client takes any dict with a "path" key for a file to fetch.
+        """
+        try:
+            return json.dumps(answer_json(self.answer(message)), ensure_ascii=False)
+        except BadInput as e:
+            return json.dumps({"question": message, "error": str(e)})
+
+    def chat(self, message, history, turns, k, mode, why, write) -> Iterator[tuple]:
+        """Stream one answer into the chat and fill the sources panel: the LLM's tokens as
+        they come, or the quoted lines a few words at a time."""
+        history, turns = list(history or []), list(turns or [])
+        events = stream_ask(
+            self.live.engine,  # a re-index swaps it whole; this question keeps its own
+            message,
+            history=[t.exchange() for t in turns],
+            k=int(k),
+            mode=mode,
+            writer=self.writer(write),
+        )
+        try:
+            searched: Searched = next(events)  # type: ignore[assignment]
+        except BadInput as e:  # an empty question: say so, search nothing
+            reply = {"role": "assistant", "content": f"**Nothing searched:** {escape_md(str(e))}."}
+            yield "", [*history, reply], turns, gr.skip()
+            return
+        history.append({"role": "user", "content": escape_md(searched.question)})
+        turn = Turn(searched.question, mode, None, searched.hits, message=len(history))
+        turns.append(turn)
+        if self.llm is not None and write:
+            steps = _written(turn, events, searched.notices)
+        else:
+            steps = _quoted(turn, events)
+        shown = False  # the panel: as soon as the answer is known, once
+        for text in steps:
+            reply = {"role": "assistant", "content": text}
+            panel = gr.skip() if shown or turn.answer is None else turn.panel(why)
+            shown = shown or turn.answer is not None
+            yield "", [*history, reply], turns, panel
+
+    def show_selected(self, turns, why, evt: gr.SelectData):
+        """Clicking an earlier answer brings its sources back into the panel."""
+        turn = _turn_at(turns, evt.index)
+        return turn.panel(why) if turn else gr.skip()
+
+    def show_last(self, turns, why):
+        return turns[-1].panel(why) if turns else gr.skip()
+
+    def vote(self, turns, data: gr.LikeData) -> None:
+        turn = _turn_at(turns, data.index)
+        if data.liked is False and turn is not None and turn.answer is not None:
+            path = self.settings.feedback_file
+            append_feedback(path, feedback_entry(turn.answer))
+            gr.Info(f"Saved to {path.name}: this answer and its sources.")
+
+    def reindex(self) -> str:
+        """Start bringing the index up to date; questions use the old one until it is done."""
+        self.live.reindex_in_background()
+        return self.live.describe()
+
+    def status(self) -> str:
+        return self.live.describe()
+
+
+def _quoted(turn: Turn, events: Iterator) -> Iterator[str]:
+    """An extractive answer, ready at once, revealed a few words every PACE seconds."""
+    done = next(e for e in events if isinstance(e, Done))
+    turn.answer = done.answer
+    for i, text in enumerate(stream_markdown(turn.answer)):
+        if i:
+            time.sleep(PACE)
+        yield text
+
+
+def _written(turn: Turn, events: Iterator, notices: tuple[str, ...]) -> Iterator[str]:
+    """An LLM's answer as it streams in, then in full with linked [n]; on a fault, the
+    extractive answer with a notice replaces what had come (`rag.answer.llm`)."""
+    parts: list[str] = []
+    yield llm_partial_markdown(notices, "")
+    for event in events:
+        if isinstance(event, Token):
+            parts.append(event.text)
+            yield llm_partial_markdown(notices, "".join(parts))
+        elif isinstance(event, Done):
+            turn.answer = event.answer
+    yield chat_markdown(turn.answer)
+
+
+def _turn_at(turns: list[Turn], index: int | tuple[int, int]) -> Turn | None:
+    index = index[0] if isinstance(index, (list, tuple)) else index
+    return next((t for t in turns if t.message == index), None)

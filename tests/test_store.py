@@ -1,0 +1,131 @@
+"""The index's files on disk: loads that race a writer, damage found, formats refused.
+
+Vectors here are random and 8-dimensional: what is under test is the files, not the model.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from rag.errors import IndexCorrupt, IndexIncompatible
+from rag.index.cutting import chunk_note
+from rag.index.dense import DenseIndex
+from rag.index.store import (
+    FILES,
+    Manifest,
+    chunker_settings,
+    current_generation,
+    load_index,
+    unit_counts,
+    verify_generation,
+    write_generation,
+)
+from rag.notes import Note
+
+DIM = 8
+
+
+def words(texts: list[str]) -> list[int]:
+    return [len(t.split()) for t in texts]
+
+
+def write(index_dir, i: int):
+    text = f"# A\n\n## S{i}\n\n- line one {i}\n- line two {i}\n\n## T\n\n- other {i}\n"
+    chunks = chunk_note(Note("a.md", text, str(i)), words, 200)
+    counts = unit_counts(chunks)
+    rng = np.random.default_rng(i)
+    manifest = Manifest(
+        model="m",
+        dim=DIM,
+        chunker=chunker_settings(200),
+        files={"a.md": str(i)},
+        chunks=len(chunks),
+        units=int(counts.sum()),
+        created="now",
+    )
+    dense = DenseIndex.build(rng.normal(size=(len(chunks), DIM)))
+    units = DenseIndex.build(rng.normal(size=(int(counts.sum()), DIM)))
+    return write_generation(index_dir, chunks, dense, units, manifest)
+
+
+def test_loads_while_a_writer_switches_generations_never_fail(tmp_path):
+    """Each load reads one whole generation, even as the writer replaces and removes them."""
+    write(tmp_path, 0)
+    stop = threading.Event()
+    written = []
+
+    def writer() -> None:
+        i = 1
+        while not stop.is_set():
+            write(tmp_path, i)
+            written.append(i)
+            i += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    loads, failures = 0, []
+    deadline = time.monotonic() + 4
+    try:
+        while time.monotonic() < deadline:
+            try:
+                index = load_index(tmp_path, "m", DIM, 200)
+            except Exception as e:  # any failure of a healthy index is the bug
+                failures.append(f"{type(e).__name__}: {e}")
+                continue
+            loads += 1
+            (i,) = index.manifest.files.values()  # chunks and manifest of one generation
+            assert all(i in c.text for c in index.chunks if c.heading[-1] != "T")
+    finally:
+        stop.set()
+        thread.join()
+    assert len(written) > 20 and loads > 100
+    assert failures == [], (
+        f"{len(failures)} of {loads + len(failures)} loads failed: {failures[:3]}"
+    )
+
+
+def test_a_truncated_file_is_named_at_load(tmp_path):
+    gen = write(tmp_path, 1)
+    data = (gen / "units.faiss").read_bytes()
+    (gen / "units.faiss").write_bytes(data[:-8])
+    with pytest.raises(IndexCorrupt, match=r"units\.faiss is damaged.*rag index --full"):
+        load_index(tmp_path, "m", DIM, 200)
+
+
+def test_a_flipped_byte_is_found_by_verify_not_at_every_load(tmp_path):
+    gen = write(tmp_path, 1)
+    assert verify_generation(gen) == []
+    data = bytearray((gen / "bm25.doc_len.npy").read_bytes())
+    data[-1] ^= 0x01  # a document length off by one: same size, so it still loads
+    (gen / "bm25.doc_len.npy").write_bytes(bytes(data))
+    load_index(tmp_path, "m", DIM, 200)
+    assert verify_generation(gen) == [f"{gen / 'bm25.doc_len.npy'} is damaged (checksum mismatch)"]
+
+
+def test_every_file_is_in_the_manifest(tmp_path):
+    gen = write(tmp_path, 1)
+    manifest = json.loads((gen / "manifest.json").read_text())
+    assert sorted(manifest["checksums"]) == sorted(manifest["sizes"]) == sorted(FILES)
+    assert sorted(p.name for p in gen.iterdir()) == sorted([*FILES, "manifest.json"])
+
+
+def test_an_index_of_the_first_format_gets_the_rebuild_message(tmp_path):
+    gen = write(tmp_path, 1)
+    manifest = json.loads((gen / "manifest.json").read_text())
+    manifest["format_version"] = 1
+    (gen / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexIncompatible, match=r"rag-index v1, this rag reads rag-index v2"):
+        load_index(tmp_path, "m", DIM, 200)
+
+
+@pytest.mark.parametrize("pointer", [b"\xff\xfe garbage", b"gen-x.tmp", b"../etc"])
+def test_a_damaged_pointer_is_named(tmp_path, pointer):
+    write(tmp_path, 1)
+    (tmp_path / "CURRENT").write_bytes(pointer)
+    with pytest.raises(IndexCorrupt, match=r"CURRENT.*rag index --full"):
+        current_generation(tmp_path)
