@@ -1,4 +1,6 @@
-"""The chat app as users run it: start to first answer, then concurrent chat sessions.
+"""The chat app as users run it: start to first answer, then concurrent sessions, twice: as
+API calls (`/ask`) and as chat sessions driving the chat page's own streamed event (`/chat`,
+with its follow-up memory and paced reveal), timing the first update and the whole answer.
 
     python bench/served.py /tmp/work   # prints JSON; needs bench/core.py's index in /tmp/work
 
@@ -38,7 +40,8 @@ def main(work: Path) -> dict:
         reply = client.predict("What is the maximum size of an SQS message?", api_name="/ask")
         out["first_answer_s"] = time.perf_counter() - started
         out["first_answer"] = str(reply)[:200]
-        out["load"] = _load(Client, url)
+        out["load"] = _load(Client, url, _api_session)
+        out["chat"] = _load(Client, url, _chat_session)
         out["app_rss"] = rss(app.pid)
     finally:
         app.terminate()
@@ -60,48 +63,66 @@ def _connect(Client, url: str, app: subprocess.Popen, started: float):
     raise TimeoutError(f"app.py did not answer within {START_TIMEOUT}s")
 
 
-def _load(Client, url: str) -> dict:
+def _api_session(client, questions: list[str], record, deadline: float) -> None:
+    for q in questions:
+        if time.perf_counter() > deadline:
+            return
+        start = time.perf_counter()
+        client.predict(q, api_name="/ask")
+        record(time.perf_counter() - start, None)
+
+
+def _chat_session(client, questions: list[str], record, deadline: float) -> None:
+    """One browser tab's worth: each question sent with the chat so far, as the page sends it."""
+    history: list = []
+    for q in questions:
+        if time.perf_counter() > deadline:
+            return
+        start, first = time.perf_counter(), None
+        job = client.submit(q, history, 5, "hybrid", False, False, api_name="/chat")
+        for _ in job:  # each streamed update of the answer
+            first = first or time.perf_counter() - start
+        history = job.result()[1]
+        record(time.perf_counter() - start, first)
+
+
+def _load(Client, url: str, session) -> dict:
     """SESSIONS threads, each its own client, each asking QUESTIONS_EACH questions in turn."""
     questions = eval_questions()
     times: list[float] = []
+    firsts: list[float] = []
     failures: list[str] = []
     lock = threading.Lock()
     deadline = time.perf_counter() + LOAD_CAP_S
 
-    def session(n: int) -> None:
+    def record(seconds: float, first: float | None) -> None:
+        with lock:
+            times.append(seconds)
+            if first is not None:
+                firsts.append(first)
+
+    def run(n: int) -> None:
+        mine = [questions[(n * QUESTIONS_EACH + i) % len(questions)] for i in range(QUESTIONS_EACH)]
         try:
-            client = Client(url, verbose=False)
+            session(Client(url, verbose=False), mine, record, deadline)
         except Exception as e:  # counted, not raised: the report says how many failed
             with lock:
-                failures.append(f"connect: {e}")
-            return
-        for i in range(QUESTIONS_EACH):
-            if time.perf_counter() > deadline:
-                with lock:
-                    failures.append("not asked: time cap reached")
-                continue
-            q = questions[(n * QUESTIONS_EACH + i) % len(questions)]
-            start = time.perf_counter()
-            try:
-                client.predict(q, api_name="/ask")
-                with lock:
-                    times.append(time.perf_counter() - start)
-            except Exception as e:
-                with lock:
-                    failures.append(f"{type(e).__name__}: {e}"[:200])
+                failures.append(f"{type(e).__name__}: {e}"[:200])
 
     started = time.perf_counter()
-    threads = [threading.Thread(target=session, args=(n,), daemon=True) for n in range(SESSIONS)]
+    threads = [threading.Thread(target=run, args=(n,), daemon=True) for n in range(SESSIONS)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=max(0.0, deadline - time.perf_counter()) + 10)
     wall = time.perf_counter() - started
     out = {"sessions": SESSIONS, "requests": SESSIONS * QUESTIONS_EACH, "ok": len(times)}
-    out.update(failed=len(failures), failures=failures[:5], wall_s=wall)
+    out.update(failed=out["requests"] - len(times), failures=failures[:5], wall_s=wall)
     out["per_s"] = len(times) / wall
     if times:
         out.update(latency(times))
+    if firsts:
+        out["first"] = latency(firsts)
     return out
 
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
-import traceback
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,8 +20,19 @@ from rag.answer.extractive import Extractive
 from rag.answer.llm import LLMWriter
 from rag.answer.pipeline import stream_ask
 from rag.answer.schema import answer_json, search_json
-from rag.console import index_summary, print_answer, print_notices, read_questions, search_text
-from rag.errors import BadInput, RagError
+from rag.console import (
+    ProgressBar,
+    index_summary,
+    print_answer,
+    print_error,
+    print_json,
+    print_notices,
+    read_history,
+    read_jsonl,
+    read_questions,
+    search_text,
+)
+from rag.errors import BadInput, RagError, internal_error
 from rag.index.build import IndexReport, update_index
 from rag.index.embedding import SentenceTransformerEmbedder, warm_up
 from rag.index.store import current_generation, verify_generation
@@ -39,7 +48,6 @@ from rag.settings import (
     settings_from_args,
 )
 
-log = logging.getLogger(__name__)
 EXAMPLES = {
     "index": "examples:\n  rag index\n  rag index --dry-run   # what would change\n"
     "  rag index --check     # read every index file against its checksum\n"
@@ -76,12 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug in rag: say so, and how to see it
         if args.debug:
             raise
-        where = traceback.extract_tb(e.__traceback__)[-1]
-        print(
-            f"rag: internal error: {type(e).__name__}: {e} (at {Path(where.filename).name}:"
-            f"{where.lineno}); run again with --debug for the traceback",
-            file=sys.stderr,
-        )
+        print(internal_error("rag", e), file=sys.stderr)
         return 1
 
 
@@ -164,7 +167,7 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
 
 def _update(settings: Settings, full: bool, progress_bar: bool, dry_run=False) -> IndexReport:
     embedder = SentenceTransformerEmbedder(settings.model)
-    bar = _Bar()
+    bar = ProgressBar()
     try:
         return update_index(
             settings.notes_dir,
@@ -179,35 +182,17 @@ def _update(settings: Settings, full: bool, progress_bar: bool, dry_run=False) -
         bar.close()
 
 
-class _Bar:
-    """A progress bar on stderr, shown from the first text embedded (none if nothing is)."""
-
-    def __init__(self) -> None:
-        self._bar = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self._bar is None:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, desc="embedding", unit="text", file=sys.stderr)
-        self._bar.update(done - self._bar.n)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     engine = _engine(settings, many=bool(args.batch))
     for qid, raw in _questions(args):
         try:
             q = prepare_question(raw)
         except BadInput as e:
-            _emit_error(args, qid, raw, e)
+            print_error(args, qid, raw, e)
             continue
         hits = engine.search(q.text, k=settings.top_k, mode=settings.mode)
         if args.json:
-            _print_json(search_json(q.text, hits, q.notices), qid, args)
+            print_json(search_json(q.text, hits, q.notices), qid, args)
         else:
             print_notices(q.notices)
             print(search_text(q.text, hits))
@@ -216,17 +201,17 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     engine = _engine(settings, many=bool(args.batch))
-    history = _history(Path(args.history)) if args.history else []
+    history = read_history(Path(args.history)) if args.history else []
     for qid, raw in _questions(args):
         events = _stream(engine, settings, raw, history)
         try:
             next(events)  # the search: an empty question fails here
         except BadInput as e:
-            _emit_error(args, qid, raw, e)
+            print_error(args, qid, raw, e)
             continue
         if args.json:
             *_, done = events
-            _print_json(answer_json(done.answer), qid, args)
+            print_json(answer_json(done.answer), qid, args)
         else:
             print_answer(events)
     return 0
@@ -279,11 +264,9 @@ def cmd_beir(args: argparse.Namespace, settings: Settings) -> int:
     report = beir.evaluate_beir(_engine(settings, many=True), queries, qrels)
     if args.json:
         print(json.dumps({"documents": docs, "queries": len(queries), "results": report}))
-        return 0
-    print(f"{beir_dir.name}: {docs} documents, {len(queries)} queries with qrels")
-    print(f"{'mode':<8} {'nDCG@10':>8} {'R@100':>8}")
-    for mode, r in report.items():
-        print(f"{mode:<8} {r['nDCG@10']:>8.4f} {r['R@100']:>8.4f}")
+    else:
+        print(f"{beir_dir.name}: {docs} documents, {len(queries)} queries with qrels")
+        print(beir.format_table(report))
     return 0
 
 
@@ -301,11 +284,6 @@ def _stream(engine: Engine, settings: Settings, question: str, history: list[Exc
     return stream_ask(engine, question, history=history, k=k, mode=mode, writer=writer)
 
 
-def _history(path: Path) -> list[Exchange]:
-    """Earlier turns from a JSONL file: {"question": ..., "answer": ...} a line."""
-    return [Exchange(str(item["question"]), str(item.get("answer", ""))) for item in _jsonl(path)]
-
-
 def _questions(args: argparse.Namespace) -> Iterator[tuple[str | None, str]]:
     """(id, question) pairs: the one positional question, or each line of --batch."""
     if args.batch and args.question:
@@ -315,40 +293,8 @@ def _questions(args: argparse.Namespace) -> Iterator[tuple[str | None, str]]:
             raise BadInput(f'no question given: rag {args.command} "your question" (or --batch)')
         yield None, args.question
         return
-    for item in _jsonl(Path(args.batch), needs=("id", "question")):
+    for item in read_jsonl(Path(args.batch), needs=("id", "question")):
         yield str(item["id"]), str(item["question"])
-
-
-def _jsonl(path: Path, needs: tuple[str, ...] = ("question",)) -> Iterator[dict]:
-    if not path.is_file():
-        raise BadInput(f"file {path} does not exist")
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-                if not isinstance(item, dict) or any(k not in item for k in needs):
-                    raise ValueError
-            except ValueError:
-                wanted = " and ".join(repr(k) for k in needs)
-                raise BadInput(f"{path} line {n} is not a JSON object with {wanted}") from None
-            yield item
-
-
-def _print_json(out: dict, qid: str | None, args: argparse.Namespace) -> None:
-    if qid is not None:
-        out = {"id": qid, **out}
-    print(json.dumps(out, ensure_ascii=False), flush=bool(args.batch))
-
-
-def _emit_error(args: argparse.Namespace, qid: str | None, raw: str, e: Exception) -> None:
-    if qid is None:
-        raise e
-    if args.json:
-        print(json.dumps({"id": qid, "question": raw, "error": str(e)}), flush=True)
-    else:
-        print(f"[{qid}] error: {e}", file=sys.stderr)
 
 
 if __name__ == "__main__":

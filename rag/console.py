@@ -1,18 +1,23 @@
-"""What the `rag` command prints: hits, answers (streamed when an LLM writes them), reports.
+"""What the `rag` command reads and prints: questions and history files in; hits, answers
+(streamed when an LLM writes them), JSON lines and reports out.
 
     print(search_text(question, hits))
     print_answer(stream_ask(engine, question))     # tokens as they come, then the sources
-    print(index_summary(report, settings))
+    read_history(Path("turns.jsonl"))               # [Exchange(question, answer), ...]
 
 Notices go to stderr as "note: ...", so stdout stays the answer itself.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
-from rag.answer.base import Answer, Done, Token
+from rag.answer.base import Answer, Done, Exchange, Token
+from rag.errors import BadInput
 from rag.index.build import IndexReport
 from rag.index.cutting import heading_text
 from rag.search.engine import Hit
@@ -107,3 +112,60 @@ def read_questions(prompt: str = "> ") -> Iterator[str]:
             return
         if line.strip():
             yield line
+
+
+class ProgressBar:
+    """A progress bar on stderr, shown from the first text embedded (none if nothing is)."""
+
+    def __init__(self) -> None:
+        self._bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc="embedding", unit="text", file=sys.stderr)
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def read_history(path: Path) -> list[Exchange]:
+    """Earlier turns from a JSONL file: {"question": ..., "answer": ...} a line."""
+    return [
+        Exchange(str(item["question"]), str(item.get("answer", ""))) for item in read_jsonl(path)
+    ]
+
+
+def read_jsonl(path: Path, needs: tuple[str, ...] = ("question",)) -> Iterator[dict]:
+    if not path.is_file():
+        raise BadInput(f"file {path} does not exist")
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                if not isinstance(item, dict) or any(k not in item for k in needs):
+                    raise ValueError
+            except ValueError:
+                wanted = " and ".join(repr(k) for k in needs)
+                raise BadInput(f"{path} line {n} is not a JSON object with {wanted}") from None
+            yield item
+
+
+def print_json(out: dict, qid: str | None, args: argparse.Namespace) -> None:
+    if qid is not None:
+        out = {"id": qid, **out}
+    print(json.dumps(out, ensure_ascii=False), flush=bool(args.batch))
+
+
+def print_error(args: argparse.Namespace, qid: str | None, raw: str, e: Exception) -> None:
+    if qid is None:
+        raise e
+    if args.json:
+        print(json.dumps({"id": qid, "question": raw, "error": str(e)}), flush=True)
+    else:
+        print(f"[{qid}] error: {e}", file=sys.stderr)

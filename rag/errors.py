@@ -21,6 +21,9 @@ RagError
 
 from __future__ import annotations
 
+import traceback
+from pathlib import Path
+
 
 class RagError(Exception):
     """Root of the errors rag reports as messages; the CLI and the app catch only this."""
@@ -70,3 +73,13 @@ class IndexBusy(RagError):
 
 class LLMError(RagError):
     """The LLM server could not give an answer; the message says why, in a few words."""
+
+
+def internal_error(prog: str, e: BaseException) -> str:
+    """The message for a bug (any error that is not a RagError): what and where, and how to
+    see the traceback."""
+    where = traceback.extract_tb(e.__traceback__)[-1]
+    return (
+        f"{prog}: internal error: {type(e).__name__}: {e} (at {Path(where.filename).name}:"
+        f"{where.lineno}); run again with --debug for the traceback"
+    )

@@ -101,3 +101,9 @@ def evaluate_beir(
         n = max(len(queries), 1)
         report[mode] = {"nDCG@10": round(ndcg / n, 4), "R@100": round(recall / n, 4)}
     return report
+
+
+def format_table(report: dict) -> str:
+    lines = [f"{'mode':<8} {'nDCG@10':>8} {'R@100':>8}"]
+    lines += [f"{m:<8} {r['nDCG@10']:>8.4f} {r['R@100']:>8.4f}" for m, r in report.items()]
+    return "\n".join(lines)
