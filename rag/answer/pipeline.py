@@ -62,17 +62,9 @@ def stream_ask(
         yield event
 
 
-def ask(
-    engine: Engine,
-    question: str,
-    *,
-    history: Sequence[Exchange] = (),
-    k: int = 5,
-    mode: Mode = "hybrid",
-    writer: Writer | None = None,
-) -> Answer:
-    """The whole answer at once (BadInput for an empty question)."""
-    for event in stream_ask(engine, question, history=history, k=k, mode=mode, writer=writer):
+def ask(engine: Engine, question: str, **options) -> Answer:
+    """The whole answer at once: what `stream_ask` (same keyword options) ends with."""
+    for event in stream_ask(engine, question, **options):
         if isinstance(event, Done):
             return event.answer
     raise RuntimeError("the writer ended without an answer")  # its contract: exactly one Done
