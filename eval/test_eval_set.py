@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL = ROOT / "eval"
 
 NOTES = (ROOT / "notes" / "aws-notes.md").read_text(encoding="utf-8").split("\n")
 TYPES = {"paraphrase", "keyword", "fact", "comparison", "howto", "unanswerable"}
+TEST_IDS = "5af02ee0bbe4"  # sha256 of the test part's ids: the split never moves
+BLIND_TYPES = {"fact", "paraphrase", "keyword", "comparison", "howto", "typo", "near_miss"}
 
 
 def _items(name):
@@ -26,16 +31,44 @@ def _check_gold(item):
         assert NOTES[g["end_line"] - 1].strip(), f"{item['id']}: gold ends on a blank line"
 
 
-def test_questions_are_well_formed():
-    items = _items("questions.jsonl")
+@pytest.mark.parametrize("name", ["questions.jsonl", "tune_extra.jsonl"])
+def test_questions_are_well_formed(name):
+    items = _items(name)
     assert len(items) >= 150
     assert len({i["id"] for i in items}) == len(items), "ids must be unique"
     for item in items:
-        assert set(item) == {"id", "question", "gold", "type", "answer"}, item["id"]
+        assert set(item) == {"id", "question", "gold", "type", "answer", "split"}, item["id"]
         assert item["type"] in TYPES, item["id"]
         assert item["question"].strip(), item["id"]
         assert bool(item["gold"]) == (item["type"] != "unanswerable"), item["id"]
         _check_gold(item)
+    assert name != "tune_extra.jsonl" or {i["split"] for i in items} == {"tune"}
+
+
+def test_the_split_is_two_to_one_by_type_and_frozen():
+    items = _items("questions.jsonl")
+    by_type = Counter((i["type"], i["split"]) for i in items)
+    for t in TYPES:
+        test, tune = by_type[(t, "test")], by_type[(t, "tune")]
+        assert abs(tune - 2 * test) <= 2, (t, tune, test)
+    # frozen: the 133 test questions are exactly these (ids hashed, in file order)
+    test_ids = "".join(i["id"] for i in items if i["split"] == "test")
+    assert hashlib.sha256(test_ids.encode()).hexdigest()[:12] == TEST_IDS
+
+
+def test_the_blind_set_is_well_formed():
+    items = _items("blind/questions.jsonl")
+    keys = {"id", "question", "gold", "type", "answer", "correct", "absent"}
+    assert len({i["id"] for i in items}) == len(items) >= 150
+    for item in items:
+        assert set(item) == keys and item["type"] in BLIND_TYPES, item["id"]
+        assert bool(item["gold"]) == (item["type"] != "near_miss"), item["id"]
+        assert bool(item["correct"]) == (item["type"] == "typo"), item["id"]
+        assert item["correct"] != item["question"], item["id"]
+        assert bool(item["absent"]) == (item["type"] == "near_miss"), item["id"]
+        _check_gold(item)
+    types = Counter(i["type"] for i in items)
+    assert types["near_miss"] >= 40 and types["typo"] >= 30 and types["comparison"] >= 20
 
 
 def test_question_mix():
@@ -59,8 +92,9 @@ def test_every_top_level_section_is_covered():
     assert not missing, f"sections with fewer than 2 questions: {missing}"
 
 
-def test_followups_are_well_formed():
-    items = _items("followups.jsonl")
+@pytest.mark.parametrize("name", ["followups.jsonl", "blind/followups.jsonl"])
+def test_followups_are_well_formed(name):
+    items = _items(name)
     assert len(items) >= 20
     assert len({i["id"] for i in items}) == len(items)
     for item in items:
