@@ -15,30 +15,19 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+from rag import console
 from rag.answer.base import Exchange, Writer
 from rag.answer.extractive import Extractive
 from rag.answer.llm import LLMWriter
 from rag.answer.pipeline import stream_ask
 from rag.answer.schema import answer_json, search_json
-from rag.console import (
-    ProgressBar,
-    index_summary,
-    print_answer,
-    print_error,
-    print_json,
-    print_notices,
-    read_history,
-    read_jsonl,
-    read_questions,
-    search_text,
-)
 from rag.errors import BadInput, RagError, internal_error
 from rag.index.build import IndexReport, update_index
 from rag.index.embedding import SentenceTransformerEmbedder, warm_up
 from rag.index.store import current_generation, verify_generation
 from rag.quality import beir
 from rag.quality.evaluate import evaluate, format_table, load_cases
-from rag.search.engine import Engine, prepare_question
+from rag.search.engine import Engine
 from rag.search.live import open_engine
 from rag.settings import (
     Settings,
@@ -128,7 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_flags(p, *LLM)
     p = command("chat", "Talk with your notes: follow-ups are read in context.", cmd_chat)
-    add_flags(p, "top_k", "mode", *LLM)
+    _search_flags(p)
+    add_flags(p, *LLM)
 
     p = command("eval", "Measure retrieval and answers on questions with gold lines.", cmd_eval)
     p.add_argument(
@@ -142,32 +132,37 @@ def _parser() -> argparse.ArgumentParser:
 def _question_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("question", nargs="?", help="the question (or use --batch)")
     p.add_argument("--batch", metavar="FILE", help="JSONL file of {id, question} objects")
+    _search_flags(p)
+
+
+def _search_flags(p: argparse.ArgumentParser) -> None:
     add_flags(p, "top_k", "mode")
+    p.add_argument(
+        "--as-typed",
+        action="store_true",
+        help="search the words as typed (by default a word your notes do not use is searched "
+        "as they spell it, when they use one a letter or two away)",
+    )
 
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     if args.check:
         return _check(args, settings)
     report = _update(settings, args.full, not args.json, dry_run=args.dry_run)
-    print(json.dumps(report.to_json()) if args.json else index_summary(report, settings))
+    print(json.dumps(report.to_json()) if args.json else console.index_summary(report, settings))
     return 0
 
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:
     gen = current_generation(settings.index_dir)
     problems = verify_generation(gen) if gen else [f"no index in {settings.index_dir}"]
-    if args.json:
-        print(json.dumps({"generation": gen.name if gen else None, "problems": problems}))
-    elif problems:
-        print("\n".join(problems + ["rebuild it with `rag index --full`"]))
-    else:
-        print(f"{gen}: every file matches its checksum")
+    print(console.check_report(gen, problems, args.json))
     return 1 if problems else 0
 
 
 def _update(settings: Settings, full: bool, progress_bar: bool, dry_run=False) -> IndexReport:
     embedder = SentenceTransformerEmbedder(settings.model)
-    bar = ProgressBar()
+    bar = console.ProgressBar()
     try:
         return update_index(
             settings.notes_dir,
@@ -186,34 +181,33 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     engine = _engine(settings, many=bool(args.batch))
     for qid, raw in _questions(args):
         try:
-            q = prepare_question(raw)
+            found = next(_stream(engine, settings, raw, [], args.as_typed))
         except BadInput as e:
-            print_error(args, qid, raw, e)
+            console.print_error(args, qid, raw, e)
             continue
-        hits = engine.search(q.text, k=settings.top_k, mode=settings.mode)
         if args.json:
-            print_json(search_json(q.text, hits, q.notices), qid, args)
+            console.print_json(search_json(found), qid, args)
         else:
-            print_notices(q.notices)
-            print(search_text(q.text, hits))
+            console.print_notices(found.notices)
+            print(console.search_text(found.searched, found.hits))
     return 0
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     engine = _engine(settings, many=bool(args.batch))
-    history = read_history(Path(args.history)) if args.history else []
+    history = console.read_history(Path(args.history)) if args.history else []
     for qid, raw in _questions(args):
-        events = _stream(engine, settings, raw, history)
+        events = _stream(engine, settings, raw, history, args.as_typed)
         try:
             next(events)  # the search: an empty question fails here
         except BadInput as e:
-            print_error(args, qid, raw, e)
+            console.print_error(args, qid, raw, e)
             continue
         if args.json:
             *_, done = events
-            print_json(answer_json(done.answer), qid, args)
+            console.print_json(answer_json(done.answer), qid, args)
         else:
-            print_answer(events)
+            console.print_answer(events)
     return 0
 
 
@@ -223,17 +217,17 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     history: list[Exchange] = []
     if sys.stdin.isatty():
         print(EXAMPLES["chat"].rsplit("\n", 1)[-1].capitalize())
-    for question in read_questions():
+    for question in console.read_questions():
         if question.strip() == "/new":
             history = []
             continue
-        events = _stream(engine, settings, question, history)
+        events = _stream(engine, settings, question, history, args.as_typed)
         try:
             next(events)
         except BadInput as e:
             print(f"rag: {e}", file=sys.stderr)
             continue
-        answer = print_answer(events)
+        answer = console.print_answer(events)
         history.append(Exchange(answer.question, answer.text))
         print()
     return 0
@@ -260,7 +254,7 @@ def cmd_beir(args: argparse.Namespace, settings: Settings) -> int:
     queries, qrels = beir.load_queries(beir_dir)
     indexed = _update(settings, full=False, progress_bar=not args.json)
     if not args.json:
-        print(index_summary(indexed, settings))
+        print(console.index_summary(indexed, settings))
     report = beir.evaluate_beir(_engine(settings, many=True), queries, qrels)
     if args.json:
         print(json.dumps({"documents": docs, "queries": len(queries), "results": report}))
@@ -278,10 +272,14 @@ def _engine(settings: Settings, many: bool = False) -> Engine:
     return engine
 
 
-def _stream(engine: Engine, settings: Settings, question: str, history: list[Exchange]):
+def _stream(
+    engine: Engine, settings: Settings, question: str, history: list[Exchange], as_typed: bool
+):
     writer: Writer = LLMWriter(settings.llm) if settings.llm is not None else Extractive()
-    k, mode = settings.top_k, settings.mode
-    return stream_ask(engine, question, history=history, k=k, mode=mode, writer=writer)
+    k, mode, spelling = settings.top_k, settings.mode, not as_typed
+    return stream_ask(
+        engine, question, history=history, k=k, mode=mode, writer=writer, spelling=spelling
+    )
 
 
 def _questions(args: argparse.Namespace) -> Iterator[tuple[str | None, str]]:
@@ -293,7 +291,7 @@ def _questions(args: argparse.Namespace) -> Iterator[tuple[str | None, str]]:
             raise BadInput(f'no question given: rag {args.command} "your question" (or --batch)')
         yield None, args.question
         return
-    for item in read_jsonl(Path(args.batch), needs=("id", "question")):
+    for item in console.read_jsonl(Path(args.batch), needs=("id", "question")):
         yield str(item["id"]), str(item["question"])
 
 

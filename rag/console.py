@@ -68,7 +68,7 @@ def sources_text(a: Answer) -> str:
     """The sources with their quoted lines; an LLM's uncited excerpts only by name."""
     out = []
     if a.citations:
-        out.append("Sources:")
+        out.append("Sources:" if a.answered else "Closest lines (partly in your notes):")
         for c in a.citations:
             out.append(f"[{c.n}] {heading_text(c.heading, c.path)}  ({c.location})")
             if not a.cited or c.n in a.cited:
@@ -96,6 +96,15 @@ def index_summary(r: IndexReport, settings: Settings) -> str:
     )
     lines += [f"  skipped {s.path}: {s.reason}" for s in r.skipped]
     return "\n".join(lines)
+
+
+def check_report(gen: Path | None, problems: list[str], as_json: bool) -> str:
+    """What `rag index --check` found."""
+    if as_json:
+        return json.dumps({"generation": gen.name if gen else None, "problems": problems})
+    if problems:
+        return "\n".join([*problems, "rebuild it with `rag index --full`"])
+    return f"{gen}: every file matches its checksum"
 
 
 def print_notices(notices: Iterable[str]) -> None:

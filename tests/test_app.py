@@ -564,3 +564,21 @@ def test_the_app_picks_up_edits_without_a_restart(tmp_path_factory, aws_settings
             time.sleep(0.5)
         status = client.predict(api_name="/reindex")
         assert status.startswith("Index: ") and " files, " in status
+
+
+def test_a_multi_line_part_is_shown_as_the_note_has_it():
+    """A fenced block as a code block with its language, a table as a table, bullets as a
+    nested list; note text escaped, code kept verbatim inside a fence it cannot close."""
+    code = Citation(1, "a.md", ("T",), 3, 6, "x", "x", 3, 6)
+    table = Citation(2, "a.md", ("T",), 8, 11, "x", "x", 8, 11)
+    bullets = Citation(3, "a.md", ("T",), 13, 14, "x", "x", 13, 14)
+    text = (
+        "- Template <b>\n  ```yaml\n  Key: `v`\n  ```\n"
+        "| A | B |\n| --- | --- |\n| 1 <i> | 2 |\n"
+        "- Parent\n  - child *x* [3]"
+    )
+    text = text.replace("  ```\n|", "  ``` [1]\n|").replace("| 2 |\n-", "| 2 | [2]\n-")
+    message = chat_markdown(Answer("q", text, True, [code, table, bullets]))
+    assert "- Template &lt;b&gt;\n```yaml\nKey: `v`\n```\n[[1]]" in message
+    assert "| A | B |\n| --- | --- |\n| 1 &lt;i&gt; | 2 |\n\n[[2]]" in message
+    assert "- Parent\n  - child \\*x\\* [[3]]" in message

@@ -80,7 +80,7 @@ _WATCH = """(users) => {
   document.querySelector("#question textarea").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && t.t0 === null) t.t0 = performance.now();
   }, {capture: true, once: true});
-  const done = /\\n(Sources|The nearest sections of your notes:)\\n|Nothing searched/;
+  const done = /\\n(Sources|Closest lines|The nearest sections of your notes:)\\n|Nothing searched/;
   const check = () => {
     if (t.full !== null || document.querySelectorAll("#chat .user").length <= users) return;
     const bots = document.querySelectorAll("#chat .bot");
@@ -264,7 +264,7 @@ def test_the_empty_chat_offers_examples(chat: Chat):
     assert text.startswith("What do my notes say about ")
     examples.first.click()
     chat.page.wait_for_function(
-        "document.querySelectorAll('#chat .bot').length === 1 && "
-        "/Sources|nearest sections/.test(document.querySelector('#chat .bot').innerText)"
+        "document.querySelectorAll('#chat .bot').length === 1 && /Sources|Closest lines|"
+        "nearest sections/.test(document.querySelector('#chat .bot').innerText)"
     )
     assert chat.page.locator("#chat .user").first.inner_text() == text

@@ -244,7 +244,7 @@ def test_an_internal_bug_is_not_passed_off_as_a_user_error(capsys, aws_settings,
     def broken(*args):
         raise ValueError("a bug, not the user's doing")
 
-    monkeypatch.setattr("rag.cli.search_text", broken)
+    monkeypatch.setattr("rag.console.search_text", broken)
     code, _, err = run(capsys, "search", "sqs", *at(aws_settings))
     assert code == 1 and "rag: internal error: ValueError: a bug" in err and "--debug" in err
     with pytest.raises(ValueError, match="a bug"):

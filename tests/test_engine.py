@@ -45,18 +45,18 @@ def test_each_mode_ranks_by_its_own_leg(aws_engine):
 
 def test_sqs_answer_cites_the_256kb_line(aws_engine):
     question = "What is the maximum size of an SQS message?"
-    answer = compose(question, aws_engine.search(question), aws_engine.idf)
-    assert answer.answered
-    assert "256KB" in answer.text.split("\n")[0] and answer.text.split("\n")[0].endswith("[1]")
+    answer = compose(question, aws_engine.search(question), aws_engine.words)
+    assert answer.answered and answer.status == "answered"
+    assert "Max message size (256KB; 1KB-256KB)" in answer.text.split("[1]")[0]
     first = answer.citations[0]
     assert first.heading == SQS
-    assert (first.path, first.start_line, first.end_line) == ("aws-notes.md", 1693, 1693)
-    assert first.text.strip() == "- Max message size (256KB; 1KB-256KB)"
+    assert (first.path, first.start_line) == ("aws-notes.md", 1693)
+    assert first.text.split("\n")[0].strip() == "- Max message size (256KB; 1KB-256KB)"
 
 
 def test_off_topic_question_is_declined_with_candidates(aws_engine):
     question = "how long should i knead sourdough bread"
-    answer = compose(question, aws_engine.search(question), aws_engine.idf)
+    answer = compose(question, aws_engine.search(question), aws_engine.words)
     assert not answer.answered
     assert answer.text.startswith("Not in your notes")
     assert answer.citations == [] and len(answer.candidates) == 3
@@ -111,3 +111,65 @@ def test_corrupt_files_are_named_in_the_error(aws_settings, embedder, tmp_path, 
     (gen / name).write_bytes(damage)
     with pytest.raises(IndexCorrupt, match=rf"{name}.*rag index --full"):
         load_index(index, embedder.name, embedder.dim, 200)
+
+
+# --- the three answer states, on the real notes ----------------------------------------------
+
+
+def _ask(aws_engine, question: str):
+    from rag.answer.pipeline import ask
+
+    return ask(aws_engine, question)
+
+
+def test_a_name_the_notes_never_use_is_not_found(aws_engine):
+    answer = _ask(aws_engine, "what is the max payload of aws zorblax?")
+    assert (answer.status, answer.answered, answer.missing) == ("not_found", False, ("zorblax",))
+    assert answer.text == 'Not in your notes: your notes never mention "zorblax".'
+    assert answer.citations == [] and len(answer.candidates) == 3
+
+
+def test_a_misspelled_question_cites_what_the_right_spelling_cites(aws_engine):
+    typed, right = _ask(aws_engine, "max lamda timout"), _ask(aws_engine, "max lambda timeout")
+    assert typed.status == right.status == "answered"
+    assert typed.citations[0].location == right.citations[0].location
+    assert typed.searched == "max lambda timeout"
+    assert any('"lamda" -> "lambda"' in n for n in typed.notices)
+
+
+def test_a_comparison_cites_both_sides(aws_engine):
+    answer = _ask(aws_engine, "security group vs nacl")
+    quoted = "\n".join(c.text for c in answer.citations)
+    assert "Security Groups" in quoted and "Network ACL (NACL)" in quoted
+
+
+def test_a_table_row_is_quoted_with_its_table(aws_engine):
+    answer = _ask(aws_engine, "privatelink vs vpc peering")
+    table = [c for c in answer.citations if "| PrivateLink" in c.text]
+    assert table and table[0].text.count("\n") >= 4  # the header, the rule, and its rows
+    assert "Limit of 125 peerings" in table[0].text
+
+
+def test_each_fact_is_quoted_once(aws_engine):
+    for question in ("what is the default visibility timeout?", "how big can an sqs message be"):
+        spans = [(c.path, c.start_line, c.end_line) for c in _ask(aws_engine, question).citations]
+        for i, (path, a, b) in enumerate(spans):
+            for other_path, c, d in spans[i + 1 :]:
+                assert other_path != path or b < c or d < a, spans
+
+
+def test_below_the_threshold_the_topic_or_its_absence_decides(aws_engine, monkeypatch):
+    import rag.answer.evidence
+
+    monkeypatch.setattr(rag.answer.evidence, "THRESHOLD", 1.01)  # nothing counts as answered
+    partial = _ask(aws_engine, "sqs visibility timeout ceiling for zebras")
+    assert partial.status == "partial" and not partial.answered and partial.citations
+    assert "zebra" in partial.missing
+    assert (
+        partial.text.startswith("Your notes do not say anything about")
+        and '"zebra"' in partial.text
+    )
+    gone = _ask(aws_engine, "zorblax quota")
+    assert gone.status == "not_found" and gone.missing == ("zorblax",)
+    vague = _ask(aws_engine, "what is the capital of france")  # names nothing the notes hold
+    assert vague.status == "not_found" and vague.citations == []

@@ -179,7 +179,7 @@ def test_streamed_answer_has_checked_citations_cited_sources_first(aws_engine, h
     pieces = ["  Up to 256", "KB [", "3] per message [", "9]; retention ", "is 4d [1, 7]."]
     with FakeLLM(sse(pieces)) as fake:
         llm = fast(fake.url, model="smol", api_key="sekret", max_tokens=99)
-        tokens, answer, _, _ = run_stream(QUESTION, hits, aws_engine.idf, llm)
+        tokens, answer, _, _ = run_stream(QUESTION, hits, aws_engine.words, llm)
     assert answer.text == "".join(tokens) == "Up to 256KB [3] per message; retention is 4d [1]."
     assert (answer.generator, answer.answered, answer.uncited) == ("llm", True, False)
     assert answer.cited == (1, 3)
@@ -195,7 +195,7 @@ def test_streamed_answer_has_checked_citations_cited_sources_first(aws_engine, h
 
 def test_an_answer_citing_nothing_is_flagged(aws_engine, hits):
     with FakeLLM(sse(["It is 256KB [0]", "."], finish="length")) as fake:
-        _, answer, _, _ = run_stream(QUESTION, hits, aws_engine.idf, fast(fake.url))
+        _, answer, _, _ = run_stream(QUESTION, hits, aws_engine.words, fast(fake.url))
     assert (answer.text, answer.generator, answer.uncited, answer.cited) == (
         "It is 256KB.",
         "llm",
@@ -208,7 +208,7 @@ def test_an_answer_citing_nothing_is_flagged(aws_engine, hits):
 
 def test_a_decline_is_not_answered_and_shows_the_nearest_sections(aws_engine, hits):
     with FakeLLM(sse(["Not in your ", "notes."])) as fake:
-        _, answer, _, _ = run_stream(QUESTION, hits, aws_engine.idf, fast(fake.url))
+        _, answer, _, _ = run_stream(QUESTION, hits, aws_engine.words, fast(fake.url))
     assert (answer.answered, answer.uncited, answer.citations) == (False, False, [])
     assert answer.candidates == hits[:3]
 
@@ -216,7 +216,7 @@ def test_a_decline_is_not_answered_and_shows_the_nearest_sections(aws_engine, hi
 def test_history_is_sent_to_the_server(aws_engine, hits):
     with FakeLLM(sse(["Yes [1]."])) as fake:
         history = [Exchange("what is sqs?", "A message queue [2].")]
-        run_stream("and its max size?", hits, aws_engine.idf, fast(fake.url), history)
+        run_stream("and its max size?", hits, aws_engine.words, fast(fake.url), history)
     roles = [(m["role"], m["content"]) for m in fake.requests[0]["body"]["messages"]]
     assert roles[1:3] == [("user", "what is sqs?"), ("assistant", "A message queue.")]
 
@@ -253,7 +253,7 @@ FAULTS = {
 def test_faults_fall_back_to_the_extractive_answer_in_time(aws_engine, hits, fault):
     respond, reason = FAULTS[fault]
     with FakeLLM(respond) as fake:
-        _, answer, _, seconds = run_stream(QUESTION, hits, aws_engine.idf, fast(fake.url))
+        _, answer, _, seconds = run_stream(QUESTION, hits, aws_engine.words, fast(fake.url))
     assert answer.generator == "extractive" and answer.answered and "256KB" in answer.text
     assert answer.notices == (f"LLM answer failed ({reason}); showing the extractive answer",)
     assert seconds < 2.0 + 1.5  # the deadline, and a little for a busy machine
@@ -261,7 +261,7 @@ def test_faults_fall_back_to_the_extractive_answer_in_time(aws_engine, hits, fau
 
 def test_connection_refused_falls_back(aws_engine, hits):
     url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
-    _, answer, _, seconds = run_stream(QUESTION, hits, aws_engine.idf, fast(url))
+    _, answer, _, seconds = run_stream(QUESTION, hits, aws_engine.words, fast(url))
     assert answer.generator == "extractive" and "256KB" in answer.text
     assert answer.notices == (
         f"LLM answer failed (cannot reach {url}); showing the extractive answer",
@@ -317,7 +317,7 @@ def test_latency_with_smollm2(llama, aws_engine, capsys):
     question = "How long can a Lambda function run?"
     hits = aws_engine.search(question, k=5)
     llm = llm_at(llama.url)
-    tokens, answer, first, total = run_stream(question, hits, aws_engine.idf, llm)
+    tokens, answer, first, total = run_stream(question, hits, aws_engine.words, llm)
     assert answer.generator == "llm" and tokens, answer.notices
     with capsys.disabled():
         print(
@@ -328,7 +328,7 @@ def test_latency_with_smollm2(llama, aws_engine, capsys):
 
 def test_real_server_streams_a_checked_answer(llama, aws_engine, hits):
     llm = llm_at(llama.url, context_chars=1500, max_tokens=64)
-    tokens, answer, _, _ = run_stream(QUESTION, hits, aws_engine.idf, llm)
+    tokens, answer, _, _ = run_stream(QUESTION, hits, aws_engine.words, llm)
     assert answer.generator == "llm", answer.notices
     assert len(tokens) >= 2 and "".join(tokens).strip() == answer.text
     given = {c.n for c in answer.citations}

@@ -13,18 +13,19 @@ model's words with checked citations. `rag.answer.pipeline` runs one of them for
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from rag.index.cutting import Chunk, location
 from rag.search.engine import Hit
+from rag.search.terms import NoteWords
 
 DECLINE = "Not in your notes"  # how an answer says the notes do not answer the question
 NOT_IN_NOTES = f"{DECLINE}: nothing there answers this question."
 MARKER = re.compile(r"\[(\d+)\]")  # a citation marker as answers carry it: [1]
 Generator = Literal["extractive", "llm"]
-Idf = Callable[[str], float | None]  # term -> its rarity in the notes, None if they never use it
+Status = Literal["answered", "partial", "not_found"]
 
 
 def marker(n: int) -> str:
@@ -60,7 +61,7 @@ class Citation:
 class Answer:
     question: str  # as asked (cleaned)
     text: str
-    answered: bool  # False: declined ("Not in your notes"), with the nearest sections
+    answered: bool  # False: partial or not found, with the nearest sections
     citations: list[Citation] = field(default_factory=list)  # an LLM's: the cited ones first
     candidates: list[Hit] = field(default_factory=list)  # the nearest chunks, when declined
     hits: list[Hit] = field(default_factory=list)  # everything the search found
@@ -69,6 +70,12 @@ class Answer:
     generator: Generator = "extractive"  # who wrote `text`
     cited: tuple[int, ...] = ()  # the [n] an LLM's text cites, ascending
     uncited: bool = False  # an LLM's answer citing nothing: to be checked against the sources
+    status: Status | None = None  # answered; partial: the topic, not the detail; not_found
+    missing: tuple[str, ...] = ()  # the asked terms the notes (or the closest lines) lack
+
+    def __post_init__(self) -> None:
+        if self.status is None:
+            self.status = "answered" if self.answered else "not_found"
 
     @property
     def by_llm(self) -> bool:
@@ -89,7 +96,7 @@ class Writer(Protocol):
     """The seam: writes the answer to a question from its hits."""
 
     def write(
-        self, question: str, hits: Sequence[Hit], idf: Idf, history: Sequence[Exchange]
+        self, question: str, hits: Sequence[Hit], words: NoteWords, history: Sequence[Exchange]
     ) -> Iterator[Token | Done]:
         """Tokens as the answer is written (none for a quoted one), then exactly one Done."""
         ...

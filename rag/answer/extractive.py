@@ -1,146 +1,187 @@
-"""Stage 6: the extractive answer, the best lines of the top hits with [n], or a decline.
+"""Stage 6: the extractive answer: the lines of the top hits that answer the question, each
+cited, or an honest "not in your notes".
 
-    answer = compose(question, hits, idf=engine.idf)
+    answer = compose(question, hits, engine.words)
+    answer.status      # "answered" | "partial" | "not_found"
     answer.text        # "Max message size (256KB; 1KB-256KB) [1]"
     answer.citations   # [Citation(n=1, path='aws-notes.md', start_line=1693, ...)]
 
-No line is invented: every part of the answer is a unit (a line with its parent bullets) of a
-hit, cited to its exact span. When the evidence is weak the answer says so and lists the
-nearest sections instead (`is_answerable`).
+No line is invented: every part of the answer is a unit (a line with its parent bullets, or a
+fenced block) of a hit, cited to its exact span. `rag.answer.evidence` ranks the units and
+judges the evidence: answered; partial (the notes hold the topic, not the asked detail: the
+closest lines are shown as such); or not found (the question's key term never appears in the
+notes, or nothing comes close).
 """
 
 from __future__ import annotations
 
+import re
+import textwrap
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
 
-from rag.answer.base import NOT_IN_NOTES, Answer, Citation, Done, Exchange, Idf, marker
-from rag.index.cutting import Unit
+from rag.answer.base import DECLINE, Answer, Citation, Done, Exchange, marker
+from rag.answer.evidence import Candidate, judge, rank_units, read_question
+from rag.index.cutting import LIST_ITEM, Chunk, Unit
 from rag.index.lexical import tokenize
 from rag.search.engine import Hit
+from rag.search.terms import NoteWords
 
 MAX_PARTS = 3
-TOP_HITS = 3  # the hits an answer's lines, and its evidence, come from
-CLOSE_TO_BEST = 0.85  # a further part must score at least this share of the best part
-COSINE_WEIGHT = 5.0  # of a unit's cosine in its score, next to lexical coverage (0..1)
-PARENT_SHARE = 0.3  # what a question term found only in a unit's parent bullets counts
+CLOSE_TO_BEST = 1.2  # a further part scores at most this much below the best (e^-1.2: 30%)
+PARENT_REACH = 2  # a parent bullet this close above its line is cited with it
+TABLE_LINES = 12  # a table row is cited with its whole table up to this many lines
+NEAREST = 3  # sections listed when the notes do not answer
+# "X vs Y", "difference between X and Y", "compare X with Y", "which ..., X or Y?"
+_SIDES = (
+    re.compile(r"^(?P<a>.+?)\s+(?:vs\.?|versus)\s+(?P<b>.+)$", re.IGNORECASE),
+    re.compile(r"\bdifferences? between\s+(?P<a>.+?)\s+and\s+(?P<b>.+)$", re.IGNORECASE),
+    re.compile(r"\bcompare\s+(?P<a>.+?)\s+(?:and|with|to)\s+(?P<b>.+)$", re.IGNORECASE),
+    re.compile(r"^which\b.*?,?\s+(?P<a>[^,]+?)\s+or\s+(?P<b>[^,?]+)\??$", re.IGNORECASE),
+)
 
 
 class Extractive:
     """The Writer that quotes lines of the notes."""
 
     def write(
-        self, question: str, hits: Sequence[Hit], idf: Idf, history: Sequence[Exchange] = ()
+        self, question: str, hits: Sequence[Hit], words: NoteWords, history: Sequence[Exchange] = ()
     ) -> Iterator[Done]:
-        yield Done(compose(question, list(hits), idf))
+        yield Done(compose(question, list(hits), words))
 
 
-@dataclass(frozen=True)
-class Evidence:
-    """Signals that the top hits really answer the question (see `confidence`)."""
-
-    best_cosine: float  # best cosine of the question with a unit (line) of the top hits
-    coverage: float  # share of the question's term weight found in one of the top hits, 0..1
-    agreement: bool  # the top hit is among the first five of both legs
-    unseen: float  # share of the question's terms that the notes never use, 0..1
-
-    def features(self) -> tuple[float, ...]:
-        return tuple(float(getattr(self, f.name)) for f in fields(self))
-
-    def confidence(self) -> float:
-        return sum(w * x for w, x in zip(WEIGHTS, self.features(), strict=True))
-
-
-# A logistic fit on eval/questions.jsonl (395 questions, 39 the notes do not answer) by
-# eval/calibrate.py, one weight per Evidence field; the threshold declines at most 5% of
-# answerable ones (eval/README.md).
-WEIGHTS = (4.702, 2.339, 0.082, -2.293)
-THRESHOLD = 1.75
-
-
-@dataclass(frozen=True)
-class Part:
-    """A candidate part of the answer: one unit of a hit, with what it is scored by."""
-
-    hit_rank: int  # 1-based rank of the hit it came from
-    hit: Hit
-    unit: Unit
-    display: str  # the unit's words with its parent bullets, as the answer shows them
-    tokens: frozenset[str]
-    parent_tokens: frozenset[str]
-    cosine: float  # question vs the unit's vector (or the hit's, for a one-unit chunk)
-
-
-def compose(question: str, hits: list[Hit], idf: Idf) -> Answer:
-    """The extractive answer: the best-matching lines of the hits, each with a citation."""
-    evidence = gather_evidence(question, hits, idf)
-    if not hits or not is_answerable(evidence):
-        return Answer(question, NOT_IN_NOTES, False, candidates=hits[:TOP_HITS], hits=hits)
-    weights = _term_weights(question, idf)
-    pool = [p for rank, hit in enumerate(hits[:TOP_HITS], 1) for p in candidates_of(hit, rank)]
-    order = sorted(
-        pool, key=lambda p: (_part_score(p, weights), -p.hit_rank, -p.unit.start_line), reverse=True
-    )
-    parts: list[Part] = []
-    for part in order:
-        if len(parts) == MAX_PARTS:
-            break
-        if parts and _part_score(part, weights) < CLOSE_TO_BEST * _part_score(parts[0], weights):
-            break
-        parts.append(part)
-    citations = [
-        Citation.of(n, p.hit.chunk, p.unit.start_line, p.unit.end_line)
-        for n, p in enumerate(parts, 1)
-    ]
-    text = "\n".join(f"{p.display} {marker(n)}" for n, p in enumerate(parts, 1))
-    return Answer(question, text, True, citations, hits=hits)
-
-
-def gather_evidence(question: str, hits: list[Hit], idf: Idf) -> Evidence:
-    weights = _term_weights(question, idf)
-    total = sum(weights.values()) or 1.0
-    coverage = best = 0.0
-    for hit in hits[:TOP_HITS]:
-        found = set(tokenize(hit.chunk.indexed_text))
-        coverage = max(coverage, sum(w for t, w in weights.items() if t in found) / total)
-        best = max(best, hit.cosine, *(hit.unit_scores or ()))
-    top = hits[0] if hits else None
-    agreement = bool(top and (top.bm25_rank or 99) <= 5 and (top.dense_rank or 99) <= 5)
-    unseen = sum(1 for t in weights if idf(t) is None) / max(len(weights), 1)
-    return Evidence(best, coverage, agreement, unseen)
-
-
-def is_answerable(e: Evidence) -> bool:
-    return e.confidence() >= THRESHOLD
-
-
-def candidates_of(hit: Hit, rank: int) -> list[Part]:
-    chunk = hit.chunk
-    cosines = hit.unit_scores or (hit.cosine,) * len(chunk.units)
-    return [
-        Part(
-            hit_rank=rank,
-            hit=hit,
-            unit=u,
-            display=chunk.unit_display(u),
-            tokens=frozenset(tokenize(chunk.unit_body(u))),
-            parent_tokens=frozenset(tokenize(" ".join(u.parents))),
-            cosine=cos,
+def compose(question: str, hits: list[Hit], words: NoteWords) -> Answer:
+    """The answer: the best lines of the hits, each cited; or why the notes do not answer."""
+    q = read_question(question, words)
+    ranked = rank_units(q, hits)
+    verdict = judge(q, ranked, hits)
+    nearest = hits[:NEAREST]
+    if verdict.status == "not_found":
+        text = f"{DECLINE}: nothing there answers this question."
+        if verdict.missing:
+            text = f"{DECLINE}: your notes never mention {_listed(verdict.missing)}."
+        return Answer(
+            question,
+            text,
+            False,
+            candidates=nearest,
+            hits=hits,
+            status="not_found",
+            missing=verdict.missing,
         )
-        for u, cos in zip(chunk.units, cosines, strict=True)
-    ]
+    parts = choose_parts(question, ranked)
+    citations = [_cite(n, c) for n, c in enumerate(parts, 1)]
+    lines = "\n".join(f"{part_text(c)} {marker(n)}" for n, c in enumerate(parts, 1))
+    if verdict.status == "partial":
+        head = "Your notes come close but do not say exactly this"
+        if verdict.missing:
+            head = f"Your notes do not say anything about {_listed(verdict.missing)} here"
+        text = f"{head}. The closest lines:\n{lines}"
+        return Answer(
+            question,
+            text,
+            False,
+            citations,
+            candidates=nearest,
+            hits=hits,
+            status="partial",
+            missing=verdict.missing,
+        )
+    return Answer(question, lines, True, citations, hits=hits)
 
 
-def _term_weights(question: str, idf: Idf) -> dict[str, float]:
-    """Question terms weighted by rarity; a term the notes never use weighs the most."""
-    rarity = {t: idf(t) for t in set(tokenize(question))}
-    ceiling = max([w for w in rarity.values() if w is not None] + [1.0])
-    return {t: ceiling if w is None else max(w, 0.01) for t, w in rarity.items()}
+def choose_parts(question: str, ranked: list[Candidate]) -> list[Candidate]:
+    """The best candidate, then up to MAX_PARTS close ones quoting other lines; for a
+    comparison, the best candidate for each side first."""
+    if not ranked:
+        return []
+    chosen: list[Candidate] = []
+    sides = comparison_sides(question)
+    for side, other in zip(sides, sides[::-1], strict=True):
+        speaking = [c for c in ranked if _speaks_of(c, side) and _new(c, chosen)]
+        only = [c for c in speaking if not _speaks_of(c, other)]  # of this side alone, if any
+        if only or speaking:
+            chosen.append((only or speaking)[0])
+    for c in ranked:
+        if len(chosen) >= MAX_PARTS or c.score < ranked[0].score - CLOSE_TO_BEST:
+            break
+        if _new(c, chosen):
+            chosen.append(c)
+    return sorted(chosen, key=lambda c: -c.score) if chosen else ranked[:1]
 
 
-def _part_score(p: Part, weights: dict[str, float]) -> float:
-    """Lexical coverage of the question's terms plus the unit's cosine (eval/README.md)."""
-    total = sum(weights.values()) or 1.0
-    own = sum(w for t, w in weights.items() if t in p.tokens)
-    inherited = sum(w for t, w in weights.items() if t in p.parent_tokens and t not in p.tokens)
-    return (own + PARENT_SHARE * inherited) / total + COSINE_WEIGHT * p.cosine
+def comparison_sides(question: str) -> list[set[str]]:
+    """The terms of each thing compared, each side's own ([] if no comparison is asked)."""
+    text = question.strip().rstrip("?").strip()
+    for pattern in _SIDES:
+        m = pattern.search(text)
+        if m:
+            a, b = set(tokenize(m["a"])), set(tokenize(m["b"]))
+            if a - b and b - a:
+                return [a - b, b - a]
+    return []
+
+
+def _speaks_of(c: Candidate, side: set[str]) -> bool:
+    return bool(side & set(tokenize(c.display)))
+
+
+def _new(c: Candidate, chosen: list[Candidate]) -> bool:
+    """Not the same lines, nor the same words, as a part already chosen."""
+    start, end = cited_span(c.hit.chunk, c.unit)
+    for other in chosen:
+        a, b = cited_span(other.hit.chunk, other.unit)
+        same_note = other.hit.chunk.path == c.hit.chunk.path
+        if (same_note and start <= b and a <= end) or other.display == c.display:
+            return False
+    return True
+
+
+def cited_span(chunk: Chunk, unit: Unit) -> tuple[int, int]:
+    """The lines a unit's citation covers: its own; all of a table of at most TABLE_LINES
+    when it is a row (a row means little without its header); and its parent bullet's line
+    when that is at most PARENT_REACH lines above (the answer shows the parent's words too)."""
+    lines = chunk.text.split("\n")
+
+    def at(line_no: int) -> str:
+        return _content(lines[line_no - chunk.start_line])
+
+    if at(unit.start_line).startswith("|"):
+        first, last = unit.start_line, unit.end_line
+        while first > chunk.start_line and at(first - 1).startswith("|"):
+            first -= 1
+        while last < chunk.end_line and at(last + 1).startswith("|"):
+            last += 1
+        if last - first < TABLE_LINES:
+            return first, last
+    if unit.parents:
+        for line_no in range(unit.start_line - 1, unit.start_line - PARENT_REACH - 1, -1):
+            if line_no >= chunk.start_line and at(line_no) == unit.parents[-1]:
+                return line_no, unit.end_line
+    return unit.start_line, unit.end_line
+
+
+def _content(line: str) -> str:
+    """A line's words without its list marker."""
+    m = LIST_ITEM.match(line)
+    return (line[m.end() :] if m else line).strip()
+
+
+def part_text(c: Candidate) -> str:
+    """How the answer quotes a candidate: one line as "parent › line"; several (a fenced block,
+    a table, a bullet with its children or its parent) as they stand in the note, dedented."""
+    start, end = cited_span(c.hit.chunk, c.unit)
+    if start == end:
+        return c.display
+    chunk = c.hit.chunk
+    lines = chunk.text.split("\n")[start - chunk.start_line : end - chunk.start_line + 1]
+    return textwrap.dedent("\n".join(line for line in lines if line.strip()))
+
+
+def _cite(n: int, c: Candidate) -> Citation:
+    start, end = cited_span(c.hit.chunk, c.unit)
+    return Citation.of(n, c.hit.chunk, start, end)
+
+
+def _listed(terms: Sequence[str]) -> str:
+    quoted = [f'"{t}"' for t in terms]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + f" or {quoted[-1]}"

@@ -1,7 +1,7 @@
 """Stage 6, optional: a fluent answer from any OpenAI-compatible LLM, grounded in the hits.
 
     writer = LLMWriter(settings.llm)            # settings.llm is None unless RAG_LLM_URL is set
-    for event in writer.write(question, hits, engine.idf, history=()):
+    for event in writer.write(question, hits, engine.words, history=()):
         if isinstance(event, Token):
             print(event.text, end="")           # checked text, as it arrives
         else:
@@ -23,12 +23,13 @@ from dataclasses import replace
 
 import httpx
 
-from rag.answer.base import DECLINE, Answer, Citation, Done, Exchange, Idf, Token, marker
+from rag.answer.base import DECLINE, Answer, Citation, Done, Exchange, Token, marker
 from rag.answer.extractive import compose
 from rag.answer.llm_client import Finished, chat_stream, why_failed, within
 from rag.errors import LLMError
 from rag.index.cutting import heading_text
 from rag.search.engine import Hit
+from rag.search.terms import NoteWords
 from rag.settings import LLMSettings
 
 log = logging.getLogger(__name__)
@@ -56,13 +57,13 @@ class LLMWriter:
         self.llm, self.client = llm, client  # `client`: a test seam (httpx.MockTransport)
 
     def write(
-        self, question: str, hits: Sequence[Hit], idf: Idf, history: Sequence[Exchange] = ()
+        self, question: str, hits: Sequence[Hit], words: NoteWords, history: Sequence[Exchange] = ()
     ) -> Iterator[Token | Done]:
         """Tokens of the LLM's answer as they arrive, then one Done; on a fault, Done with the
-        extractive answer (`idf` is for that) and a notice saying why."""
+        extractive answer (`words` is for that) and a notice saying why."""
         hits = list(hits)
         if not hits:  # nothing to ground an answer in: no need to ask
-            yield Done(compose(question, hits, idf))
+            yield Done(compose(question, hits, words))
             return
         messages, given = build_messages(question, hits, history, self.llm.context_chars)
         check = CitationCheck({c.n for c in given})
@@ -78,7 +79,7 @@ class LLMWriter:
             why = why_failed(e, self.llm)
             log.warning("LLM answer failed (%s); showing the extractive answer", why)
             notice = f"LLM answer failed ({why}); showing the extractive answer"
-            yield Done(replace(compose(question, hits, idf), notices=(notice,)))
+            yield Done(replace(compose(question, hits, words), notices=(notice,)))
             return
         text = "".join(parts).strip()
         yield Done(_checked_answer(question, text, hits, given, check, notices))

@@ -6,7 +6,8 @@ and the benchmarks: prepare -> read as a follow-up -> search -> write -> notices
     for event in stream_ask(engine, question, writer=LLMWriter(settings.llm)):
         ...   # Searched (hits known), then Tokens (an LLM's words), then Done(answer)
 
-An empty question is BadInput, raised before anything is searched. The writer is the seam:
+An empty question is BadInput, raised before anything is searched. Misspelled words are
+searched as the notes spell them (`spelling=False`: as typed). The writer is the seam:
 `Extractive()` (the default) quotes lines, `LLMWriter` has a model write them.
 """
 
@@ -43,20 +44,27 @@ def stream_ask(
     k: int = 5,
     mode: Mode = "hybrid",
     writer: Writer | None = None,
+    spelling: bool = True,
 ) -> Iterator[Event]:
     """Searched, then the writer's Tokens, then one Done whose answer carries every notice.
 
     The question is cleaned and searched when the first event is asked for; BadInput then if
-    it is empty.
+    it is empty. With `spelling`, a word the notes do not use is searched as the notes spell
+    it, when they use a word one or two edits away (`rag.search.terms`), with a notice.
     """
     prepared = prepare_question(question)
     searched = contextualize(prepared.text, [turn.question for turn in history])
     notices = prepared.notices
     if searched != prepared.text:
         notices += (f'read as a follow-up: searched for "{searched}"',)
+    if spelling:
+        corrected = engine.words.correct(searched)
+        if corrected.fixes:
+            searched = corrected.text
+            notices += (corrected.notice(),)
     hits = engine.search(searched, k=k, mode=mode)
     yield Searched(prepared.text, searched, hits, notices)
-    for event in (writer or Extractive()).write(searched, hits, engine.idf, history):
+    for event in (writer or Extractive()).write(searched, hits, engine.words, history):
         if isinstance(event, Done):
             event = Done(_finished(event.answer, prepared.text, searched, hits, notices))
         yield event

@@ -2,8 +2,13 @@
 `/ask_json` and the feedback file.
 
     search_json(question, hits)   # {"question", "hits": [hit_json...], "notices"}
-    answer_json(answer)           # {"question", "answer", "answered", "generator",
-                                  #  "citations": [citation_json...], "candidates", "notices"}
+    answer_json(answer)           # {"question", "answer", "answered", "status", "missing",
+                                  #  "generator", "citations": [citation_json...], "candidates",
+                                  #  "notices"}
+
+"status" is "answered", "partial" (the notes hold the topic, not the asked detail; the
+citations are the closest lines) or "not_found"; "missing" lists the asked terms the notes (or
+those lines) lack; "answered" is `status == "answered"`.
 
 An LLM's answer adds "cited" (the [n] its text cites) and "uncited"; a follow-up adds
 "searched" (the question as it was searched).
@@ -12,6 +17,7 @@ An LLM's answer adds "cited" (the [n] its text cites) and "uncited"; a follow-up
 from __future__ import annotations
 
 from rag.answer.base import Answer, Citation
+from rag.answer.pipeline import Searched
 from rag.search.engine import Hit
 
 
@@ -40,8 +46,13 @@ def citation_json(c: Citation) -> dict:
     }
 
 
-def search_json(question: str, hits: list[Hit], notices: tuple[str, ...] = ()) -> dict:
-    return {"question": question, "hits": [hit_json(h) for h in hits], "notices": list(notices)}
+def search_json(found: Searched) -> dict:
+    """What a search found (`rag search --json`)."""
+    out = {"question": found.question, "hits": [hit_json(h) for h in found.hits]}
+    out["notices"] = list(found.notices)
+    if found.searched != found.question:
+        out["searched"] = found.searched
+    return out
 
 
 def answer_json(a: Answer) -> dict:
@@ -49,6 +60,8 @@ def answer_json(a: Answer) -> dict:
         "question": a.question,
         "answer": a.text,
         "answered": a.answered,
+        "status": a.status,
+        "missing": list(a.missing),
         "generator": a.generator,
         "citations": [citation_json(c) for c in a.citations],
         "candidates": [hit_json(h) for h in a.candidates],

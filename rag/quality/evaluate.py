@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.answer.pipeline import ask
+from rag.answer.base import Answer
+from rag.answer.pipeline import ask, stream_ask
 from rag.errors import BadInput
 from rag.quality.metrics import ndcg, reciprocal_rank
 from rag.search.engine import Engine
@@ -42,6 +43,8 @@ class Case:
     question: str
     gold: tuple[Span, ...]  # empty: the notes do not answer it
     type: str
+    split: str = ""  # "tune" (settings may be fitted on it) or "test" (only measured)
+    correct: str = ""  # for a misspelled question: the same question spelled right
 
 
 def load_cases(path: Path) -> list[Case]:
@@ -65,7 +68,14 @@ def load_cases(path: Path) -> list[Case]:
                 Span(str(g["path"]), int(g["start_line"]), int(g["end_line"]))
                 for g in item.get("gold", [])
             )
-            case = Case(str(item["id"]), str(item["question"]), gold, str(item.get("type", "")))
+            case = Case(
+                str(item["id"]),
+                str(item["question"]),
+                gold,
+                str(item.get("type", "")),
+                str(item.get("split", "")),
+                str(item.get("correct", "")),
+            )
         except BadInput:
             raise
         except (ValueError, KeyError, TypeError) as e:
@@ -107,7 +117,8 @@ def retrieval_report(engine: Engine, cases: list[Case], modes: tuple[Mode, ...] 
     for mode in modes:
         rows_by_type: dict[str, list[dict[str, float]]] = defaultdict(list)
         for case in answerable:
-            hits = engine.search(case.question, k=10, mode=mode)
+            found = next(stream_ask(engine, case.question, k=10, mode=mode))  # as users search
+            hits = found.hits
             spans = [(h.chunk.path, h.chunk.start_line, h.chunk.end_line) for h in hits]
             rows_by_type[case.type].append(score_ranking(case.gold, spans))
         all_rows = [r for rows in rows_by_type.values() for r in rows]
@@ -120,14 +131,22 @@ def retrieval_report(engine: Engine, cases: list[Case], modes: tuple[Mode, ...] 
 
 
 def answer_report(engine: Engine, cases: list[Case], mode: Mode = "hybrid", k: int = 5) -> dict:
-    """First-citation accuracy and decline rates of `rag ask`."""
+    """How `rag ask` answers: the first citation on the gold lines, declines (a partial or
+    not-found answer) of the questions the notes do and do not answer, and, for misspelled
+    questions, whether they cite what the same question spelled right cites."""
     correct = answered_ok = declined_bad = declined_good = 0
+    states = {"answered": 0, "partial": 0, "not_found": 0}
+    typos = same = 0
     answerable = [c for c in cases if c.gold]
     unanswerable = [c for c in cases if not c.gold]
     for case in cases:
         answer = ask(engine, case.question, k=k, mode=mode)
+        if case.correct:
+            typos += 1
+            same += _same_lines(answer, ask(engine, case.correct, k=k, mode=mode))
         if not case.gold:
             declined_good += not answer.answered
+            states[answer.status] += 1
             continue
         if not answer.answered:
             declined_bad += 1
@@ -135,14 +154,50 @@ def answer_report(engine: Engine, cases: list[Case], mode: Mode = "hybrid", k: i
         answered_ok += 1
         first = answer.citations[0]
         correct += bool(relevance(case.gold, first.path, first.start_line, first.end_line))
-    return {
+    out = {
         "first_citation_accuracy": round(correct / max(len(answerable), 1), 4),
         "first_citation_accuracy_when_answered": round(correct / max(answered_ok, 1), 4),
         "decline_rate_unanswerable": round(declined_good / max(len(unanswerable), 1), 4),
         "decline_rate_answerable": round(declined_bad / max(len(answerable), 1), 4),
+        "unanswerable_as": states,
         "answerable": len(answerable),
         "unanswerable": len(unanswerable),
+        "counts": {  # what the floors are stated in: questions
+            "first_citation_correct": correct,
+            "declined_unanswerable": declined_good,
+            "declined_answerable": declined_bad,
+        },
     }
+    if typos:
+        out["typo_same_lines"] = round(same / typos, 4)
+        out["typos"] = typos
+        out["counts"]["typo_same_lines"] = same
+    return out
+
+
+def decline_report(engine: Engine, questions: list[str], k: int = 5) -> dict:
+    """How many of these questions, asked of notes that do not cover them, are declined."""
+    answers = [ask(engine, q, k=k) for q in questions]
+    states = {"answered": 0, "partial": 0, "not_found": 0}
+    for a in answers:
+        states[a.status] += 1
+    declined = len(answers) - states["answered"]
+    return {
+        "questions": len(answers),
+        "declined": declined,
+        "as": states,
+        "decline_rate": round(declined / max(len(answers), 1), 4),
+    }
+
+
+def _same_lines(a: Answer, b: Answer) -> bool:
+    """Both declined, or both answered with first citations on the same lines."""
+    if a.answered != b.answered:
+        return False
+    if not a.answered:
+        return True
+    x, y = a.citations[0], b.citations[0]
+    return x.path == y.path and x.start_line <= y.end_line and y.start_line <= x.end_line
 
 
 def evaluate(engine: Engine, cases: list[Case], modes: tuple[Mode, ...] = MODES) -> dict:
@@ -164,10 +219,13 @@ def format_table(report: dict) -> str:
             lines.append(f"{mode:<8} {label:<13} {count} {cells}")
     if "answers" in report:
         a = report["answers"]
-        lines.append(
+        line = (
             f"answers: first-citation accuracy {a['first_citation_accuracy']:.3f} "
             f"({a['first_citation_accuracy_when_answered']:.3f} when answered), declined "
             f"{a['decline_rate_unanswerable']:.1%} of {a['unanswerable']} unanswerable and "
             f"{a['decline_rate_answerable']:.1%} of {a['answerable']} answerable"
         )
+        if "typo_same_lines" in a:
+            line += f"; {a['typo_same_lines']:.1%} of {a['typos']} misspelled cite the same lines"
+        lines.append(line)
     return "\n".join(lines)

@@ -24,6 +24,7 @@ from rag.index.embedding import Embedder
 from rag.index.lexical import K1, B, LexicalIndex, tokenize
 from rag.index.store import StoredIndex
 from rag.search.fusion import max_blend, ranked
+from rag.search.terms import NoteWords
 from rag.settings import Mode, check_mode
 
 MAX_QUESTION_CHARS = 2000
@@ -85,6 +86,7 @@ class Engine:
             index.dense, index.units, index.unit_counts, tuning.chunk_weight
         )
         self.lexical = LexicalIndex(index.postings, k1=tuning.k1, b=tuning.b)
+        self.words = NoteWords(self.lexical)  # the notes' vocabulary: spelling, rare terms
         self.tuning = tuning
         self._lock = threading.Lock()
 
@@ -122,9 +124,6 @@ class Engine:
             cosine=self.dense.chunk_score(vector, row),
             unit_scores=tuple(units.tolist()) if units is not None else None,
         )
-
-    def idf(self, token: str) -> float | None:
-        return self.lexical.idf(token)
 
 
 def _leg(rows: np.ndarray, scores: np.ndarray) -> dict[int, tuple[int, float]]:

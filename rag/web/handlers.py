@@ -86,7 +86,7 @@ class Handlers:
         except BadInput as e:
             return json.dumps({"question": message, "error": str(e)})
 
-    def chat(self, message, history, turns, k, mode, why, write) -> Iterator[tuple]:
+    def chat(self, message, history, turns, k, mode, why, write, spelling=True) -> Iterator[tuple]:
         """Stream one answer into the chat and fill the sources panel: the LLM's tokens as
         they come, or the quoted lines a few words at a time."""
         history, turns = list(history or []), list(turns or [])
@@ -97,6 +97,7 @@ class Handlers:
             k=int(k),
             mode=mode,
             writer=self.writer(write),
+            spelling=spelling,
         )
         try:
             searched: Searched = next(events)  # type: ignore[assignment]

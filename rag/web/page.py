@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from rag.answer.pipeline import ask
 from rag.search.engine import Engine
 from rag.settings import MODES, LLMSettings, Settings
 from rag.web.panel import PANEL_CSS, sources_html
@@ -35,6 +36,7 @@ class Page:
     status: gr.Markdown
     reindex: gr.Button
     write: gr.Checkbox  # answers written by the LLM (hidden when none is configured)
+    spelling: gr.Checkbox  # misspelled words searched as the notes spell them
 
 
 def build_page(
@@ -64,7 +66,7 @@ def build_page(
                 elem_id="chat",
             )
             box = gr.Textbox(
-                placeholder="e.g. What is the maximum size of an SQS message?",
+                placeholder="Ask a question about your notes",
                 show_label=False,
                 submit_btn=True,
                 autofocus=True,
@@ -77,6 +79,11 @@ def build_page(
                 mode = gr.Radio(list(MODES), value=settings.mode, label="Retrieval mode")
                 why = gr.Checkbox(
                     False, label="Why this source: BM25 rank, dense rank and fused score"
+                )
+                spelling = gr.Checkbox(
+                    True,
+                    label="Search a misspelled word as my notes spell it (off: as typed)",
+                    elem_id="spelling",
                 )
                 write = gr.Checkbox(
                     llm is not None,
@@ -91,7 +98,7 @@ def build_page(
                 max_height=640,
                 elem_id="sources",
             )
-    return Page(chatbot, box, clear, sources, k, mode, why, status_line, reindex, write)
+    return Page(chatbot, box, clear, sources, k, mode, why, status_line, reindex, write, spelling)
 
 
 def llm_name(llm: LLMSettings | None) -> str:
@@ -101,12 +108,23 @@ def llm_name(llm: LLMSettings | None) -> str:
     return llm.model or llm.url
 
 
-def example_questions(engine: Engine, n: int = 4) -> list[str]:
-    """A few questions about sections spread evenly through the notes, for the empty chat."""
-    topics: list[str] = []
+def example_questions(engine: Engine, n: int = 4, tries: int = 6) -> list[str]:
+    """Questions about sections spread evenly through the notes, for the empty chat: each kept
+    only when the ask pipeline answers it from the section it names (an example that answers
+    badly would show the product at its worst)."""
+    topics: dict[str, tuple[str, ...]] = {}  # topic -> the heading path it closes
     for chunk in engine.chunks:
         topic = chunk.heading[-1].split(" -- ")[0].strip() if len(chunk.heading) > 1 else ""
-        if topic and len(topic) <= 40 and topic not in topics:
-            topics.append(topic)
-    picks = [topics[(2 * i + 1) * len(topics) // (2 * n)] for i in range(n)] if topics else []
-    return [f"What do my notes say about {t}?" for t in dict.fromkeys(picks)]
+        if topic and len(topic) <= 40:
+            topics.setdefault(topic, chunk.heading)
+    names = list(topics)
+    picks: list[str] = []
+    for i in range(n):
+        start = (2 * i + 1) * len(names) // (2 * n)
+        for topic in names[start : start + tries]:
+            question = f"What do my notes say about {topic}?"
+            answer = ask(engine, question)
+            if answer.status == "answered" and answer.citations[0].heading == topics[topic]:
+                picks.append(question)
+                break
+    return picks

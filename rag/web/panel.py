@@ -29,7 +29,7 @@ def sources_html(
     def explain(h: Hit | None) -> str:
         return _why(h, fused) if why and h else ""
 
-    if answer.answered:
+    if answer.citations:  # answered, or partial: the closest lines
         citations, title = _cited(answer)
         groups = by_section(citations)
         shown = [_hit_of(g[0], hits) for g in groups]
@@ -59,7 +59,8 @@ def _cited(answer: Answer) -> tuple[list[Citation], str]:
     if not answer.by_llm:
         sections = len(by_section(answer.citations))
         lines = _count(len(answer.citations), "cited line")
-        return answer.citations, f"Sources: {lines} from {_count(sections, 'section')}"
+        label = "Sources" if answer.answered else "Partly in your notes, the closest lines"
+        return answer.citations, f"{label}: {lines} from {_count(sections, 'section')}"
     given = answer.citations
     cited = [c for c in given if c.n in answer.cited]
     if not cited:

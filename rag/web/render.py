@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import textwrap
 from collections.abc import Iterator
+from dataclasses import replace
 from urllib.parse import quote
 
 from rag.answer.base import MARKER, Answer, Citation, marker
@@ -22,6 +23,7 @@ from rag.search.engine import Hit
 _INLINE = re.compile(r"([\\`*_\[\]|~])")  # emphasis, code, links/images, tables, strikethrough
 _BLOCK_MARK = re.compile(r"^([#+=-])")  # a heading, list item or setext underline at line start
 _ORDERED_MARK = re.compile(r"^(\d+)([.)])")
+_LIST_ITEM = re.compile(r"^(\s*)(?:[-*+]|\d{1,9}[.)])[ \t]+")
 ROUTE = "/note"  # where the note viewer (rag.web.viewer) is served
 WORDS_PER_STEP = 2  # streaming granularity
 
@@ -68,14 +70,27 @@ def reply_markdown(answer: Answer) -> str:
     An LLM's answer lists the excerpts it cites first, then the others it was given.
     """
     notices = [f"**Note:** {escape_md(n)}" for n in answer.notices]
-    if answer.answered:
-        body = [_answer_lines(answer.text, anywhere=answer.by_llm), *_llm_flags(answer)]
-        body += ["**Sources**", *map(_quoted_source, answer.citations)]
+    if answer.citations:  # answered, or partial: the closest lines
+        head, text = _head(answer)
+        body = [*head, _answer_lines(text, anywhere=answer.by_llm), *_llm_flags(answer)]
+        body += [_sources_label(answer), *map(_quoted_source, answer.citations)]
     else:
         body = [escape_md(answer.text)]
         if answer.candidates:
             body += ["The nearest sections of your notes:", _nearest(answer.candidates, False)]
     return "\n\n".join([*notices, *body])
+
+
+def _head(answer: Answer) -> tuple[list[str], str]:
+    """A partial answer's first line, which says what the notes lack, apart and in bold."""
+    if answer.status != "partial" or "\n" not in answer.text:
+        return [], answer.text
+    first, rest = answer.text.split("\n", 1)
+    return [f"**{escape_md(first)}**"], rest
+
+
+def _sources_label(answer: Answer) -> str:
+    return "**Sources**" if answer.answered else "**Closest lines**"
 
 
 def _answer_lines(text: str, linked: list[Citation] | None = None, anywhere: bool = False) -> str:
@@ -91,7 +106,78 @@ def _answer_lines(text: str, linked: list[Citation] | None = None, anywhere: boo
             )
             for line in text.splitlines()
         )
-    return "\n".join(_answer_line(line, linked) for line in text.splitlines())
+    return _parts_md(text.splitlines(), linked)
+
+
+def _parts_md(lines: list[str], linked: list[Citation] | None) -> str:
+    """An extractive answer's parts: a one-line part as a line; a part of several lines (it
+    ends at the line that carries its markers) as the note has it: a code block, a table or a
+    nested list. A part still growing (no markers yet) stays plain lines."""
+    out: list[str] = []
+    part: list[str] = []
+    for line in lines:
+        part.append(line)
+        words, markers = _MARKERS.match(line).group(1, 2)
+        if not markers:
+            continue
+        if len(part) == 1:
+            out.append(_answer_line(line, linked))
+        else:
+            out.append(f"\n{_block_md([*part[:-1], words], _linked(markers, linked))}\n")
+        part = []
+    out += [_answer_line(line, linked) for line in part]
+    return "\n".join(out).strip("\n")
+
+
+def _linked(markers: str, linked: list[Citation] | None) -> str:
+    if not linked:
+        return markers.strip()
+    by_n = {c.n: c for c in linked}
+    return MARKER.sub(lambda m: _marker_link(by_n.get(int(m[1]))), markers).strip()
+
+
+def _block_md(lines: list[str], markers: str) -> str:
+    """Lines of a note as markdown that shows them as they are meant: a fenced block as a code
+    block with its language, table rows as a table, bullets as a nested list. Note text is
+    escaped; code is put in a fence longer than any backtick run in it, so it stays code."""
+    items = [_LIST_ITEM.match(line) for line in lines]
+    content = [line[m.end() :] if m else line.strip() for line, m in zip(lines, items, strict=True)]
+    fence = next((i for i, c in enumerate(content) if c.startswith(("```", "~~~"))), None)
+    if fence is not None:
+        lead = _list_md(lines[:fence], items[:fence], content[:fence])
+        return "\n".join(filter(None, [lead, _code_md(lines[fence:]), markers]))
+    if all(c.startswith("|") for c in content):
+        return f"{_table_md(content)}\n\n{markers}"
+    return f"{_list_md(lines, items, content)} {markers}"
+
+
+def _list_md(lines: list[str], items: list, content: list[str]) -> str:
+    out = []
+    for line, m, text in zip(lines, items, content, strict=True):
+        depth = (len(m.group(1).expandtabs(4)) if m else len(line) - len(line.lstrip())) // 2
+        out.append(("  " * depth + "- " if m else "") + escape_md(text))
+    return "\n".join(out)
+
+
+def _code_md(lines: list[str]) -> str:
+    body = textwrap.dedent("\n".join(lines)).split("\n")
+    opening = body[0].strip().lstrip("-*+ ").strip()
+    info = opening.lstrip("`~").strip().split(" ")[0]
+    code = [line for line in body[1:] if line.strip() not in ("```", "~~~")]
+    longest = max((len(run) for run in re.findall(r"`+", "\n".join(code))), default=0)
+    fence = "`" * max(3, longest + 1)
+    language = re.sub(r"[^\w+#.-]", "", info)
+    return "\n".join([f"{fence}{language}", *code, fence])
+
+
+def _table_md(rows: list[str]) -> str:
+    cells = [[c.strip() for c in row.strip().strip("|").split("|")] for row in rows]
+    cells = [r for r in cells if not all(re.fullmatch(r":?-{2,}:?", c) for c in r if c)]
+    width = max(len(r) for r in cells)
+    lines = [
+        "| " + " | ".join(escape_md(c) for c in r + [""] * (width - len(r))) + " |" for r in cells
+    ]
+    return "\n".join([lines[0], "|" + " --- |" * width, *lines[1:]])
 
 
 def _llm_flags(answer: Answer) -> list[str]:
@@ -158,14 +244,15 @@ def chat_markdown(answer: Answer) -> str:
 
 def _chat_blocks(answer: Answer, text: str, final: bool) -> list[str]:
     blocks = [f"**Note:** {escape_md(n)}" for n in answer.notices]
-    if not answer.answered:
+    if not answer.citations:
         blocks.append(escape_md(text))
         if final and answer.candidates:
             blocks += ["The nearest sections of your notes:", _nearest(answer.candidates, True)]
         return blocks
-    blocks.append(_answer_lines(text, answer.citations, anywhere=answer.by_llm))
+    head, text = _head(replace(answer, text=text))
+    blocks += [*head, _answer_lines(text, answer.citations, anywhere=answer.by_llm)]
     if final:
-        blocks += [*_llm_flags(answer), "**Sources**"]
+        blocks += [*_llm_flags(answer), _sources_label(answer)]
         blocks.append("\n".join(map(_source_item, by_section(answer.citations))))
     return [*blocks, _link_definitions(answer.citations)]  # invisible; they make [n] links
 
