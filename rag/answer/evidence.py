@@ -1,8 +1,9 @@
 """How well each line of the top hits answers the question, and whether any of them does.
 
-    ranked = rank_units(question, hits, words)   # Candidates, best first
-    verdict = judge(question, ranked, hits, words)
-    verdict.status, verdict.missing             # "answered" | "partial" | "not_found", terms
+    q = read_question("max lambda timeout", engine.words)
+    ranked = rank_units(q, hits)                 # Candidates, best first
+    verdict = judge(q, ranked, hits)
+    verdict.status, verdict.missing              # "answered" | "partial" | "not_found", terms
 
 Every candidate is a unit (a line with its parent bullets, or a fenced block) of the top hits,
 described by a few numbers (`FEATURES`): its cosine with the question, how much of the
@@ -232,48 +233,33 @@ def judge(q: Question, ranked: list[Candidate], hits: list[Hit]) -> Verdict:
 
 
 def verdict_features(q: Question, ranked: list[Candidate], hits: list[Hit]) -> tuple[float, ...]:
-    if not ranked:
-        unknown, rare = float(min(len(q.unknown), 2)), float(min(q.unseen_rare, 2))
-        names = float(min(sum(map(is_name, q.unknown)), 2))
-        return (
-            0.0,
-            0.0,
-            0.0,
-            q.unseen,
-            unknown,
-            rare,
-            0.0,
-            0.0,
-            float(q.quantity),
-            0.0,
-            0.0,
-            0.0,
-            names,
+    """The verdict's evidence, in VERDICT_FEATURES order."""
+    f = dict.fromkeys(VERDICT_FEATURES, 0.0)
+    f["unseen"] = q.unseen
+    f["unknown_salient"] = float(min(len(q.unknown), 2))
+    f["unseen_rare"] = float(min(q.unseen_rare, 2))
+    f["unknown_names"] = float(min(sum(map(is_name, q.unknown)), 2))
+    f["quantity_missing"] = float(q.quantity)
+    if ranked:
+        top, first = ranked[0], hits[0]
+        total = sum(q.weights.values()) or 1.0
+        f["top_score"] = top.score
+        f["best_cosine"] = max([c.features[0] for c in ranked] + [h.cosine for h in hits[:3]])
+        f["coverage"] = max(
+            sum(w for t, w in q.weights.items() if t in set(tokenize(h.chunk.indexed_text))) / total
+            for h in hits[:3]
         )
-    total = sum(q.weights.values()) or 1.0
-    coverage = max(
-        sum(w for t, w in q.weights.items() if t in set(tokenize(h.chunk.indexed_text))) / total
-        for h in hits[:3]
-    )
-    best_cosine = max([c.features[0] for c in ranked] + [h.cosine for h in hits[:3]])
-    top = ranked[0]
-    first = hits[0]
-    agreement = (first.bm25_rank or 99) <= 5 and (first.dense_rank or 99) <= 5
-    return (
-        top.score,
-        best_cosine,
-        coverage,
-        q.unseen,
-        float(min(len(q.unknown), 2)),
-        float(min(q.unseen_rare, 2)),
-        top.features[FEATURES.index("salient")],
-        float(agreement),
-        float(q.quantity and not top.features[FEATURES.index("has_number")]),
-        top.features[FEATURES.index("own")] + top.features[FEATURES.index("parents")],
-        top.score - ranked[1].score if len(ranked) > 1 else 1.0,
-        _detail(q, top),
-        float(min(sum(map(is_name, q.unknown)), 2)),
-    )
+        f["top_salient"] = _feature(top, "salient")
+        f["agreement"] = float((first.bm25_rank or 99) <= 5 and (first.dense_rank or 99) <= 5)
+        f["quantity_missing"] = float(q.quantity and not _feature(top, "has_number"))
+        f["top_words"] = _feature(top, "own") + _feature(top, "parents")
+        f["margin"] = top.score - ranked[1].score if len(ranked) > 1 else 1.0
+        f["detail"] = _detail(q, top)
+    return tuple(f[name] for name in VERDICT_FEATURES)
+
+
+def _feature(c: Candidate, name: str) -> float:
+    return c.features[FEATURES.index(name)]
 
 
 def _detail(q: Question, top: Candidate) -> float:

@@ -49,20 +49,21 @@ class NoteWords:
     """The vocabulary of one index: its BM25 terms, how many chunks hold each, how rare each is."""
 
     def __init__(self, lexical: LexicalIndex) -> None:
-        postings = lexical.postings
-        self.df = dict(zip(postings.vocab, np.diff(postings.indptr).tolist(), strict=True))
+        self._postings = lexical.postings
         self.idf = lexical.idf  # term -> Lucene idf, None when no chunk holds it
 
     @cached_property
     def _speller(self) -> SymSpell:
+        """Built on the first word to correct (a large vocabulary takes a while)."""
         speller = SymSpell(max_dictionary_edit_distance=2, prefix_length=7)
-        for term, count in self.df.items():
+        chunks_holding = np.diff(self._postings.indptr).tolist()
+        for term, count in zip(self._postings.vocab, chunks_holding, strict=True):
             if term.isalpha() and len(term) >= 3:
                 speller.create_dictionary_entry(term, count)
         return speller
 
     def known(self, term: str) -> bool:
-        return term in self.df
+        return term in self._postings.vocab
 
     def correct(self, question: str) -> Corrected:
         """The question with its misspelled words replaced by the notes' spelling."""
