@@ -100,7 +100,7 @@ def main() -> None:
     for case, q, hits in questions:
         if case.gold:
             cands = units_of(q, hits)
-            y = np.array([bool(relevance(case.gold, c.hit.chunk.path, *span(c))) for c in cands])
+            y = np.array([bool(relevance(case.gold, c.hit.chunk.path, *c.span)) for c in cands])
             data.append((cands, y.astype(float)))
     evidence.UNIT_WEIGHTS.update(fit_units(data))
     rows, labels, right = [], [], 0
@@ -109,7 +109,7 @@ def main() -> None:
         rows.append(evidence.verdict_features(q, ranked, hits))
         labels.append(1.0 if case.gold else 0.0)
         if case.gold and ranked:
-            right += bool(relevance(case.gold, ranked[0].hit.chunk.path, *span(ranked[0])))
+            right += bool(relevance(case.gold, ranked[0].hit.chunk.path, *ranked[0].span))
     weights, bias, threshold = fit_verdict(np.array(rows), np.array(labels))
     z = np.array(rows) @ np.array(list(weights.values())) + bias
     y = np.array(labels)
@@ -141,12 +141,6 @@ def write_block(name: str, code: str) -> None:
     start = text.index(f"# fitted: {name}\n") + len(f"# fitted: {name}\n")
     end = text.index("# end\n", start)
     path.write_text(text[:start] + code + text[end:], encoding="utf-8")
-
-
-def span(c) -> tuple[int, int]:
-    from rag.answer.extractive import cited_span
-
-    return cited_span(c.hit.chunk, c.unit)
 
 
 if __name__ == "__main__":

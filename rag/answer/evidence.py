@@ -19,15 +19,16 @@ import math
 import re
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Literal
 
-from rag.index.cutting import Unit
+from rag.answer.base import Status
+from rag.index.cutting import Chunk, Unit, strip_marker
 from rag.index.lexical import tokenize
 from rag.search.engine import Hit
 from rag.search.terms import NoteWords, is_everyday, is_name, is_salient
 
-Status = Literal["answered", "partial", "not_found"]
 TOP_HITS = 5  # the hits whose units are candidates
+PARENT_REACH = 2  # a parent bullet this close above its line is cited with it
+TABLE_LINES = 12  # a table row is cited with its whole table up to this many lines
 MISSING_SHOWN = 3  # the asked terms a partial answer names as missing, rarest first
 # English question forms that ask for an amount (any subject's notes state amounts in digits).
 _QUANTITY = re.compile(
@@ -82,10 +83,8 @@ class Candidate:
     unit: Unit
     features: tuple[float, ...]  # in FEATURES order
     score: float  # UNIT_WEIGHTS . features
-
-    @property
-    def display(self) -> str:
-        return self.hit.chunk.unit_display(self.unit)
+    display: str  # the unit's words with its parent bullets, as the answer shows them
+    span: tuple[int, int]  # the lines its citation covers (`cited_span`)
 
 
 @dataclass(frozen=True)
@@ -125,7 +124,8 @@ def rank_units(q: Question, hits: list[Hit]) -> list[Candidate]:
         for unit, cosine in zip(chunk.units, cosines, strict=True):
             f = unit_features(q, hit, unit, cosine, hit.score / top, rank, best, context)
             score = sum(UNIT_WEIGHTS[name] * x for name, x in zip(FEATURES, f, strict=True))
-            out.append(Candidate(hit, rank, unit, f, score))
+            display, span = chunk.unit_display(unit), cited_span(chunk, unit)
+            out.append(Candidate(hit, rank, unit, f, score, display, span))
     return sorted(out, key=lambda c: (-c.score, c.hit_rank, c.unit.start_line))
 
 
@@ -256,6 +256,30 @@ def verdict_features(q: Question, ranked: list[Candidate], hits: list[Hit]) -> t
         f["margin"] = top.score - ranked[1].score if len(ranked) > 1 else 1.0
         f["detail"] = _detail(q, top)
     return tuple(f[name] for name in VERDICT_FEATURES)
+
+
+def cited_span(chunk: Chunk, unit: Unit) -> tuple[int, int]:
+    """The lines a unit's citation covers: its own; all of a table of at most TABLE_LINES
+    when it is a row (a row means little without its header); and its parent bullet's line
+    when that is at most PARENT_REACH lines above (the answer shows the parent's words too)."""
+    lines = chunk.text.split("\n")
+
+    def at(line_no: int) -> str:
+        return strip_marker(lines[line_no - chunk.start_line])
+
+    if at(unit.start_line).startswith("|"):
+        first, last = unit.start_line, unit.end_line
+        while first > chunk.start_line and at(first - 1).startswith("|"):
+            first -= 1
+        while last < chunk.end_line and at(last + 1).startswith("|"):
+            last += 1
+        if last - first < TABLE_LINES:
+            return first, last
+    if unit.parents:
+        for line_no in range(unit.start_line - 1, unit.start_line - PARENT_REACH - 1, -1):
+            if line_no >= chunk.start_line and at(line_no) == unit.parents[-1]:
+                return line_no, unit.end_line
+    return unit.start_line, unit.end_line
 
 
 def _feature(c: Candidate, name: str) -> float:

@@ -21,15 +21,12 @@ from collections.abc import Iterator, Sequence
 
 from rag.answer.base import DECLINE, Answer, Citation, Done, Exchange, marker
 from rag.answer.evidence import Candidate, judge, rank_units, read_question
-from rag.index.cutting import LIST_ITEM, Chunk, Unit
 from rag.index.lexical import tokenize
 from rag.search.engine import Hit
 from rag.search.terms import NoteWords
 
 MAX_PARTS = 3
 CLOSE_TO_BEST = 1.2  # a further part scores at most this much below the best (e^-1.2: 30%)
-PARENT_REACH = 2  # a parent bullet this close above its line is cited with it
-TABLE_LINES = 12  # a table row is cited with its whole table up to this many lines
 NEAREST = 3  # sections listed when the notes do not answer
 # "X vs Y", "difference between X and Y", "compare X with Y", "which ..., X or Y?"
 _SIDES = (
@@ -127,49 +124,19 @@ def _speaks_of(c: Candidate, side: set[str]) -> bool:
 
 def _new(c: Candidate, chosen: list[Candidate]) -> bool:
     """Not the same lines, nor the same words, as a part already chosen."""
-    start, end = cited_span(c.hit.chunk, c.unit)
+    start, end = c.span
     for other in chosen:
-        a, b = cited_span(other.hit.chunk, other.unit)
+        a, b = other.span
         same_note = other.hit.chunk.path == c.hit.chunk.path
         if (same_note and start <= b and a <= end) or other.display == c.display:
             return False
     return True
 
 
-def cited_span(chunk: Chunk, unit: Unit) -> tuple[int, int]:
-    """The lines a unit's citation covers: its own; all of a table of at most TABLE_LINES
-    when it is a row (a row means little without its header); and its parent bullet's line
-    when that is at most PARENT_REACH lines above (the answer shows the parent's words too)."""
-    lines = chunk.text.split("\n")
-
-    def at(line_no: int) -> str:
-        return _content(lines[line_no - chunk.start_line])
-
-    if at(unit.start_line).startswith("|"):
-        first, last = unit.start_line, unit.end_line
-        while first > chunk.start_line and at(first - 1).startswith("|"):
-            first -= 1
-        while last < chunk.end_line and at(last + 1).startswith("|"):
-            last += 1
-        if last - first < TABLE_LINES:
-            return first, last
-    if unit.parents:
-        for line_no in range(unit.start_line - 1, unit.start_line - PARENT_REACH - 1, -1):
-            if line_no >= chunk.start_line and at(line_no) == unit.parents[-1]:
-                return line_no, unit.end_line
-    return unit.start_line, unit.end_line
-
-
-def _content(line: str) -> str:
-    """A line's words without its list marker."""
-    m = LIST_ITEM.match(line)
-    return (line[m.end() :] if m else line).strip()
-
-
 def part_text(c: Candidate) -> str:
     """How the answer quotes a candidate: one line as "parent › line"; several (a fenced block,
     a table, a bullet with its children or its parent) as they stand in the note, dedented."""
-    start, end = cited_span(c.hit.chunk, c.unit)
+    start, end = c.span
     if start == end:
         return c.display
     chunk = c.hit.chunk
@@ -178,8 +145,7 @@ def part_text(c: Candidate) -> str:
 
 
 def _cite(n: int, c: Candidate) -> Citation:
-    start, end = cited_span(c.hit.chunk, c.unit)
-    return Citation.of(n, c.hit.chunk, start, end)
+    return Citation.of(n, c.hit.chunk, *c.span)
 
 
 def _listed(terms: Sequence[str]) -> str:

@@ -77,7 +77,7 @@ class Chunk:
 
     def unit_body(self, u: Unit) -> str:
         """The unit's words: its lines without list markers, joined."""
-        return " ".join(_strip_marker(x) for x in self.unit_lines(u).split("\n") if x.strip())
+        return " ".join(strip_marker(x) for x in self.unit_lines(u).split("\n") if x.strip())
 
     def unit_display(self, u: Unit) -> str:
         return UNIT_SEP.join([*u.parents, self.unit_body(u)])
@@ -265,7 +265,8 @@ def _children_end(lines: list[str], i: int, last: int) -> int:
     return end
 
 
-def _strip_marker(line: str) -> str:
+def strip_marker(line: str) -> str:
+    """A line's words without its list marker."""
     m = LIST_ITEM.match(line)
     return (line[m.end() :] if m else line).strip()
 
