@@ -103,7 +103,7 @@ def choose_parts(question: str, ranked: list[Candidate]) -> list[Candidate]:
             break
         if _new(c, chosen):
             chosen.append(c)
-    return sorted(chosen, key=lambda c: -c.score) if chosen else ranked[:1]
+    return sorted(chosen, key=lambda c: -c.score)  # never empty: ranked[0] or what overlaps it
 
 
 def comparison_sides(question: str) -> list[set[str]]:

@@ -17,13 +17,12 @@ from dataclasses import replace
 from urllib.parse import quote
 
 from rag.answer.base import MARKER, Answer, Citation, marker
-from rag.index.cutting import UNIT_SEP, location
+from rag.index.cutting import LIST_ITEM, UNIT_SEP, location
 from rag.search.engine import Hit
 
 _INLINE = re.compile(r"([\\`*_\[\]|~])")  # emphasis, code, links/images, tables, strikethrough
 _BLOCK_MARK = re.compile(r"^([#+=-])")  # a heading, list item or setext underline at line start
 _ORDERED_MARK = re.compile(r"^(\d+)([.)])")
-_LIST_ITEM = re.compile(r"^(\s*)(?:[-*+]|\d{1,9}[.)])[ \t]+")
 ROUTE = "/note"  # where the note viewer (rag.web.viewer) is served
 WORDS_PER_STEP = 2  # streaming granularity
 
@@ -140,7 +139,7 @@ def _block_md(lines: list[str], markers: str) -> str:
     """Lines of a note as markdown that shows them as they are meant: a fenced block as a code
     block with its language, table rows as a table, bullets as a nested list. Note text is
     escaped; code is put in a fence longer than any backtick run in it, so it stays code."""
-    items = [_LIST_ITEM.match(line) for line in lines]
+    items = [LIST_ITEM.match(line) for line in lines]
     content = [line[m.end() :] if m else line.strip() for line, m in zip(lines, items, strict=True)]
     fence = next((i for i, c in enumerate(content) if c.startswith(("```", "~~~"))), None)
     if fence is not None:
