@@ -13,8 +13,9 @@ import pytest
 
 RAG = Path(__file__).resolve().parent.parent / "rag"
 # Higher may import lower; the same rank only within one package. The base modules are
-# settings, errors, notes; cli and console sit on top of everything.
+# jsonl, errors, settings, notes; cli and console sit on top of everything.
 RANKS = {
+    "rag.jsonl": 0,
     "rag.errors": 0,
     "rag.settings": 0,
     "rag.notes": 0,
@@ -26,7 +27,8 @@ RANKS = {
     "rag.console": 5,
     "rag.cli": 6,
 }
-BASE_ORDER = ["rag.errors", "rag.settings", "rag.notes"]  # each may import those before it
+# Each base module may import those before it.
+BASE_ORDER = ["rag.jsonl", "rag.errors", "rag.settings", "rag.notes"]
 ONLY_IN = {  # third-party package -> the rag package that alone may import it
     "gradio": "rag.web",
     "fastapi": "rag.web",

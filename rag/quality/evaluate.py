@@ -19,6 +19,7 @@ from pathlib import Path
 from rag.answer.base import Answer
 from rag.answer.pipeline import ask, stream_ask
 from rag.errors import BadInput
+from rag.jsonl import numbered_lines
 from rag.quality.metrics import ndcg, reciprocal_rank
 from rag.search.engine import Engine
 from rag.settings import MODES, Mode
@@ -54,7 +55,7 @@ def load_cases(path: Path) -> list[Case]:
     if not path.is_file():
         raise BadInput(f"eval file {path} does not exist")
     cases, seen = [], set()
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in numbered_lines(path):
         if not line.strip():
             continue
         try:

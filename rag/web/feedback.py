@@ -12,13 +12,13 @@ give (it says so if handed this file).
 
 from __future__ import annotations
 
-import json
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 from rag.answer.base import Answer
 from rag.answer.schema import citation_json
+from rag.jsonl import json_line
 
 _WRITE = threading.Lock()  # one writer at a time: every line stays whole
 
@@ -39,7 +39,7 @@ def feedback_entry(answer: Answer) -> dict:
 
 
 def append_feedback(path: Path, entry: dict) -> None:
-    line = json.dumps(entry, ensure_ascii=False) + "\n"
+    line = json_line(entry)
     with _WRITE:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as out:
