@@ -16,6 +16,7 @@ RagError
     IndexIncompatible built by another model, chunker or format
     IndexCorrupt      a file is missing, damaged or inconsistent
   IndexBusy           another process holds the index lock
+  IndexUnwritable     a new generation cannot be written (read-only, disk full, not a folder)
   LLMError            the LLM server gave no usable answer (the extractive one is shown instead)
 """
 
@@ -69,6 +70,10 @@ class IndexCorrupt(IndexProblem):
 
 class IndexBusy(RagError):
     """Another `rag index` holds the lock for longer than we were willing to wait."""
+
+
+class IndexUnwritable(RagError):
+    """The index folder cannot take a new generation; the live one is left as it was."""
 
 
 class LLMError(RagError):

@@ -7,7 +7,8 @@
 One rule decides what is a note, for the loader, the watcher and the viewer alike: a `*.md`
 file inside the notes folder whose path below that folder has no hidden part (`.obsidian/`,
 `.git/` and `.trash/` hold app state). A hidden folder above the notes folder (`~/.notes`) is
-fine. A note over MAX_NOTE_BYTES, empty, binary or not UTF-8 is skipped with a reason.
+fine. A note over MAX_NOTE_BYTES or MAX_NOTE_LINES, empty, binary or not UTF-8 is skipped
+with a reason.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from pathlib import Path, PurePosixPath
 from rag.errors import NoteRefused, NotesError
 
 MAX_NOTE_BYTES = 20 * 1024 * 1024  # a "note" bigger than this is almost surely not a note
+# A pasted log, not a note: each line may become a vector, so this bounds the time one file
+# can take to index (the default notes are one file of 3,708 lines).
+MAX_NOTE_LINES = 20_000
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,12 @@ def load_notes(notes_dir: Path) -> tuple[list[Note], list[Skipped]]:
     skipped: list[Skipped] = []
     for path in sorted(notes_dir.rglob("*.md")):
         rel = path.relative_to(notes_dir).as_posix()
-        if not is_note(rel) or not path.is_file():
+        if not is_note(rel):
+            continue
+        if path.is_symlink() and not path.exists():
+            skipped.append(Skipped(rel, "a symbolic link to nothing (missing, or a loop)"))
+            continue
+        if not path.is_file():
             continue
         if not path.resolve().is_relative_to(notes_dir.resolve()):
             skipped.append(Skipped(rel, "links outside the notes folder"))
@@ -127,6 +136,9 @@ def _read(path: Path, rel: str) -> tuple[Note | None, str]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         return None, f"not UTF-8 text (bad byte at offset {e.start})"
+    lines = text.count("\n") + 1
+    if lines > MAX_NOTE_LINES:
+        return None, f"too many lines ({lines:,} > {MAX_NOTE_LINES:,}); split it into smaller notes"
     return Note(rel, text, hashlib.sha256(raw).hexdigest()), ""
 
 

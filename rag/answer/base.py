@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from rag.index.cutting import Chunk, location
+from rag.index.cutting import Chunk, location, shown_line
 from rag.search.engine import Hit
 from rag.search.terms import NoteWords
 
@@ -26,6 +26,7 @@ NOT_IN_NOTES = f"{DECLINE}: nothing there answers this question."
 MARKER = re.compile(r"\[(\d+)\]")  # a citation marker as answers carry it: [1]
 Generator = Literal["extractive", "llm"]
 Status = Literal["answered", "partial", "not_found"]
+SHOWN_LINES = 200  # of a chunk shown with a citation: its lines around the cited ones
 
 
 def marker(n: int) -> str:
@@ -39,17 +40,24 @@ class Citation:
     heading: tuple[str, ...]
     start_line: int  # the cited lines, 1-based inclusive
     end_line: int
-    text: str  # those lines as they are in the note
-    excerpt: str  # the whole chunk they came from, for context
+    text: str  # those lines as they are in the note (a very long one cut, saying so)
+    excerpt: str  # the chunk they came from, for context (SHOWN_LINES of a long one)
     excerpt_start_line: int
     excerpt_end_line: int
 
     @classmethod
     def of(cls, n: int, chunk: Chunk, start_line: int, end_line: int) -> Citation:
-        """Lines start..end of a chunk, cited as [n]."""
-        first, last = start_line - chunk.start_line, end_line - chunk.start_line
-        text = "\n".join(chunk.text.split("\n")[first : last + 1])
-        where = (chunk.text, chunk.start_line, chunk.end_line)
+        """Lines start..end of a chunk, cited as [n], with the chunk around them: all of it,
+        or SHOWN_LINES of a longer one. What is shown is bounded: a very long line is cut
+        (`shown_line`), and so are cited lines past SHOWN_LINES, saying how many."""
+        lines, first, last = chunk.lines, start_line - chunk.start_line, end_line - chunk.start_line
+        cited = lines[first : min(last + 1, first + SHOWN_LINES)]
+        if last + 1 - first > SHOWN_LINES:
+            cited.append(f"… [{last + 1 - first - SHOWN_LINES:,} more lines]")
+        a = max(0, min(first - SHOWN_LINES // 4, len(lines) - SHOWN_LINES))
+        b = min(len(lines), a + SHOWN_LINES)
+        text, excerpt = ("\n".join(map(shown_line, part)) for part in (cited, lines[a:b]))
+        where = (excerpt, chunk.start_line + a, chunk.start_line + b - 1)
         return cls(n, chunk.path, chunk.heading, start_line, end_line, text, *where)
 
     @property

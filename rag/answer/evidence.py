@@ -262,7 +262,7 @@ def cited_span(chunk: Chunk, unit: Unit) -> tuple[int, int]:
     """The lines a unit's citation covers: its own; all of a table of at most TABLE_LINES
     when it is a row (a row means little without its header); and its parent bullet's line
     when that is at most PARENT_REACH lines above (the answer shows the parent's words too)."""
-    lines = chunk.text.split("\n")
+    lines = chunk.lines
 
     def at(line_no: int) -> str:
         return strip_marker(lines[line_no - chunk.start_line])

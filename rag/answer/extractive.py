@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 
 from rag.answer.base import DECLINE, Answer, Citation, Done, Exchange, marker
 from rag.answer.evidence import Candidate, judge, rank_units, read_question
+from rag.index.cutting import shown_line
 from rag.index.lexical import tokenize
 from rag.search.engine import Hit
 from rag.search.terms import NoteWords
@@ -138,10 +139,10 @@ def part_text(c: Candidate) -> str:
     a table, a bullet with its children or its parent) as they stand in the note, dedented."""
     start, end = c.span
     if start == end:
-        return c.display
+        return shown_line(c.display)
     chunk = c.hit.chunk
-    lines = chunk.text.split("\n")[start - chunk.start_line : end - chunk.start_line + 1]
-    return textwrap.dedent("\n".join(line for line in lines if line.strip()))
+    lines = chunk.lines[start - chunk.start_line : end - chunk.start_line + 1]
+    return textwrap.dedent("\n".join(shown_line(line) for line in lines if line.strip()))
 
 
 def _cite(n: int, c: Candidate) -> Citation:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock, Timeout
 
-from rag.errors import IndexBusy, IndexProblem
+from rag.errors import IndexBusy, IndexProblem, IndexUnwritable
 from rag.index.cutting import Chunk, chunk_note
 from rag.index.dense import DenseIndex
 from rag.index.embedding import Embedder
@@ -30,6 +30,7 @@ from rag.index.store import (
     Manifest,
     StoredIndex,
     chunker_settings,
+    clean_old_generations,
     current_generation,
     load_index,
     verify_generation,
@@ -76,8 +77,11 @@ def update_index(
     lock_wait: float = 60.0,
 ) -> IndexReport:
     started = time.perf_counter()
-    notes, skipped = require_notes(notes_dir)
     with nullcontext() if dry_run else index_lock(index_dir, lock_wait):
+        # Read under the lock: a note saved while this run waited for it is indexed as saved.
+        notes, skipped = require_notes(notes_dir)
+        if not dry_run:
+            clean_old_generations(index_dir)  # what a crashed or failed run left
         old, reason = _previous(index_dir, embedder, max_tokens, full, verify=not dry_run)
         old_files = old.manifest.files if old and not reason else {}
         chunks, changed_files = _chunks(notes, old, old_files, embedder, max_tokens)
@@ -109,13 +113,15 @@ def _report(notes, skipped, old, chunks, vectors, changed, reason, dry_run) -> I
     old_ids = {c.id for c in old.chunks} if old else set()
     new_ids = {c.id for c in chunks}
     paths = {n.path for n in notes}
+    cut = {c.path for c in chunks}
+    empty = [Skipped(p, "headings only: no text to index") for p in sorted(paths - cut)]
     return IndexReport(
         files=len(notes),
         chunks=len(chunks),
         embedded=vectors.new_chunks,
         removed=len(old_ids - new_ids),
         unchanged=len(new_ids & old_ids),
-        skipped=skipped,
+        skipped=sorted([*skipped, *empty], key=lambda s: s.path),
         changed_files=changed,
         removed_files=sorted(p for p in (old.manifest.files if old else {}) if p not in paths),
         rebuild_reason=reason,
@@ -190,11 +196,11 @@ def _previous(
     """
     if full:
         return None, "full rebuild requested"
-    if current_generation(index_dir) is None:
-        return None, "no index yet"
     try:
+        if current_generation(index_dir) is None:
+            return None, "no index yet"
         old = load_index(index_dir, embedder.name, embedder.dim, None)
-    except IndexProblem as e:
+    except IndexProblem as e:  # e.g. a garbled CURRENT: this run writes a whole new index
         return None, e.reason
     problems = verify_generation(old.generation) if verify else []
     if problems:
@@ -222,13 +228,25 @@ def _embed(embedder: Embedder, texts: list[str], progress: Progress | None) -> n
 
 @contextmanager
 def index_lock(index_dir: Path, wait: float) -> Iterator[None]:
-    """Hold `index/.lock` for one update; IndexBusy after `wait` seconds of waiting."""
-    Path(index_dir).mkdir(parents=True, exist_ok=True)
+    """Hold `index/.lock` for one update; IndexBusy after `wait` seconds of waiting,
+    IndexUnwritable if the folder cannot hold the lock (a file, read-only)."""
     try:
-        with FileLock(Path(index_dir) / ".lock", timeout=wait):
-            yield
+        Path(index_dir).mkdir(parents=True, exist_ok=True)
+        lock = FileLock(Path(index_dir) / ".lock", timeout=wait)
+        lock.acquire()
     except Timeout:
         raise IndexBusy(
             f"another `rag index` is updating {index_dir} (lock {index_dir}/.lock held for "
             f"over {wait:.0f}s); try again when it finishes"
         ) from None
+    except OSError as e:
+        what = "is a file, not a folder" if Path(index_dir).is_file() else f"({e.strerror or e})"
+        raise IndexUnwritable(
+            f"cannot update the index: {index_dir} {what}; searching an existing index still "
+            "works, updating it needs a folder you can write"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+

@@ -24,17 +24,22 @@ import hashlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 from rag.index.markdown import Structure, structure
 from rag.notes import Note
 
-CUT_VERSION = 5  # bump when chunks or units change: stored indexes are then cut again
+CUT_VERSION = 6  # bump when chunks or units change: stored indexes are then cut again
 CONTEXT_SEP = " > "  # between heading path parts (and parent bullets) in the indexed text
 UNIT_SEP = " › "  # between a unit's parent bullets and its own words
 LIST_ITEM = re.compile(r"^(\s*)(?:[-*+]|\d{1,9}[.)])(?:[ \t]+|$)")
 SHORT_PARENT_WORDS = 3  # a bullet of at most this many words with children introduces them
 CHILDREN_TAKEN = 3
+# A block with no legal cut point (a long paragraph, fence or table) stays one chunk; past
+# this many units its lines are grouped, so one pasted block cannot mean 10,000s of vectors.
+MAX_UNITS_PER_CHUNK = 256
+SHOWN_LINE_CHARS = 1000  # of one line, in an answer, a source card or a search hit
 
 
 class Unit(NamedTuple):
@@ -70,10 +75,14 @@ class Chunk:
         vector is then that unit's."""
         return self.units if len(self.units) > 1 else ()
 
+    @cached_property
+    def lines(self) -> list[str]:
+        """The chunk's lines, split once."""
+        return self.text.split("\n")
+
     def unit_lines(self, u: Unit) -> str:
         """The unit's lines as they are in the note."""
-        lines = self.text.split("\n")
-        return "\n".join(lines[u.start_line - self.start_line : u.end_line - self.start_line + 1])
+        return "\n".join(self.lines[u.start_line - self.start_line : u.end_line - self.start_line + 1])
 
     def unit_body(self, u: Unit) -> str:
         """The unit's words: its lines without list markers, joined."""
@@ -88,6 +97,13 @@ class Chunk:
 
     def unit_hash(self, u: Unit) -> str:
         return hashlib.sha256(self.unit_indexed_text(u).encode()).hexdigest()[:32]
+
+
+def shown_line(line: str) -> str:
+    """A line as answers and cards show it: a very long one cut, saying so."""
+    if len(line) <= SHOWN_LINE_CHARS:
+        return line
+    return f"{line[:SHOWN_LINE_CHARS]} … [line cut: {len(line):,} characters]"
 
 
 def location(path: str, start: int, end: int) -> str:
@@ -127,7 +143,7 @@ def chunk_note(note: Note, count_tokens: TokenCounter, max_tokens: int) -> list[
             n = seen_ids[key[:16]]
             chunk_id = key[:16] if n == 1 else f"{key[:16]}-{n}"
             content_hash = hashlib.sha256(f"{piece_context}\n{text}".encode()).hexdigest()[:32]
-            units = tuple(_units(lines, s, a, b))
+            units = _grouped(list(_units(lines, s, a, b)))
             span = (a + 1, b + 1, text)
             chunks.append(Chunk(chunk_id, note.path, heading, *span, piece_context, content_hash, units))
     return chunks
@@ -244,6 +260,16 @@ def _units(lines: list[str], s: Structure, a: int, b: int) -> Iterator[Unit]:
             end = _children_end(lines, i, b)
         yield Unit(i + 1, end + 1, tuple(parent_bullets(lines, s, a, i)))
         i = end + 1 if s.in_fence(i) else i + 1
+
+
+def _grouped(units: list[Unit]) -> tuple[Unit, ...]:
+    """At most MAX_UNITS_PER_CHUNK units: runs of neighbours merged into one, evenly."""
+    n = len(units)
+    if n <= MAX_UNITS_PER_CHUNK:
+        return tuple(units)
+    edges = [n * i // MAX_UNITS_PER_CHUNK for i in range(MAX_UNITS_PER_CHUNK + 1)]
+    runs = [units[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+    return tuple(Unit(run[0].start_line, run[-1].end_line, run[0].parents) for run in runs)
 
 
 def _is_short_parent(lines: list[str], i: int, last: int) -> bool:

@@ -18,6 +18,7 @@ the BM25 arrays; `verify_generation` reads every byte against its sha256, for `r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -28,10 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.errors import IndexCorrupt, IndexIncompatible, IndexMissing
+from rag.errors import BadInput, IndexCorrupt, IndexIncompatible, IndexMissing, IndexUnwritable
 from rag.index.cutting import CUT_VERSION, Chunk, Unit
 from rag.index.dense import DenseIndex
 from rag.index.lexical import POSTINGS_FILES, Postings, tokenize
+from rag.jsonl import json_line
 
 FORMAT = "rag-index"
 FORMAT_VERSION = 2  # 2: units stored with their chunks; derived files always present
@@ -52,6 +54,7 @@ class Manifest:
     # Filled in by write_generation, per file in the generation:
     checksums: dict = field(default_factory=dict)  # sha256, for `verify_generation`
     sizes: dict = field(default_factory=dict)  # bytes, checked at every load
+    previous: str = ""  # the generation this one replaced (kept until the next switch)
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
@@ -79,6 +82,8 @@ def chunker_settings(max_tokens: int) -> dict:
 def current_generation(index_dir: Path) -> Path | None:
     """The live generation's folder, as CURRENT names it now; None if there is no index."""
     pointer = Path(index_dir) / POINTER
+    if Path(index_dir).exists() and not Path(index_dir).is_dir():
+        raise BadInput(f"the index folder {index_dir} is a file; pass --index DIR naming a folder")
     try:
         name = pointer.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
@@ -188,46 +193,92 @@ def verify_generation(gen: Path) -> list[str]:
 def write_generation(
     index_dir: Path, chunks: list[Chunk], dense: DenseIndex, units: DenseIndex, manifest: Manifest
 ) -> Path:
-    """Write a complete new generation and make it the live one; returns its folder."""
+    """Write a complete new generation and make it the live one; returns its folder.
+
+    A failure (disk full, read-only folder) leaves the live generation as it was and nothing
+    of the new one behind: IndexUnwritable says why."""
     index_dir = Path(index_dir)
-    index_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        previous = current_generation(index_dir)
+    except IndexCorrupt:  # a garbled CURRENT: this write replaces it
+        previous = None
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     gen = index_dir / f"gen-{stamp}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
     tmp = gen.with_name(gen.name + ".tmp")
-    tmp.mkdir()
+    pointer_tmp = index_dir / f"{POINTER}.tmp"
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        _write_files(tmp, chunks, dense, units, manifest, previous)
+        os.replace(tmp, gen)  # a finished generation never has a ".tmp" name
+        _fsync(index_dir)
+        pointer_tmp.write_text(gen.name + "\n", encoding="utf-8")
+        _fsync(pointer_tmp)
+        os.replace(pointer_tmp, index_dir / POINTER)  # the atomic switch
+    except (OSError, RuntimeError) as e:  # faiss reports a failed write as RuntimeError
+        for left in (tmp, gen):
+            shutil.rmtree(left, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            pointer_tmp.unlink()
+        raise IndexUnwritable(
+            f"cannot write a new index generation in {index_dir} ({_why(e)}); "
+            "the live index is unchanged"
+        ) from e
+    _fsync(index_dir)
+    clean_old_generations(index_dir)
+    return gen
+
+
+def _write_files(
+    tmp: Path,
+    chunks: list[Chunk],
+    dense: DenseIndex,
+    units: DenseIndex,
+    manifest: Manifest,
+    previous: Path | None,
+) -> None:
     with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as f:
         for chunk in chunks:
-            f.write(json.dumps(chunk_to_json(chunk), ensure_ascii=False) + "\n")
+            f.write(json_line(chunk_to_json(chunk)))
     dense.save(tmp / "dense.faiss")
     units.save(tmp / "units.faiss")
     Postings.from_docs([tokenize(c.indexed_text) for c in chunks]).save(tmp)
     np.save(tmp / "unit_counts.npy", unit_counts(chunks), allow_pickle=False)
     checksums = {name: _sha256(tmp / name) for name in FILES}
     sizes = {name: (tmp / name).stat().st_size for name in FILES}
-    manifest = Manifest(**{**asdict(manifest), "checksums": checksums, "sizes": sizes})
+    previous_name = previous.name if previous else ""
+    extra = {"checksums": checksums, "sizes": sizes, "previous": previous_name}
+    manifest = Manifest(**{**asdict(manifest), **extra})
     (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2) + "\n")
     for name in (*FILES, "manifest.json"):
         _fsync(tmp / name)
-    os.replace(tmp, gen)  # a finished generation never has a ".tmp" name
-    _fsync(index_dir)
-    pointer_tmp = index_dir / f"{POINTER}.tmp"
-    pointer_tmp.write_text(gen.name + "\n", encoding="utf-8")
-    _fsync(pointer_tmp)
-    os.replace(pointer_tmp, index_dir / POINTER)  # the atomic switch
-    _fsync(index_dir)
-    clean_old_generations(index_dir)
-    return gen
+
+
+def _why(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return " ".join(str(e).split())[-160:]  # faiss: a long message, the cause at its end
 
 
 def clean_old_generations(index_dir: Path) -> None:
-    """Drop every generation but the live one and the one before it (a reader may still be
-    opening that), and unfinished `.tmp` folders."""
-    live = current_generation(index_dir)
-    gens = sorted(p for p in Path(index_dir).glob("gen-*") if p.is_dir() and p != live)
-    unfinished = [p for p in gens if p.name.endswith(".tmp")]
-    finished = [p for p in gens if not p.name.endswith(".tmp")]
-    for stale in unfinished + finished[:-1]:
-        shutil.rmtree(stale, ignore_errors=True)  # a folder another cleaner took already is fine
+    """Drop every generation but the live one and the one it replaced (a reader may still be
+    opening that): unfinished `.tmp` folders and generations a crash left unswitched too.
+
+    Called by the one writer holding the lock, before and after it writes."""
+    try:
+        live = current_generation(index_dir)
+    except IndexCorrupt:
+        live = None
+    keep = {live}
+    if live is not None:
+        try:
+            previous = read_manifest(live).previous
+        except (IndexCorrupt, IndexIncompatible):
+            return  # nothing is known to be stale: keep every generation
+        keep.add(Path(index_dir) / previous if previous else None)
+    for stale in Path(index_dir).glob("gen-*"):
+        if stale.is_dir() and stale not in keep:
+            shutil.rmtree(stale, ignore_errors=True)  # a folder another cleaner took already is fine
 
 
 def chunk_to_json(chunk: Chunk) -> dict:

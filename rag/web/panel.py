@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import html
 
-from rag.answer.base import DECLINE, Answer, Citation, marker
-from rag.index.cutting import Chunk, heading_text, location
+from rag.answer.base import DECLINE, SHOWN_LINES, Answer, Citation, marker
+from rag.index.cutting import Chunk, heading_text, location, shown_line
 from rag.search.engine import Hit
 from rag.web.render import by_section, note_url
 
@@ -74,7 +74,7 @@ def _count(n: int, noun: str) -> str:
 
 def _hit_of(c: Citation, hits: list[Hit]) -> Hit | None:
     for h in hits:
-        if h.chunk.path == c.path and h.chunk.start_line == c.excerpt_start_line:
+        if h.chunk.path == c.path and h.chunk.start_line <= c.start_line <= h.chunk.end_line:
             return h
     return None
 
@@ -90,7 +90,7 @@ def _cited_card(group: list[Citation], why: str) -> str:
 
 
 def _rows(chunk: Chunk) -> str:
-    return "".join(_row(line) for line in chunk.text.split("\n"))
+    return "".join(_row(shown_line(line)) for line in chunk.lines[:SHOWN_LINES])
 
 
 def _row(line: str, cited: Citation | None = None, n: int = 0) -> str:
