@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args, settings_from_args(args))
     except RagError as e:
-        print(f"rag: error: {e}", file=sys.stderr)
+        console.say(f"rag: error: {e}", err=True)
         return 2
     except BrokenPipeError:  # `rag search ... | head`
         return 0
@@ -149,7 +149,10 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     if args.check:
         return _check(args, settings)
     report = _update(settings, args.full, not args.json, dry_run=args.dry_run)
-    print(json.dumps(report.to_json()) if args.json else console.index_summary(report, settings))
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        console.say(console.index_summary(report, settings))
     return 0
 
 
@@ -189,7 +192,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
             console.print_json(search_json(found), qid, args)
         else:
             console.print_notices(found.notices)
-            print(console.search_text(found.searched, found.hits))
+            console.say(console.search_text(found.searched, found.hits))
     return 0
 
 
@@ -225,7 +228,7 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
         try:
             next(events)
         except BadInput as e:
-            print(f"rag: {e}", file=sys.stderr)
+            console.say(f"rag: {e}", err=True)
             continue
         answer = console.print_answer(events)
         history.append(Exchange(answer.question, answer.text))
@@ -254,7 +257,7 @@ def cmd_beir(args: argparse.Namespace, settings: Settings) -> int:
     queries, qrels = beir.load_queries(beir_dir)
     indexed = _update(settings, full=False, progress_bar=not args.json)
     if not args.json:
-        print(console.index_summary(indexed, settings))
+        console.say(console.index_summary(indexed, settings))
     report = beir.evaluate_beir(_engine(settings, many=True), queries, qrels)
     if args.json:
         print(json.dumps({"documents": docs, "queries": len(queries), "results": report}))

@@ -1,29 +1,45 @@
 """What the `rag` command reads and prints: questions and history files in; hits, answers
 (streamed when an LLM writes them), JSON lines and reports out.
 
-    print(search_text(question, hits))
+    say(search_text(question, hits))
     print_answer(stream_ask(engine, question))     # tokens as they come, then the sources
     read_history(Path("turns.jsonl"))               # [Exchange(question, answer), ...]
 
-Notices go to stderr as "note: ...", so stdout stays the answer itself.
+Notices go to stderr as "note: ...", so stdout stays the answer itself. Text from the notes,
+the question or an LLM goes out through `say`, which shows control characters as text
+(`\x1b`): a note cannot retitle, clear or recolour the terminal.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 
 from rag.answer.base import Answer, Done, Exchange, Token
 from rag.errors import BadInput
 from rag.index.build import IndexReport
-from rag.index.cutting import heading_text
+from rag.index.cutting import heading_text, shown_line
+from rag.jsonl import json_line, numbered_lines
 from rag.search.engine import Hit
 from rag.settings import Settings
 
 SHOWN_LINES = 4  # of each hit in `rag search`
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but tab and newline
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with every control character a terminal would act on written out as text."""
+    return _CONTROL.sub(lambda m: repr(m[0])[1:-1], text.replace("\r\n", "\n"))
+
+
+def say(text: str = "", *, end: str = "\n", err: bool = False, flush: bool = False) -> None:
+    """Print text that may hold a note's, a question's or an LLM's words, made safe."""
+    print(terminal_safe(text), end=end, file=sys.stderr if err else sys.stdout, flush=flush)
 
 
 def search_text(question: str, hits: list[Hit]) -> str:
@@ -33,7 +49,7 @@ def search_text(question: str, hits: list[Hit]) -> str:
     for n, h in enumerate(hits, 1):
         c = h.chunk
         out.append(f"{n}. {heading_text(c.heading, c.path)}  ({c.location})  score {h.score:.4f}")
-        body = [line for line in c.text.split("\n") if line.strip()][:SHOWN_LINES]
+        body = islice((shown_line(line) for line in c.lines if line.strip()), SHOWN_LINES)
         out += [f"     {line}" for line in body]
     return "\n".join(out)
 
@@ -44,19 +60,19 @@ def print_answer(events: Iterable) -> Answer:
     streamed = False
     for event in events:
         if isinstance(event, Token):
-            print(event.text, end="", flush=True)
+            say(event.text, end="", flush=True)
             streamed = True
         elif isinstance(event, Done):
             answer = event.answer
     if streamed:
-        print()
+        say()
     print_notices(answer.notices)
     if answer.uncited:
         print_notices(["the answer cites none of the excerpts: check it against them"])
     if answer.by_llm:
-        print("\n" + sources_text(answer))
+        say("\n" + sources_text(answer))
     else:  # no LLM, or a fault (after what it had streamed)
-        print(("\n" if streamed else "") + answer_text(answer))
+        say(("\n" if streamed else "") + answer_text(answer))
     return answer
 
 
@@ -109,7 +125,7 @@ def check_report(gen: Path | None, problems: list[str], as_json: bool) -> str:
 
 def print_notices(notices: Iterable[str]) -> None:
     for notice in notices:
-        print(f"note: {notice}", file=sys.stderr)
+        say(f"note: {notice}", err=True)
 
 
 def read_questions(prompt: str = "> ") -> Iterator[str]:
@@ -151,30 +167,29 @@ def read_history(path: Path) -> list[Exchange]:
 def read_jsonl(path: Path, needs: tuple[str, ...] = ("question",)) -> Iterator[dict]:
     if not path.is_file():
         raise BadInput(f"file {path} does not exist")
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-                if not isinstance(item, dict) or any(k not in item for k in needs):
-                    raise ValueError
-            except ValueError:
-                wanted = " and ".join(repr(k) for k in needs)
-                raise BadInput(f"{path} line {n} is not a JSON object with {wanted}") from None
-            yield item
+    for n, line in numbered_lines(path):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            if not isinstance(item, dict) or any(k not in item for k in needs):
+                raise ValueError
+        except ValueError:
+            wanted = " and ".join(repr(k) for k in needs)
+            raise BadInput(f"{path} line {n} is not a JSON object with {wanted}") from None
+        yield item
 
 
 def print_json(out: dict, qid: str | None, args: argparse.Namespace) -> None:
     if qid is not None:
         out = {"id": qid, **out}
-    print(json.dumps(out, ensure_ascii=False), flush=bool(args.batch))
+    print(json_line(out), end="", flush=bool(args.batch))
 
 
 def print_error(args: argparse.Namespace, qid: str | None, raw: str, e: Exception) -> None:
     if qid is None:
         raise e
     if args.json:
-        print(json.dumps({"id": qid, "question": raw, "error": str(e)}), flush=True)
+        print(json_line({"id": qid, "question": raw, "error": str(e)}), end="", flush=True)
     else:
-        print(f"[{qid}] error: {e}", file=sys.stderr)
+        say(f"[{qid}] error: {e}", err=True)

@@ -28,7 +28,9 @@ from rag.search.terms import NoteWords
 from rag.settings import Mode, check_mode
 
 MAX_QUESTION_CHARS = 2000
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Control characters, and lone surrogates: an undecodable byte in argv arrives as one
+# (surrogateescape), a JSON "\ud800" too, and the tokenizer cannot take them.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,8 @@ class Question:
 
 
 def prepare_question(raw: str) -> Question:
-    """Strip control characters and cap the length; an empty question is BadInput."""
+    """Strip control characters and lone surrogates, and cap the length; an empty question
+    is BadInput."""
     text = _CONTROL.sub(" ", raw or "").strip()
     text = re.sub(r"[ \t]+", " ", text)
     if not text:
