@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -70,13 +71,26 @@ class Settings:
         "ADDR",
     )
     port: int = _setting(7860, "RAG_PORT", "port of the chat server", "--port", "PORT")
+    allowed_hosts: str = _setting(
+        "",
+        "RAG_ALLOWED_HOSTS",
+        "host names the chat server answers to besides localhost and IP addresses, "
+        "comma-separated (a page on any other name is refused: DNS rebinding)",
+        "--allowed-hosts",
+        "NAMES",
+    )
     auth: str = _setting(
         "",
         "RAG_AUTH",
-        "sign-in the chat page asks for, user:password; unset: none",
-        "--auth",
-        "USER:PASS",
+        "sign-in the chat page asks for, user:password (environment only); unset: none",
         repr=False,
+    )
+    auth_file: str = _setting(
+        "",
+        "RAG_AUTH_FILE",
+        "file holding the sign-in as user:password, kept out of the process list",
+        "--auth-file",
+        "FILE",
     )
     feedback: str = _setting(
         "",
@@ -140,10 +154,7 @@ class Settings:
             raise BadInput(f"llm_temperature must be between 0 and 2, not {self.llm_temperature}")
         if self.llm_url and not self.llm_url.startswith(("http://", "https://")):
             raise BadInput(f"the LLM URL must start with http:// or https://, not {self.llm_url!r}")
-        if self.auth:
-            user, sep, password = self.auth.partition(":")
-            if not sep or not user or not password:
-                raise BadInput("--auth (or RAG_AUTH) must be user:password, both non-empty")
+        self.sign_in  # noqa: B018  (checks the sign-in now, not at the first page load)
 
     @property
     def model(self) -> str:
@@ -151,11 +162,30 @@ class Settings:
 
     @property
     def sign_in(self) -> tuple[str, str] | None:
-        """(user, password) the chat page asks for, or None."""
-        if not self.auth:
+        """(user, password) the chat page asks for, or None: RAG_AUTH, else the auth file.
+
+        Never a flag's value: a command line is visible to every user of the machine (`ps`)."""
+        where, text = "RAG_AUTH", self.auth
+        if not text and self.auth_file:
+            where = f"the auth file {self.auth_file}"
+            try:
+                text = Path(self.auth_file).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as e:
+                raise BadInput(f"cannot read the auth file {self.auth_file}: {e}") from None
+        if not text:
             return None
-        user, _, password = self.auth.partition(":")
+        user, sep, password = text.partition(":")
+        if not sep or not user or not password:
+            raise BadInput(f"{where} must hold user:password, both non-empty")
         return user, password
+
+    @property
+    def host_names(self) -> frozenset[str]:
+        """Host names (not IP addresses) a request to the chat server may carry."""
+        names = {"localhost", *(n.strip().lower() for n in self.allowed_hosts.split(","))}
+        if not _is_ip(self.host):
+            names.add(self.host.lower())
+        return frozenset(n for n in names if n)
 
     @property
     def feedback_file(self) -> Path:
@@ -202,6 +232,34 @@ class LLMSettings:
     context_chars: int
     max_tokens: int
     temperature: float
+
+    @property
+    def shown_url(self) -> str:
+        """The URL as it may be shown: any user:password in it replaced by ***."""
+        return _SECRET_IN_URL.sub(r"\1***@", self.url)
+
+    def redact(self, text: str) -> str:
+        """`text` with the API key, the URL's credentials and any bearer token hidden: for
+        a message that quotes the server's reply, or the URL."""
+        found = _SECRET_IN_URL.search(self.url)
+        secrets = [self.api_key, *(found.group(2).split(":", 1) if found else [])]
+        for secret in filter(None, secrets):
+            text = text.replace(secret, "***")
+        return _BEARER.sub(r"\1***", _SECRET_IN_URL.sub(r"\1***@", text))
+
+
+_SECRET_IN_URL = re.compile(r"(\w+://)([^/@\s]+)@")  # scheme://user:pass@host
+_BEARER = re.compile(r"((?:Bearer|Basic)\s+)[\w.~+/=-]+", re.IGNORECASE)
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _llm_fields():

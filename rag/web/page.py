@@ -105,7 +105,7 @@ def llm_name(llm: LLMSettings | None) -> str:
     """The model's name if one is set, else the server's address (never the API key)."""
     if llm is None:
         return "none"
-    return llm.model or llm.url
+    return llm.model or llm.shown_url
 
 
 def example_questions(engine: Engine, n: int = 4, tries: int = 6) -> list[str]:
