@@ -2,7 +2,7 @@
 
 with LlamaServer(smollm2_gguf()) as server:   # python -m llama_cpp.server, SmolLM2-135M
     server.url                                # "http://127.0.0.1:PORT/v1"
-with FakeLLM(sse(["It is ", "256KB [1]."])) as fake:
+with FakeLLM(sse(["It is ", "256KB [1]."])) as fake:   # or endless(), trickle(), stall()...
     fake.url, fake.requests                   # the JSON bodies it was sent
 """
 
@@ -201,5 +201,32 @@ def trickle(every: float = 0.2) -> Respond:
         while not release.wait(every):
             h.wfile.write(b": still here\n\n")
             h.wfile.flush()
+
+    return respond
+
+
+def endless(piece: str = "word [1] ", every: float = 0.0) -> Respond:
+    """Valid content events until the client goes: as fast as the socket takes them, or one
+    every `every` seconds (the security review's "endless" server)."""
+
+    def respond(h, release):
+        _start(h)
+        burst = _event(piece) * (1 if every else 50)
+        while not release.is_set():
+            h.wfile.write(burst)
+            if every:
+                h.wfile.flush()
+                time.sleep(every)
+
+    return respond
+
+
+def echo_key(status_code: int = 401) -> Respond:
+    """An error whose message repeats the Authorization header, as some proxies do."""
+
+    def respond(h, release):
+        said = h.headers.get("Authorization")
+        _start(h, status_code, "application/json")
+        h.wfile.write(json.dumps({"error": {"message": f"Incorrect API key: {said}"}}).encode())
 
     return respond

@@ -23,7 +23,7 @@ from rag.answer.base import Answer, Citation
 from rag.index.cutting import Chunk
 from rag.search.engine import Hit
 from rag.web.panel import sources_html
-from rag.web.render import chat_markdown, llm_partial_markdown, reply_markdown
+from rag.web.render import PartialAnswer, chat_markdown, reply_markdown
 
 MARKER = re.compile(r"\[(\d+)\]")
 # A small prompt and answer: the model is slow on 2 busy cores, and the checks are the same.
@@ -155,5 +155,8 @@ def test_the_panel_shows_the_cited_excerpts_and_lists_the_rest():
 
 
 def test_a_streaming_llm_answer_is_escaped_text():
-    assert llm_partial_markdown(("a <note>",), "") == "**Note:** a &lt;note&gt;\n\n…"
-    assert llm_partial_markdown((), "It is *big* [1]") == "It is \\*big\\* [1]"
+    assert PartialAnswer(("a <note>",)).markdown() == "**Note:** a &lt;note&gt;\n\n…"
+    partial = PartialAnswer(())
+    for piece in ["It is *bi", "g* [1", "]\n\n- <b>x", "</b>\n"]:
+        partial.add(piece)
+    assert partial.markdown() == "It is \\*big\\* [1]\n\n\\- &lt;b&gt;x&lt;/b&gt;"

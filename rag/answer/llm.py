@@ -35,6 +35,7 @@ from rag.settings import LLMSettings
 log = logging.getLogger(__name__)
 HISTORY_SHARE = 0.25  # of the prompt budget, at most, for earlier turns (newest kept first)
 MIN_EXCERPT_CHARS = 200  # less room than this left in the budget is not worth an excerpt
+CHARS_PER_TOKEN = 10  # the answer is cut at max_tokens * this, whatever the server does
 
 SYSTEM = f"""You answer questions from numbered excerpts of the user's notes.
 - Use only what the excerpts say; add nothing from elsewhere.
@@ -89,13 +90,19 @@ class LLMWriter:
     ) -> Iterator[str]:
         """The model's text with its citations checked, in pieces, within the deadline."""
         llm, started = self.llm, False
+        room = llm.max_tokens * CHARS_PER_TOKEN  # a server may ignore max_tokens
+        cut = f"the LLM's answer was cut at {llm.max_tokens} tokens"
         stream = within(llm.timeout, lambda stop: chat_stream(llm, messages, stop, self.client))
         with contextlib.closing(stream):
             for item in stream:
                 if isinstance(item, Finished):
                     if item.reason == "length":
-                        notices.append(f"the LLM's answer was cut at {llm.max_tokens} tokens")
+                        notices.append(cut)
                     continue
+                room -= len(item)
+                if room < 0:
+                    notices.append(cut)
+                    break
                 text = check.feed(item)
                 text = text if started else text.lstrip()
                 if text:

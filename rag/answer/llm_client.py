@@ -24,6 +24,8 @@ import httpx
 from rag.errors import LLMError
 from rag.settings import LLMSettings
 
+BUFFERED = 256  # stream items read ahead of the caller, at most
+
 
 @dataclass(frozen=True)
 class Finished:
@@ -101,7 +103,8 @@ def chat_stream(
         )
         if r.status_code != 200:
             r.read()
-            raise LLMError(f"the server answered HTTP {r.status_code}: {_short(r.text)}")
+            said = _short(llm.redact(r.text))
+            raise LLMError(f"the server answered HTTP {r.status_code}: {said}")
         # Stop reading once the caller has gone (a server may trickle keep-alives forever).
         yield from parse_sse(itertools.takewhile(lambda _: not stop.is_set(), r.iter_lines()))
 
@@ -109,29 +112,41 @@ def chat_stream(
 def within(seconds: float, items: Callable[[threading.Event], Iterator]) -> Iterator:
     """Pass on `items(stop)` from a worker thread; LLMError once `seconds` have passed.
 
-    A read in progress cannot be interrupted: the caller moves on at the deadline, and the
-    worker, told by `stop`, ends after its next read or at the read timeout.
+    The deadline is hard: nothing is handed out after it, however fast the server sends. The
+    worker holds at most BUFFERED items, so a server that sends faster than the caller takes
+    waits on the socket instead of filling memory. A read in progress cannot be interrupted:
+    the caller moves on at the deadline, and the worker, told by `stop`, ends after its next
+    read or at the read timeout.
     """
-    inbox: queue.SimpleQueue = queue.SimpleQueue()  # (True, item) | (False, None | error)
+    inbox: queue.Queue = queue.Queue(maxsize=BUFFERED)  # (True, item) | (False, None | error)
     stop = threading.Event()
+
+    def put(entry: tuple) -> bool:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                inbox.put(entry, timeout=0.1)
+                return True
+        return False
 
     def work() -> None:
         try:
             with contextlib.closing(items(stop)) as stream:
                 for item in stream:
-                    if stop.is_set():
+                    if not put((True, item)):
                         return
-                    inbox.put((True, item))
-            inbox.put((False, None))
+            put((False, None))
         except Exception as e:
-            inbox.put((False, e))
+            put((False, e))
 
     threading.Thread(target=work, name="rag-llm", daemon=True).start()
     deadline = time.monotonic() + seconds
     try:
         while True:
+            left = deadline - time.monotonic()
             try:
-                ok, item = inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+                if left <= 0:
+                    raise queue.Empty
+                ok, item = inbox.get(timeout=left)
             except queue.Empty:
                 raise LLMError(f"no complete answer within {seconds:g}s") from None
             if not ok:
@@ -144,15 +159,16 @@ def within(seconds: float, items: Callable[[threading.Event], Iterator]) -> Iter
 
 
 def why_failed(e: Exception, llm: LLMSettings) -> str:
+    """A few words on what went wrong, with no secret in them (`LLMSettings.redact`)."""
     if isinstance(e, LLMError):
-        return str(e)
+        return llm.redact(str(e))
     if isinstance(e, httpx.ConnectTimeout):
-        return f"no connection to {llm.url} within {llm.connect_timeout:g}s"
+        return f"no connection to {llm.shown_url} within {llm.connect_timeout:g}s"
     if isinstance(e, httpx.ConnectError):
-        return f"cannot reach {llm.url}"
+        return f"cannot reach {llm.shown_url}"
     if isinstance(e, httpx.ReadTimeout):
         return f"the server was silent for {min(llm.read_timeout, llm.timeout):g}s"
-    return f"{type(e).__name__}: {_short(str(e))}"
+    return f"{type(e).__name__}: {_short(llm.redact(str(e)))}"
 
 
 def _short(text: str, limit: int = 120) -> str:

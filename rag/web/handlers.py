@@ -29,14 +29,15 @@ from rag.settings import Mode, Settings
 from rag.web.feedback import append_feedback, feedback_entry
 from rag.web.panel import sources_html
 from rag.web.render import (
+    PartialAnswer,
     chat_markdown,
     escape_md,
-    llm_partial_markdown,
     reply_markdown,
     stream_markdown,
 )
 
 PACE = 0.015  # seconds between streamed steps; the answer is ready before the first one
+REDRAW = 0.05  # seconds, at least, between two redraws of an LLM's answer as it streams
 
 
 @dataclass
@@ -156,12 +157,15 @@ def _quoted(turn: Turn, events: Iterator) -> Iterator[str]:
 def _written(turn: Turn, events: Iterator, notices: tuple[str, ...]) -> Iterator[str]:
     """An LLM's answer as it streams in, then in full with linked [n]; on a fault, the
     extractive answer with a notice replaces what had come (`rag.answer.llm`)."""
-    parts: list[str] = []
-    yield llm_partial_markdown(notices, "")
+    partial = PartialAnswer(notices)
+    yield partial.markdown()
+    shown = time.monotonic()
     for event in events:
         if isinstance(event, Token):
-            parts.append(event.text)
-            yield llm_partial_markdown(notices, "".join(parts))
+            partial.add(event.text)
+            if time.monotonic() - shown >= REDRAW:  # a fast server: fewer, bigger steps
+                yield partial.markdown()
+                shown = time.monotonic()
         elif isinstance(event, Done):
             turn.answer = event.answer
     yield chat_markdown(turn.answer)

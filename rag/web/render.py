@@ -23,6 +23,8 @@ from rag.search.engine import Hit
 _INLINE = re.compile(r"([\\`*_\[\]|~])")  # emphasis, code, links/images, tables, strikethrough
 _BLOCK_MARK = re.compile(r"^([#+=-])")  # a heading, list item or setext underline at line start
 _ORDERED_MARK = re.compile(r"^(\d+)([.)])")
+# What GFM turns into a link without brackets: "https://", "ftp://", "www.", "a@b.c"
+_AUTOLINK = re.compile(r"(?i)\b((?:https?|ftp):|www\.|@)")
 ROUTE = "/note"  # where the note viewer (rag.web.viewer) is served
 WORDS_PER_STEP = 2  # streaming granularity
 
@@ -32,6 +34,7 @@ def escape_md(text: str) -> str:
 
     escape_md("<img src=x onerror=alert(1)>")   # '&lt;img src=x onerror=alert(1)&gt;'
     escape_md("- **a** [b](c)")                 # '\\- \\*\\*a\\*\\* \\[b\\](c)'
+    escape_md("see https://x.io")               # 'see https\\://x.io': text, not a link
     """
     return "\n".join(_escape_line(line) for line in text.splitlines())
 
@@ -45,6 +48,7 @@ def _escape_line(line: str) -> str:
     # Entities, not backslashes, for HTML: a backslash does not stop a tag in raw HTML.
     body = body.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     body = _INLINE.sub(r"\\\1", body)
+    body = _AUTOLINK.sub(lambda m: m[1][:-1] + "\\" + m[1][-1], body)  # a URL stays text
     body = _ORDERED_MARK.sub(r"\1\\\2", _BLOCK_MARK.sub(r"\\\1", body))
     # Keep the indentation visible; four real spaces would start a code block instead.
     return "&nbsp;" * indent + body
@@ -190,10 +194,27 @@ def _llm_flags(answer: Answer) -> list[str]:
     return ["*Written by your LLM from the excerpts below; each [n] names one it was given.*"]
 
 
-def llm_partial_markdown(notices: tuple[str, ...], text: str) -> str:
-    """An LLM's answer while it streams: escaped, its (already checked) [n] not yet links."""
-    blocks = [f"**Note:** {escape_md(n)}" for n in notices]
-    return "\n\n".join([*blocks, _answer_lines(text, anywhere=True) or "…"])
+class PartialAnswer:
+    """An LLM's answer while it streams: escaped, its (already checked) [n] not yet links.
+
+        partial = PartialAnswer(notices)
+        partial.add("The limit [1")      # then partial.markdown(), as often as wanted
+
+    Each line is escaped once, when it is complete; only the line still growing is redone,
+    so a long answer costs its length, not its length squared."""
+
+    def __init__(self, notices: tuple[str, ...]) -> None:
+        self.head = [f"**Note:** {escape_md(n)}" for n in notices]
+        self.lines: list[str] = []  # complete lines, escaped
+        self.tail = ""  # the line still growing, as written
+
+    def add(self, piece: str) -> None:
+        *complete, self.tail = (self.tail + piece).split("\n")
+        self.lines += (_answer_lines(line, anywhere=True) for line in complete)
+
+    def markdown(self) -> str:
+        body = "\n".join([*self.lines, _answer_lines(self.tail, anywhere=True)])
+        return "\n\n".join([*self.head, body.strip("\n") or "…"])
 
 
 def _answer_line(line: str, linked: list[Citation] | None) -> str:
