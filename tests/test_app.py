@@ -44,6 +44,7 @@ HOSTILE_NOTE = """# Hostile note
 - The onerror payload is <img src=x onerror=alert(1)> in a note
 - The script payload is <script>alert(1)</script> in a note
 - The template payload is ${alert(1)} and {{constructor.constructor('alert(1)')()}} in a note
+- The autolink payload is https://example.com/phish and www.example.com and ann@example.com
 """
 
 
@@ -345,17 +346,15 @@ def test_auth_guards_the_chat_and_the_viewer(auth_server: Server):
 
 def test_auth_must_be_user_and_password(tmp_path: Path):
     run = subprocess.run(
-        [sys.executable, str(ROOT / "app.py"), "--auth", "no-colon", "--notes", str(tmp_path)],
+        [sys.executable, str(ROOT / "app.py"), "--notes", str(tmp_path)],
         cwd=tmp_path,
-        env=_clean_env(),
+        env={**_clean_env(), "RAG_AUTH": "no-colon"},
         capture_output=True,
         text=True,
         timeout=STARTUP_TIMEOUT,
     )
     assert run.returncode == 2
-    assert run.stderr.strip() == (
-        "app: error: --auth (or RAG_AUTH) must be user:password, both non-empty"
-    )
+    assert run.stderr.strip() == "app: error: RAG_AUTH must hold user:password, both non-empty"
 
 
 # --- the pure parts --------------------------------------------------------------------

@@ -202,6 +202,14 @@ def test_html_from_notes_and_questions_stays_inert(chat: Chat):
     assert chat.dialogs == []
 
 
+def test_bare_urls_in_notes_stay_text(chat: Chat):
+    chat.ask("What is the autolink payload?")
+    shown = "https://example.com/phish and www.example.com and ann@example.com"
+    assert shown in chat.answer()  # as written, backslash escapes not visible
+    links = chat.page.locator("#chat a, #sources a").evaluate_all("(a) => a.map((x) => x.href)")
+    assert links and all("/note/" in href for href in links)  # only citations link anywhere
+
+
 def test_a_followup_is_answered_in_context(chat: Chat, capsys):
     chat.ask("lambda max timeout")
     times = chat.ask("and the default?")

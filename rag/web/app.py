@@ -29,12 +29,13 @@ from rag.settings import (
 )
 
 log = logging.getLogger(__name__)
-FLAGS = ("notes_dir", "index_dir", "model_path", "port", "host", "auth", "feedback")
+FLAGS = ("notes_dir", "index_dir", "model_path", "port", "host", "allowed_hosts", "auth_file")
+FLAGS += ("feedback",)
 LLM_FLAGS = ("llm_url", "llm_model", "llm_timeout")
 EXAMPLES = """examples:
   python app.py
   python app.py --notes ~/notes --port 7861
-  python app.py --host 0.0.0.0 --auth me:secret   # or RAG_AUTH=me:secret
+  python app.py --host 0.0.0.0 --auth-file ~/.rag-auth   # the file holds me:secret
   python app.py --llm-url http://127.0.0.1:8080/v1  # an LLM writes the answers"""
 
 
@@ -47,7 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_flags(parser, *FLAGS, *LLM_FLAGS)
     add_verbosity_flags(parser)
+    parser.add_argument("--auth", help=argparse.SUPPRESS)  # refused below, with the way out
     args = parser.parse_args(argv)
+    if args.auth is not None:
+        parser.error(
+            "--auth would show the password to every user of this machine (ps); put "
+            "user:password in a file only you can read and pass --auth-file FILE, or set RAG_AUTH"
+        )
     configure_logging(args, "app")
     try:
         settings = settings_from_args(args)
@@ -111,6 +118,7 @@ def serve(engine: Engine, settings: Settings) -> None:
     from fastapi import FastAPI, Request
     from starlette.routing import Mount
 
+    from rag.web.guard import Guard, Throttle
     from rag.web.viewer import add_viewer
 
     live = LiveIndex(settings, engine)
@@ -119,6 +127,8 @@ def serve(engine: Engine, settings: Settings) -> None:
         live.reindex_in_background()
     demo = build_ui(live, settings)
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    throttle = Throttle() if settings.sign_in else None  # Host, headers, uploads, sign-ins
+    app.add_middleware(Guard, names=settings.host_names, throttle=throttle)
 
     async def signed_in(request: Request) -> bool:
         """Gradio's own test: with auth on, the request carries a session cookie it issued."""
