@@ -10,7 +10,7 @@ WHEELS ?= $(HOME)/.cache/rag-wheels/avx2
 LLAMA := llama-cpp-python==0.3.36
 LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: install browser index app test lint eval bench bench-beir clean
+.PHONY: install browser index app test test-security lint eval bench bench-beir clean
 
 install: $(STAMP)
 
@@ -43,6 +43,11 @@ lint: install
 
 test: lint browser
 	$(BIN)/pytest tests/ eval/
+
+# The attacks that matter most (DNS rebinding, endless LLM streams, huge notes, bad bytes,
+# broken index files, leaked secrets), on their own; `make test` runs them too.
+test-security: install browser
+	$(BIN)/pytest tests/security/
 
 eval: install
 	$(BIN)/pytest eval/ -q
