@@ -81,6 +81,22 @@ def browser():
         chromium.close()
 
 
+@pytest.fixture
+def launch_browser(browser):
+    """launch_browser(*flags): one more Chromium with extra command-line flags, closed after."""
+    launched = []
+
+    def launch(*flags: str):
+        launched.append(
+            browser.browser_type.launch(executable_path=str(CHROMIUM), args=[*ARGS, *flags])
+        )
+        return launched[-1]
+
+    yield launch
+    for chromium in launched:
+        chromium.close()
+
+
 @pytest.fixture(scope="session")
 def llama(tmp_path_factory):
     """`python -m llama_cpp.server`, SmolLM2-135M, on a free loopback port (llm_server.py)."""

@@ -2,8 +2,8 @@
 sign-in throttling; first as pure rules, then on app.py as a real server, and in Chromium
 (a DNS-rebinding page, and the chat page working under the Content-Security-Policy).
 
-The servers are tests/test_app.py's (`run_app` over `app_files`); the browser is
-tests/conftest.py's, plus one Chromium that resolves attacker.example to 127.0.0.1.
+The servers are tests/test_app.py's (`run_app` over `app_files`); the browsers are
+tests/conftest.py's, one of them (`launch_browser`) resolving attacker.example to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import time
 
 import httpx
 import pytest
-from conftest import ARGS, CHROMIUM
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
@@ -259,12 +258,9 @@ REBIND_JS = """async () => {
 
 
 @pytest.fixture
-def rebinding_browser(browser):
+def rebinding_browser(launch_browser):
     """A second Chromium whose DNS says attacker.example is 127.0.0.1, as after a rebinding."""
-    rules = f"--host-resolver-rules=MAP {ATTACKER} 127.0.0.1"
-    chromium = browser.browser_type.launch(executable_path=str(CHROMIUM), args=[*ARGS, rules])
-    yield chromium
-    chromium.close()
+    return launch_browser(f"--host-resolver-rules=MAP {ATTACKER} 127.0.0.1")
 
 
 def test_a_rebinding_page_cannot_read_the_notes(rebinding_browser, server: Server):
