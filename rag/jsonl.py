@@ -5,8 +5,9 @@
 
 `json.dumps(..., ensure_ascii=False)` keeps U+2028, U+2029 and U+0085 raw, and
 `str.splitlines()` breaks a line at each of them: a question holding one would be read as two
-broken records. `json_line` escapes them (and the C1 controls a terminal may act on), and
-`numbered_lines` splits at "\n" alone, so a file written by anything else reads right too.
+broken records. `json_line` escapes them (and the C1 controls a terminal may act on, and
+lone surrogates, which UTF-8 cannot encode), and `numbered_lines` splits at "\n" alone, so a
+file written by anything else reads right too.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-_RAW = re.compile("[\x7f-\x9f\u2028\u2029]")  # left raw by json.dumps(ensure_ascii=False)
+# Left raw by json.dumps(ensure_ascii=False): line separators, C1 controls, and lone
+# surrogates (from an undecodable byte or a JSON "\udfff"), which no UTF-8 file can hold.
+_RAW = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 def json_line(obj: object) -> str:

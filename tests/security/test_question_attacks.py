@@ -46,12 +46,16 @@ def test_an_undecodable_byte_in_argv_is_answered(aws_settings):
 def test_a_batch_goes_on_past_a_bad_line(aws_settings, tmp_path, capsys):
     batch = tmp_path / "batch.jsonl"
     lines = ['{"id": "a", "question": "sqs \\ud800 size"}', '{"id": "b", "question": "  "}']
+    lines.append('{"id": "s", "question": "\\udfff"}')  # cleaned to nothing: an error line
     lines.append('{"id": "c", "question": "max sqs message size"}')
     batch.write_text("\n".join(lines) + "\n")
     assert main(["ask", "--batch", str(batch), "--json", *at(aws_settings)]) == 0
-    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [o["id"] for o in out] == ["a", "b", "c"]
-    assert "answer" in out[0] and "error" in out[1] and "256" in out[2]["answer"]
+    printed = capsys.readouterr().out
+    printed.encode("utf-8")  # what a terminal or a pipe takes: no lone surrogate left raw
+    out = [json.loads(line) for line in printed.splitlines()]
+    assert [o["id"] for o in out] == ["a", "b", "s", "c"]
+    assert "answer" in out[0] and "error" in out[1] and "error" in out[2]
+    assert "256" in out[3]["answer"]
 
 
 ESCAPES = "Emu escape fact \x1b]0;pwned\x07 title \x1b[2J clear \x1b[31m red \x9b31m c1"
@@ -88,7 +92,7 @@ def test_line_separators_survive_feedback_and_eval_files(tmp_path):
     assert [c.question for c in load_cases(cases)] == [question]
 
 
-@pytest.mark.parametrize("raw", ["\u2028", "\x85", "\x9b"])
+@pytest.mark.parametrize("raw", ["\u2028", "\x85", "\x9b", "\udfff"])
 def test_json_line_escapes_what_splitlines_or_a_terminal_would_act_on(raw):
     line = json_line({"q": f"a{raw}b"})
     assert raw not in line and json.loads(line) == {"q": f"a{raw}b"}
