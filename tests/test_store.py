@@ -6,6 +6,8 @@ Vectors here are random and 8-dimensional: what is under test is the files, not 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import threading
 import time
 
@@ -13,6 +15,7 @@ import numpy as np
 import pytest
 
 from rag.errors import IndexCorrupt, IndexIncompatible
+from rag.index import store
 from rag.index.cutting import chunk_note
 from rag.index.dense import DenseIndex
 from rag.index.store import (
@@ -97,14 +100,25 @@ def test_a_truncated_file_is_named_at_load(tmp_path):
         load_index(tmp_path, "m", DIM, 200)
 
 
-def test_a_flipped_byte_is_found_by_verify_not_at_every_load(tmp_path):
+def test_a_flipped_byte_is_refused_at_load_in_a_small_index(tmp_path, monkeypatch):
     gen = write(tmp_path, 1)
     assert verify_generation(gen) == []
-    data = bytearray((gen / "bm25.doc_len.npy").read_bytes())
-    data[-1] ^= 0x01  # a document length off by one: same size, so it still loads
-    (gen / "bm25.doc_len.npy").write_bytes(bytes(data))
+    data = bytearray((gen / "dense.faiss").read_bytes())
+    data[-1] ^= 0x01  # a vector off by a bit: same size, and it would load
+    (gen / "dense.faiss").write_bytes(bytes(data))
+    damaged = f"{gen / 'dense.faiss'} is damaged (checksum mismatch)"
+    with pytest.raises(IndexCorrupt, match=re.escape(damaged)):
+        load_index(tmp_path, "m", DIM, 200)
+    monkeypatch.setattr(store, "VERIFY_AT_LOAD", 0)  # a big index: only --check reads it all
     load_index(tmp_path, "m", DIM, 200)
-    assert verify_generation(gen) == [f"{gen / 'bm25.doc_len.npy'} is damaged (checksum mismatch)"]
+    assert verify_generation(gen) == [damaged]
+
+
+def test_a_missing_generation_is_named(tmp_path):
+    gen = write(tmp_path, 1)
+    shutil.rmtree(gen)
+    with pytest.raises(IndexCorrupt, match=rf"CURRENT names {gen.name}, which is missing"):
+        load_index(tmp_path, "m", DIM, 200)
 
 
 def test_every_file_is_in_the_manifest(tmp_path):
