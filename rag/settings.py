@@ -238,6 +238,12 @@ class LLMSettings:
         """The URL as it may be shown: any user:password in it replaced by ***."""
         return _SECRET_IN_URL.sub(r"\1***@", self.url)
 
+    @property
+    def request_url(self) -> str:
+        """The URL requests go to: with an API key, without any user:password in it (httpx
+        would send those as Basic auth in place of the key)."""
+        return _SECRET_IN_URL.sub(r"\1", self.url) if self.api_key else self.url
+
     def redact(self, text: str) -> str:
         """`text` with the API key, the URL's credentials and any bearer token hidden: for
         a message that quotes the server's reply, or the URL."""
@@ -306,6 +312,11 @@ def add_flags(parser: argparse.ArgumentParser, *names: str) -> None:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from the RAG_* variables, overridden by the flags that were given."""
     given = {f.name: getattr(args, f.name, None) for f in fields(Settings) if f.metadata["flag"]}
+    if given.get("llm_url") and _SECRET_IN_URL.search(given["llm_url"]):
+        raise BadInput(
+            "--llm-url holds a user:password, which every user of this machine sees (ps); "
+            "set RAG_LLM_URL instead, or put the key in RAG_LLM_API_KEY"
+        )
     return Settings.from_env(**given)
 
 

@@ -94,7 +94,7 @@ def chat_stream(
     headers = {"Authorization": f"Bearer {llm.api_key}"} if llm.api_key else {}
     connect = min(llm.connect_timeout, llm.timeout)
     timeout = httpx.Timeout(connect, read=min(llm.read_timeout, llm.timeout))
-    url = llm.url.rstrip("/") + "/chat/completions"
+    url = llm.request_url.rstrip("/") + "/chat/completions"
     with contextlib.ExitStack() as stack:
         if client is None:
             client = stack.enter_context(httpx.Client())

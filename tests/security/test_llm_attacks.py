@@ -18,6 +18,7 @@ from llm_server import FakeLLM, echo_key, endless
 from rag.answer.base import Done, Token
 from rag.answer.llm import LLMWriter
 from rag.answer.llm_client import BUFFERED, why_failed, within
+from rag.cli import main
 from rag.errors import BadInput, LLMError
 from rag.search.live import LiveIndex
 from rag.settings import Settings
@@ -102,6 +103,22 @@ def test_credentials_in_the_llm_url_are_never_shown():
     for e in (httpx.ConnectError("refused", request=request), LLMError(f"bad {llm.url}")):
         said = why_failed(e, llm)
         assert "urlsecret" not in said and "user" not in said
+
+
+def test_with_a_key_the_url_credentials_are_not_sent_in_its_place(aws_engine):
+    hits = aws_engine.search(QUESTION, k=5)
+    with FakeLLM(echo_key()) as fake:
+        url = fake.url.replace("http://", "http://user:urlsecret@")
+        llm = Settings.from_env(env={"RAG_LLM_API_KEY": KEY, "RAG_LLM_URL": url}).llm
+        list(LLMWriter(llm).write(QUESTION, hits, aws_engine.words))
+    assert [r["headers"]["Authorization"] for r in fake.requests] == [f"Bearer {KEY}"]
+
+
+def test_credentials_in_the_llm_url_flag_are_refused(capsys):
+    argv = ["ask", "--llm-url", "http://user:urlsecret@127.0.0.1:9/v1", "sqs"]
+    assert main(argv) == 2
+    said = capsys.readouterr().err
+    assert "RAG_LLM_URL" in said and "urlsecret" not in said
 
 
 def test_the_password_is_refused_as_a_flag(tmp_path):
