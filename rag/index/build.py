@@ -33,6 +33,7 @@ from rag.index.store import (
     clean_old_generations,
     current_generation,
     load_index,
+    verified_at_load,
     verify_generation,
     write_generation,
 )
@@ -202,7 +203,8 @@ def _previous(
         old = load_index(index_dir, embedder.name, embedder.dim, None)
     except IndexProblem as e:  # e.g. a garbled CURRENT: this run writes a whole new index
         return None, e.reason
-    problems = verify_generation(old.generation) if verify else []
+    check = verify and not verified_at_load(old.manifest)  # a small one was, by load_index
+    problems = verify_generation(old.generation) if check else []
     if problems:
         return None, f"the live index is damaged ({problems[0]})"
     if old.manifest.chunker != chunker_settings(max_tokens):

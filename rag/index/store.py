@@ -157,7 +157,7 @@ def _load_generation(gen: Path, model: str, dim: int, max_tokens: int | None) ->
         raise IndexIncompatible(reason)
     for name in FILES:
         _check_size(gen / name, manifest.sizes.get(name))
-    if sum(manifest.sizes.values()) <= VERIFY_AT_LOAD:  # damage must not change answers silently
+    if verified_at_load(manifest):  # damage must not change answers silently
         for name in FILES:
             if _sha256(gen / name) != manifest.checksums.get(name):
                 raise IndexCorrupt(f"{gen / name} is damaged (checksum mismatch)")
@@ -182,6 +182,11 @@ def _load_generation(gen: Path, model: str, dim: int, max_tokens: int | None) ->
             f"dim {manifest.dim}"
         )
     return StoredIndex(manifest, chunks, dense, units, postings, counts, gen)
+
+
+def verified_at_load(manifest: Manifest) -> bool:
+    """Whether loading this generation reads every file against its sha256 (a small index)."""
+    return sum(manifest.sizes.values()) <= VERIFY_AT_LOAD
 
 
 def verify_generation(gen: Path) -> list[str]:
