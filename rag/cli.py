@@ -9,6 +9,7 @@ rag chat                       # a conversation: follow-ups are read with earlie
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Iterator
@@ -50,13 +51,21 @@ EXAMPLES = {
     '  rag ask "sqs max message size?" --llm-url http://127.0.0.1:8080/v1   # an LLM writes it',
     "chat": "examples:\n  rag chat\n  rag chat --llm-url http://127.0.0.1:8080/v1\n\n"
     'type a question, then follow-ups ("and the default?"); /new starts over, Ctrl-D ends',
+    "serve": "examples:\n  rag serve --notes ~/vault        # http://127.0.0.1:7860\n"
+    "  rag serve --port 7862 --auth-file ~/.rag-auth   # the file holds me:secret\n\n"
+    "the JSON API is at /api/ (its routes at /api/docs); outside the rag checkout the index "
+    "lives in ~/.cache/rag unless --index says otherwise",
+    "mcp": "examples:\n  rag mcp --notes ~/vault            # over stdio, for an agent to start\n"
+    "  rag mcp --http --mcp-port 7861     # http://127.0.0.1:7861/mcp\n\n"
+    "Claude Code: claude mcp add notes -- rag mcp --notes ~/vault",
     "beir": "examples:\n  rag beir ../shared/bench/scifact\n  rag beir ~/beir/nfcorpus --json\n\n"
     "the notes and index go to .bench/<name>/ unless --notes/--index say otherwise",
     "eval": "examples:\n  rag eval\n  rag eval --questions my-questions.jsonl --json\n\n"
     'each line: {"id": "q1", "question": "...", "gold": [{"path": "a.md", "start_line": 3, '
     '"end_line": 4}], "type": "fact"}; "gold": [] marks a question the notes do not answer',
 }
-LOCATION = ("notes_dir", "index_dir", "model_path")
+LOCATION = ("notes_dir", "index_dir", "model_path", "editor")
+SERVER = ("host", "allowed_hosts", "auth_file")
 LLM = ("llm_url", "llm_model", "llm_timeout")
 
 
@@ -119,6 +128,12 @@ def _parser() -> argparse.ArgumentParser:
     p = command("chat", "Talk with your notes: follow-ups are read in context.", cmd_chat)
     _search_flags(p)
     add_flags(p, *LLM)
+
+    p = command("serve", "Serve the chat page, the note viewer and the JSON API.", cmd_serve)
+    add_flags(p, *SERVER, "port", "feedback", *LLM)
+    p = command("mcp", "Serve the notes to AI agents over MCP (stdio, or --http).", cmd_mcp)
+    add_flags(p, *SERVER, "mcp_port", *LLM)
+    p.add_argument("--http", action="store_true", help="streamable HTTP at /mcp instead of stdio")
 
     p = command("eval", "Measure retrieval and answers on questions with gold lines.", cmd_eval)
     p.add_argument(
@@ -189,10 +204,11 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
             console.print_error(args, qid, raw, e)
             continue
         if args.json:
-            console.print_json(search_json(found), qid, args)
+            console.print_json(search_json(found, settings.links), qid, args)
         else:
             console.print_notices(found.notices)
-            console.say(console.search_text(found.searched, found.hits))
+            links = console.hyperlinks(settings, args.json)
+            print(console.search_text(found.searched, found.hits, links))
     return 0
 
 
@@ -208,9 +224,9 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
             continue
         if args.json:
             *_, done = events
-            console.print_json(answer_json(done.answer), qid, args)
+            console.print_json(answer_json(done.answer, settings.links), qid, args)
         else:
-            console.print_answer(events)
+            console.print_answer(events, console.hyperlinks(settings, args.json))
     return 0
 
 
@@ -230,9 +246,30 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
         except BadInput as e:
             console.say(f"rag: {e}", err=True)
             continue
-        answer = console.print_answer(events)
+        answer = console.print_answer(events, console.hyperlinks(settings, False))
         history.append(Exchange(answer.question, answer.text))
         print()
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """The chat page, as app.py serves it, for any notes folder."""
+    from rag.web.app import serve
+
+    serve(_engine(settings, many=True), settings)
+    return 0
+
+
+def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
+    """The MCP server; over stdio, stdout carries the protocol alone (logs go to stderr)."""
+    from rag.search.live import LiveIndex
+    from rag.web import mcp_server
+    from rag.web.service import Service
+
+    with contextlib.redirect_stdout(sys.stderr):  # a library's print must not break stdio
+        live = LiveIndex(settings, _engine(settings, many=True))
+    live.keep_fresh()
+    mcp_server.serve(Service(live, settings), http=args.http)
     return 0
 
 

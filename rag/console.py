@@ -1,19 +1,21 @@
 """What the `rag` command reads and prints: questions and history files in; hits, answers
 (streamed when an LLM writes them), JSON lines and reports out.
 
-    say(search_text(question, hits))
+    print(search_text(question, hits))   # text made terminal-safe
     print_answer(stream_ask(engine, question))     # tokens as they come, then the sources
     read_history(Path("turns.jsonl"))               # [Exchange(question, answer), ...]
 
 Notices go to stderr as "note: ...", so stdout stays the answer itself. Text from the notes,
-the question or an LLM goes out through `say`, which shows control characters as text
-(`\x1b`): a note cannot retitle, clear or recolour the terminal.
+the question or an LLM goes out through `say` (or `terminal_safe`), which shows control
+characters as text (`\x1b`): a note cannot retitle, clear or recolour the terminal. On a
+terminal, each `file:lines` is a hyperlink (OSC 8) that opens the line in your editor.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections.abc import Iterable, Iterator
@@ -21,9 +23,10 @@ from itertools import islice
 from pathlib import Path
 
 from rag.answer.base import Answer, Done, Exchange, Token
+from rag.editor import Editor
 from rag.errors import BadInput
 from rag.index.build import IndexReport
-from rag.index.cutting import heading_text, shown_line
+from rag.index.cutting import heading_text, location, shown_line
 from rag.jsonl import json_line, numbered_lines
 from rag.search.engine import Hit
 from rag.settings import Settings
@@ -42,19 +45,37 @@ def say(text: str = "", *, end: str = "\n", err: bool = False, flush: bool = Fal
     print(terminal_safe(text), end=end, file=sys.stderr if err else sys.stdout, flush=flush)
 
 
-def search_text(question: str, hits: list[Hit]) -> str:
+def hyperlinks(settings: Settings, as_json: bool) -> Editor | None:
+    """The editor links for `file:lines` in printed text: on a terminal only."""
+    tty = sys.stdout.isatty() and os.environ.get("TERM", "") != "dumb"
+    return settings.links if tty and not as_json else None
+
+
+def _source(heading: tuple[str, ...], path: str, start: int, end: int, links: Editor | None):
+    """'Heading > Sub  (path:start-end)', made terminal-safe; the location a hyperlink to
+    the line in the user's editor when `links` is given."""
+    where = terminal_safe(location(path, start, end))
+    if links is not None:
+        uri = terminal_safe(links.uri(path, start, end))
+        where = f"\x1b]8;;{uri}\x1b\\{where}\x1b]8;;\x1b\\"
+    return f"{terminal_safe(heading_text(heading, path))}  ({where})"
+
+
+def search_text(question: str, hits: list[Hit], links: Editor | None = None) -> str:
+    """The hits as terminal-safe text."""
     if not hits:
-        return f"No matches for {question!r}."
+        return terminal_safe(f"No matches for {question!r}.")
     out = []
     for n, h in enumerate(hits, 1):
         c = h.chunk
-        out.append(f"{n}. {heading_text(c.heading, c.path)}  ({c.location})  score {h.score:.4f}")
+        where = _source(c.heading, c.path, c.start_line, c.end_line, links)
+        out.append(f"{n}. {where}  score {h.score:.4f}")
         body = islice((shown_line(line) for line in c.lines if line.strip()), SHOWN_LINES)
-        out += [f"     {line}" for line in body]
+        out += [f"     {terminal_safe(line)}" for line in body]
     return "\n".join(out)
 
 
-def print_answer(events: Iterable) -> Answer:
+def print_answer(events: Iterable, links: Editor | None = None) -> Answer:
     """Print an LLM's tokens as they arrive, then the sources; or the extractive answer.
     Returns the answer."""
     streamed = False
@@ -70,29 +91,31 @@ def print_answer(events: Iterable) -> Answer:
     if answer.uncited:
         print_notices(["the answer cites none of the excerpts: check it against them"])
     if answer.by_llm:
-        say("\n" + sources_text(answer))
+        print("\n" + sources_text(answer, links))
     else:  # no LLM, or a fault (after what it had streamed)
-        say(("\n" if streamed else "") + answer_text(answer))
+        print(("\n" if streamed else "") + answer_text(answer, links))
     return answer
 
 
-def answer_text(a: Answer) -> str:
-    return f"{a.text}\n\n{sources_text(a)}"
+def answer_text(a: Answer, links: Editor | None = None) -> str:
+    """The answer and its sources as terminal-safe text."""
+    return f"{terminal_safe(a.text)}\n\n{sources_text(a, links)}"
 
 
-def sources_text(a: Answer) -> str:
+def sources_text(a: Answer, links: Editor | None = None) -> str:
     """The sources with their quoted lines; an LLM's uncited excerpts only by name."""
     out = []
     if a.citations:
         out.append("Sources:" if a.answered else "Closest lines (partly in your notes):")
         for c in a.citations:
-            out.append(f"[{c.n}] {heading_text(c.heading, c.path)}  ({c.location})")
+            out.append(f"[{c.n}] {_source(c.heading, c.path, c.start_line, c.end_line, links)}")
             if not a.cited or c.n in a.cited:
-                out += [f"    {line}" for line in c.text.split("\n")]
+                out += [f"    {terminal_safe(line)}" for line in c.text.split("\n")]
     else:
         out.append("Nearest sections:")
         for h in a.candidates:
-            out.append(f"- {heading_text(h.chunk.heading, h.chunk.path)}  ({h.chunk.location})")
+            c = h.chunk
+            out.append(f"- {_source(c.heading, c.path, c.start_line, c.end_line, links)}")
     return "\n".join(out)
 
 

@@ -15,10 +15,12 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from rag.editor import EDITORS, Editor, check_template
 from rag.errors import BadInput
 
 Mode = Literal["hybrid", "bm25", "dense"]
@@ -50,7 +52,14 @@ class Settings:
     notes_dir: Path = _setting(
         Path("notes"), "RAG_NOTES_DIR", "notes folder, read recursively", "--notes", "DIR"
     )
-    index_dir: Path = _setting(Path("index"), "RAG_INDEX_DIR", "index folder", "--index", "DIR")
+    index_dir: Path = _setting(
+        Path("index"),
+        "RAG_INDEX_DIR",
+        "index folder; unset: index/ for the notes inside this checkout, else a folder per "
+        "notes folder under $XDG_CACHE_HOME/rag (~/.cache/rag)",
+        "--index",
+        "DIR",
+    )
     model_path: str = _setting(
         "",
         "RAG_MODEL",
@@ -71,6 +80,21 @@ class Settings:
         "ADDR",
     )
     port: int = _setting(7860, "RAG_PORT", "port of the chat server", "--port", "PORT")
+    mcp_port: int = _setting(
+        7861,
+        "RAG_MCP_PORT",
+        "port of `rag mcp --http` (MCP over streamable HTTP)",
+        "--mcp-port",
+        "PORT",
+    )
+    editor: str = _setting(
+        "vscode",
+        "RAG_EDITOR",
+        f"where a citation opens: {', '.join(EDITORS)}, or a URI template with {{abs_path}}, "
+        "{path}, {vault}, {line}, {end_line}",
+        "--editor",
+        "NAME",
+    )
     allowed_hosts: str = _setting(
         "",
         "RAG_ALLOWED_HOSTS",
@@ -155,6 +179,12 @@ class Settings:
         if self.llm_url and not self.llm_url.startswith(("http://", "https://")):
             raise BadInput(f"the LLM URL must start with http:// or https://, not {self.llm_url!r}")
         self.sign_in  # noqa: B018  (checks the sign-in now, not at the first page load)
+        check_template(self.editor)
+
+    @property
+    def links(self) -> Editor:
+        """The URIs that open a cited line in the user's editor (`editor`)."""
+        return Editor.parse(self.editor, self.notes_dir)
 
     @property
     def model(self) -> str:
@@ -215,7 +245,26 @@ class Settings:
             if raw is None or raw == "":
                 continue
             values[f.name] = _coerce(f.name, f.default, raw)
+        if "index_dir" not in values:
+            values["index_dir"] = default_index_dir(Path(values.get("notes_dir", "notes")), env)
         return cls(**values)
+
+
+def default_index_dir(notes_dir: Path, env: Mapping[str, str] = os.environ) -> Path:
+    """Where the index of `notes_dir` lives unless a flag or RAG_INDEX_DIR says otherwise:
+    `index/` of the checkout rag runs from when the notes are inside it (the repo's own
+    notes/), else a folder of its own per notes folder in the user's cache, so an installed
+    `rag` run on ~/vault never writes into the current folder or mixes two notes folders."""
+    import hashlib
+
+    checkout = Path(__file__).resolve().parent.parent
+    notes = Path(notes_dir).expanduser().resolve()
+    if (checkout / "pyproject.toml").is_file() and notes.is_relative_to(checkout):
+        return Path("index") if Path.cwd().resolve() == checkout else checkout / "index"
+    cache = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    digest = hashlib.sha256(str(notes).encode()).hexdigest()[:12]
+    name = re.sub(r"[^\w.-]+", "-", notes.name).strip("-.") or "notes"
+    return cache / "rag" / f"{name}-{digest}" / "index"
 
 
 @dataclass(frozen=True)

@@ -318,6 +318,64 @@ def test_viewer_refuses_an_absolute_path(server: Server, outside):
         assert page.status_code == 404 and "TOP SECRET" not in page.text, url
 
 
+# --- the JSON API (/api/) ----------------------------------------------------------------
+
+
+def test_api_answers_with_the_cli_schema(server: Server):
+    from rag.answer.schema import AnswerOut, SearchOut
+
+    line = line_of(server.notes / "aws-notes.md", "Max message size (256KB")
+    with httpx.Client(base_url=server.url + "api/", timeout=60) as api:
+        asked = api.post("ask", json={"question": SQS_QUESTION})
+        assert asked.status_code == 200
+        out = asked.json()
+        assert list(out) == list(AnswerOut.model_fields)[: len(out)]  # the CLI's keys, in order
+        assert out["status"] == "answered" and out["citations"][0]["start_line"] == line
+        notes = (server.notes / "aws-notes.md").resolve()
+        assert out["citations"][0]["uri"] == f"vscode://file{notes}:{line}"
+        found = api.post("search", json={"question": "max sqs message size", "k": 2}).json()
+        assert SearchOut.model_validate(found).hits[0].path == "aws-notes.md"
+        assert len(found["hits"]) == 2 and "searched" not in found
+        follow = {"question": "and the default?", "history": [{"question": SQS_QUESTION}]}
+        assert "searched" in api.post("ask", json=follow).json()
+
+
+def test_api_notes_status_reindex_and_docs(server: Server):
+    lines = (server.notes / "aws-notes.md").read_text(encoding="utf-8").split("\n")
+    with httpx.Client(base_url=server.url + "api/", timeout=60) as api:
+        got = api.get("notes/aws-notes.md", params={"start": 3, "end": 5}).json()
+        assert got["text"] == "\n".join(lines[2:5]) and got["total_lines"] == len(lines)
+        status = api.get("status").json()
+        assert status["files"] == 2 and status["model"] and status["stale"] is False
+        assert api.post("reindex").json()["state"] in ("done", "busy")
+        docs = api.get("docs")
+        assert docs.status_code == 200 and "POST /api/ask" in docs.text
+        assert "<script" not in docs.text  # nothing from a CDN
+        spec = api.get("openapi.json").json()
+        assert {"/search", "/ask", "/notes/{path}", "/status", "/reindex"} <= set(spec["paths"])
+
+
+@pytest.mark.parametrize(
+    ("method", "route", "body", "status", "says"),
+    [
+        ("post", "ask", {"question": "  "}, 400, "the question is empty"),
+        ("post", "ask", {}, 422, "question"),
+        ("post", "search", {"question": "sqs", "k": 0}, 422, "k"),
+        ("post", "search", {"question": "sqs", "mode": "magic"}, 422, "mode"),
+        ("get", "notes/%2E%2E/outside.md", None, 404, "note"),
+        ("get", "notes/%2Fetc%2Fpasswd", None, 404, "note"),
+        ("get", "notes/.obsidian/app.md", None, 404, "note"),
+        ("get", "notes/aws-notes.md?start=999999", None, 400, "outside"),
+    ],
+)
+def test_api_refuses_bad_input_clearly(server: Server, method, route, body, status, says):
+    with httpx.Client(base_url=server.url + "api/", timeout=60) as api:
+        reply = api.request(method.upper(), route, json=body)
+    assert reply.status_code == status, reply.text
+    assert says in json.dumps(reply.json()["detail"])
+    assert server.proc.poll() is None
+
+
 # --- sign-in ----------------------------------------------------------------------------
 
 
@@ -342,6 +400,18 @@ def test_auth_guards_the_chat_and_the_viewer(auth_server: Server):
         Client(url, verbose=False, download_files=False, analytics_enabled=False)
     asked = Client(url, auth=("ann", "s3cret"), verbose=False, download_files=False)
     assert "256KB" in asked.predict(SQS_QUESTION, api_name="/ask")
+
+
+def test_auth_guards_the_api(auth_server: Server):
+    question = {"question": SQS_QUESTION}
+    with httpx.Client(base_url=auth_server.url, timeout=60) as h:
+        assert h.get("api/status").status_code == 401
+        assert h.post("api/ask", json=question).status_code == 401
+        assert h.get("api/status", auth=("ann", "nope")).status_code == 401
+        assert h.get("api/docs").headers["www-authenticate"].startswith("Basic")
+        assert h.post("api/ask", json=question, auth=("ann", "s3cret")).json()["answered"]
+        assert h.post("login", data={"username": "ann", "password": "s3cret"}).is_success
+        assert h.get("api/status").status_code == 200  # the page's session cookie will do
 
 
 def test_auth_must_be_user_and_password(tmp_path: Path):

@@ -13,7 +13,7 @@ from rag.cli import main
 from rag.index.store import current_generation
 
 HIT_KEYS = {"path", "heading", "start_line", "end_line", "score", "text"}
-CITATION_KEYS = {"n", "path", "heading", "start_line", "end_line", "text"}
+CITATION_KEYS = {"n", "path", "heading", "start_line", "end_line", "text", "uri"}
 
 
 def run(capsys, *argv):
@@ -249,3 +249,25 @@ def test_an_internal_bug_is_not_passed_off_as_a_user_error(capsys, aws_settings,
     assert code == 1 and "rag: internal error: ValueError: a bug" in err and "--debug" in err
     with pytest.raises(ValueError, match="a bug"):
         main(["search", "sqs", "--debug", *at(aws_settings)])
+
+
+def test_citations_open_in_the_chosen_editor(capsys, aws_settings):
+    argv = ["ask", "max sqs message size", "--json", "--editor", "obsidian", *at(aws_settings)]
+    code, out, _ = run(capsys, *argv)
+    vault = aws_settings.notes_dir.resolve().name
+    assert code == 0
+    for c in json.loads(out)["citations"]:
+        assert c["uri"] == f"obsidian://open?vault={vault}&file=aws-notes.md"
+    code, _, err = run(capsys, *argv[:-4], "--editor", "javascript:alert(1)", *at(aws_settings))
+    assert code == 2 and "would run code" in err
+
+
+def test_terminal_locations_are_editor_hyperlinks(aws_engine, aws_settings):
+    from rag import console
+
+    hits = aws_engine.search("max sqs message size", k=1)
+    c = hits[0].chunk
+    text = console.search_text("q", hits, aws_settings.links)
+    uri = aws_settings.links.uri(c.path, c.start_line)
+    assert f"\x1b]8;;{uri}\x1b\\{c.location}\x1b]8;;\x1b\\" in text  # OSC 8
+    assert "\x1b" not in console.search_text("q", hits)  # not a terminal: plain text

@@ -13,10 +13,11 @@ import pytest
 
 RAG = Path(__file__).resolve().parent.parent / "rag"
 # Higher may import lower; the same rank only within one package. The base modules are
-# jsonl, errors, settings, notes; cli and console sit on top of everything.
+# jsonl, errors, editor, settings, notes; cli and console sit on top of everything.
 RANKS = {
     "rag.jsonl": 0,
     "rag.errors": 0,
+    "rag.editor": 0,
     "rag.settings": 0,
     "rag.notes": 0,
     "rag.index": 1,
@@ -28,12 +29,14 @@ RANKS = {
     "rag.cli": 6,
 }
 # Each base module may import those before it.
-BASE_ORDER = ["rag.jsonl", "rag.errors", "rag.settings", "rag.notes"]
+BASE_ORDER = ["rag.jsonl", "rag.errors", "rag.editor", "rag.settings", "rag.notes"]
 ONLY_IN = {  # third-party package -> the rag package that alone may import it
     "gradio": "rag.web",
     "fastapi": "rag.web",
     "starlette": "rag.web",
     "uvicorn": "rag.web",
+    "mcp": "rag.web",
+    "mcp_types": "rag.web",
     "torch": "rag.index",
     "onnxruntime": "rag.index",
     "faiss": "rag.index",

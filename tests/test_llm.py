@@ -33,7 +33,7 @@ from rag.errors import LLMError
 from rag.settings import LLMSettings, Settings
 
 QUESTION = "What is the maximum size of an SQS message?"
-CITATION_KEYS = {"n", "path", "heading", "start_line", "end_line", "text"}
+CITATION_KEYS = {"n", "path", "heading", "start_line", "end_line", "text", "uri"}
 MARKER = re.compile(r"\[(\d+)\]")
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
+from rag.errors import BadInput
 from rag.settings import Settings
 
 
@@ -91,3 +93,51 @@ def test_a_misspelt_override_is_an_error_not_ignored():
     # `top_K=3` silently doing nothing would leave the default 5 in force unnoticed.
     with pytest.raises((TypeError, ValueError), match="top_K"):
         Settings.from_env(env={}, top_K=3)
+
+
+def test_the_index_of_notes_outside_the_checkout_goes_to_the_user_cache(tmp_path, monkeypatch):
+    from rag.settings import default_index_dir
+
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    vault, other = tmp_path / "vault", tmp_path / "work" / "vault"
+    a, b = default_index_dir(vault, env), default_index_dir(other, env)
+    assert a.parent.parent == tmp_path / "cache" / "rag" and a.name == "index"
+    assert a.parent.name.startswith("vault-") and a != b  # one per notes folder, same name
+    assert default_index_dir(vault, env) == a  # and the same one every time
+    assert Settings.from_env(env=env, notes_dir=vault).index_dir == a
+    assert Settings.from_env(env=env, notes_dir=vault, index_dir=tmp_path / "i").index_dir == (
+        tmp_path / "i"
+    )
+    checkout = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(tmp_path)  # the repo's own notes, from anywhere: the repo's index/
+    assert default_index_dir(checkout / "notes", env) == checkout / "index"
+
+
+@pytest.mark.parametrize(
+    ("setting", "uri"),
+    [
+        ("vscode", "vscode://file{root}/a%20b/c.md:7"),
+        ("obsidian", "obsidian://open?vault=notes&file=a%20b%2Fc.md"),
+        ("file", "file://{root}/a%20b/c.md"),
+        ("myed://open?f={path}&l={line}-{end_line}", "myed://open?f=a%20b%2Fc.md&l=7-9"),
+    ],
+)
+def test_editor_uris(tmp_path, setting, uri):
+    root = tmp_path / "notes"
+    editor = Settings.from_env(env={}, notes_dir=root, editor=setting).links
+    assert editor.uri("a b/c.md", 7, 9) == uri.format(root=root.resolve())
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        ("javascript:alert(1)//{line}", "run code"),
+        ("DATA:text/html,{path}", "run code"),
+        ("vscode://file{abs_path}:{col}", "{col}"),
+        ("sublime", "must be one of vscode"),
+        ("x://{line", "malformed"),
+    ],
+)
+def test_bad_editor_templates_are_refused(setting, says):
+    with pytest.raises(BadInput, match=re.escape(says)):
+        Settings.from_env(env={}, editor=setting)

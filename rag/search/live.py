@@ -116,6 +116,14 @@ class LiveIndex:
         finally:
             self._busy.release()
 
+    def keep_fresh(self) -> threading.Event:
+        """Watch the notes from now on, and catch up at once with edits made while nothing
+        was watching (in the background). The returned event stops the watching."""
+        stop = self.watch()
+        if self.stale():
+            self.reindex_in_background()
+        return stop
+
     def reindex_in_background(self) -> threading.Thread:
         thread = threading.Thread(target=self.reindex, name="rag-reindex", daemon=True)
         thread.start()

@@ -30,7 +30,7 @@ from rag.settings import (
 
 log = logging.getLogger(__name__)
 FLAGS = ("notes_dir", "index_dir", "model_path", "port", "host", "allowed_hosts", "auth_file")
-FLAGS += ("feedback",)
+FLAGS += ("feedback", "editor")
 LLM_FLAGS = ("llm_url", "llm_model", "llm_timeout")
 EXAMPLES = """examples:
   python app.py
@@ -112,19 +112,20 @@ def build_ui(live: LiveIndex, settings: Settings):
 
 
 def serve(engine: Engine, settings: Settings) -> None:
-    """Serve the chat at / and the note viewer at /note/ until interrupted."""
+    """Serve the chat at /, the note viewer at /note/ and the JSON API at /api/ until
+    interrupted."""
     import gradio as gr
     import uvicorn
     from fastapi import FastAPI, Request
     from starlette.routing import Mount
 
+    from rag.web.api import add_api
     from rag.web.guard import Guard, Throttle
+    from rag.web.service import Service
     from rag.web.viewer import add_viewer
 
     live = LiveIndex(settings, engine)
-    live.watch()  # re-index after notes are edited, in the background
-    if live.stale():  # notes changed while the app was not running: catch up now
-        live.reindex_in_background()
+    live.keep_fresh()  # re-index after notes are edited, in the background
     demo = build_ui(live, settings)
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     throttle = Throttle() if settings.sign_in else None  # Host, headers, uploads, sign-ins
@@ -132,7 +133,7 @@ def serve(engine: Engine, settings: Settings) -> None:
 
     async def signed_in(request: Request) -> bool:
         """Gradio's own test: with auth on, the request carries a session cookie it issued."""
-        chat = next(r.app for r in app.routes if isinstance(r, Mount))
+        chat = next(r.app for r in app.routes if isinstance(r, Mount) and r.path in ("", "/"))
         if chat.auth is None:
             return True
         cookies = request.cookies
@@ -141,7 +142,9 @@ def serve(engine: Engine, settings: Settings) -> None:
         )
         return token in chat.tokens
 
-    add_viewer(app, settings.notes_dir, signed_in)  # before the mount, which takes all the rest
+    # Before the page's mount, which takes all the rest.
+    add_viewer(app, settings.notes_dir, signed_in)
+    add_api(app, Service(live, settings), settings, signed_in)
     gr.mount_gradio_app(
         app,
         demo,

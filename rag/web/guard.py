@@ -13,17 +13,24 @@ the /note/ viewer):
 - POSTs to Gradio's upload routes get 403: the page has no upload, so none is legitimate.
 - With sign-in on, failed POST /login per client address are counted: after `FREE_TRIES`
   within `WINDOW`, 429 with Retry-After, doubling per further failure up to `MAX_WAIT`.
+
+`BasicAuth` is the door of what programs call (the JSON API, MCP over HTTP): the same sign-in,
+sent as HTTP Basic auth, its failures counted by the same kind of `Throttle`.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import ipaddress
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.responses import PlainTextResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Gradio 6 needs: its inline boot scripts ('unsafe-inline' script), gr.HTML's templates, which
@@ -162,6 +169,59 @@ class Guard:
             t.succeeded(client)
         else:
             t.failed(client)
+
+
+class BasicAuth:
+    """ASGI middleware: a request passes with `sign_in` as HTTP Basic auth, or when `also`
+    lets it through (the chat page's session cookie); else 401 JSON. Wrong credentials are
+    counted per client: past the throttle's free tries, 429 with Retry-After."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        sign_in: tuple[str, str],
+        throttle: Throttle,
+        also: Callable[[Request], Awaitable[bool]] | None = None,
+    ) -> None:
+        self.app, self.throttle, self.also = app, throttle, also
+        self.expected = "Basic " + base64.b64encode(":".join(sign_in).encode()).decode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        client = scope["client"][0] if scope.get("client") else "?"
+        wait = self.throttle.wait(client)
+        if wait > 0:
+            seconds = math.ceil(wait)
+            body = {"detail": f"Too many failed sign-ins: try again in {seconds} s."}
+            await JSONResponse(body, 429, {"Retry-After": str(seconds)})(scope, receive, send)
+            return
+        given = Headers(scope=scope).get("authorization")
+        if given is not None and _same(given, self.expected):
+            self.throttle.succeeded(client)
+            await self.app(scope, receive, send)
+            return
+        if self.also is not None and scope["type"] == "http" and await self.also(Request(scope)):
+            await self.app(scope, receive, send)
+            return
+        if given is not None:
+            self.throttle.failed(client)
+        body = {"detail": "Sign in: send the chat page's user:password as HTTP Basic auth."}
+        headers = {"WWW-Authenticate": 'Basic realm="rag", charset="UTF-8"'}
+        await JSONResponse(body, 401, headers)(scope, receive, send)
+
+
+def _same(given: str, expected: str) -> bool:
+    """Whether an Authorization header carries the expected Basic credentials (the scheme
+    name in any case), compared in constant time."""
+    scheme, _, token = given.strip().partition(" ")
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    want = base64.b64decode(expected.partition(" ")[2])
+    return scheme.lower() == "basic" and hmac.compare_digest(decoded, want)
 
 
 def _with_headers(send: Send) -> Send:

@@ -22,6 +22,7 @@ from rag.answer.extractive import Extractive
 from rag.answer.llm import LLMWriter
 from rag.answer.pipeline import Searched, ask, stream_ask
 from rag.answer.schema import answer_json
+from rag.editor import Editor
 from rag.errors import BadInput
 from rag.search.engine import Hit
 from rag.search.live import LiveIndex
@@ -50,8 +51,11 @@ class Turn:
     hits: list[Hit] = field(default_factory=list)
     message: int = 0  # index of the answer in the chat history
 
+    links: Editor | None = None  # the user's editor, for "open in editor" on each card
+
     def panel(self, why: bool) -> str:
-        return sources_html(self.answer, self.hits, why, fused=self.mode == "hybrid")
+        fused = self.mode == "hybrid"
+        return sources_html(self.answer, self.hits, why, fused=fused, links=self.links)
 
     def exchange(self) -> Exchange:
         return Exchange(self.asked, self.answer.text if self.answer else "")
@@ -61,6 +65,7 @@ class Handlers:
     def __init__(self, live: LiveIndex, settings: Settings) -> None:
         self.live, self.settings = live, settings
         self.llm = settings.llm
+        self.links = settings.links
 
     def writer(self, write: bool = True) -> Writer:
         """The LLM when one is configured and `write` is on; quoted lines otherwise."""
@@ -83,7 +88,8 @@ class Handlers:
         Text, not a dict: gradio_client takes any dict with a "path" key for a file to fetch.
         """
         try:
-            return json.dumps(answer_json(self.answer(message)), ensure_ascii=False)
+            answer = answer_json(self.answer(message), self.links)
+            return json.dumps(answer, ensure_ascii=False)
         except BadInput as e:
             return json.dumps({"question": message, "error": str(e)})
 
@@ -107,7 +113,7 @@ class Handlers:
             yield "", [*history, reply], turns, gr.skip()
             return
         history.append({"role": "user", "content": escape_md(searched.question)})
-        turn = Turn(searched.question, mode, None, searched.hits, message=len(history))
+        turn = Turn(searched.question, mode, None, searched.hits, len(history), self.links)
         turns.append(turn)
         if self.llm is not None and write:
             steps = _written(turn, events, searched.notices)

@@ -2,6 +2,7 @@
 
     sources_html(answer, hits)        # heading, file:lines links, the excerpt with marks
     sources_html(answer, hits, why=True)   # plus each hit's BM25 rank, dense rank and score
+    sources_html(answer, hits, links=settings.links)   # plus "open in editor" on each card
 
 Everything from the notes is escaped with `html.escape`: a note is shown as text.
 """
@@ -11,17 +12,23 @@ from __future__ import annotations
 import html
 
 from rag.answer.base import DECLINE, SHOWN_LINES, Answer, Citation, marker
+from rag.editor import Editor
 from rag.index.cutting import Chunk, heading_text, location, shown_line
 from rag.search.engine import Hit
 from rag.web.render import by_section, note_url
 
 
 def sources_html(
-    answer: Answer | None, hits: list[Hit], why: bool = False, fused: bool = True
+    answer: Answer | None,
+    hits: list[Hit],
+    why: bool = False,
+    fused: bool = True,
+    links: Editor | None = None,
 ) -> str:
     """The sources panel for one answer: a card per cited section, or per nearest section.
 
-    `why` adds each hit's BM25 rank, dense rank and score (`fused`: the hybrid's blend).
+    `why` adds each hit's BM25 rank, dense rank and score (`fused`: the hybrid's blend);
+    `links`, a link on each card that opens its first line in the user's editor.
     """
     if answer is None:
         return '<div class="rag-sources rag-empty">The sources of an answer show here.</div>'
@@ -33,11 +40,15 @@ def sources_html(
         citations, title = _cited(answer)
         groups = by_section(citations)
         shown = [_hit_of(g[0], hits) for g in groups]
-        cards = [_cited_card(g, explain(h)) for g, h in zip(groups, shown, strict=True)]
+        cards = [_cited_card(g, explain(h), links) for g, h in zip(groups, shown, strict=True)]
     else:
         shown = answer.candidates
         title = f"{DECLINE}. The nearest sections:"
-        cards = [_card(h.chunk, _loc_link(h.chunk), _rows(h.chunk), explain(h)) for h in shown]
+        cards = [
+            _card(h.chunk, _loc_link(h.chunk) + _editor_link(h.chunk, links), _rows(h.chunk), why)
+            for h in shown
+            for why in [explain(h)]
+        ]
     others = "".join(
         f"<li>{_heading_html(h.chunk)} {_loc_link(h.chunk)}{explain(h)}</li>"
         for h in hits
@@ -79,10 +90,10 @@ def _hit_of(c: Citation, hits: list[Hit]) -> Hit | None:
     return None
 
 
-def _cited_card(group: list[Citation], why: str) -> str:
+def _cited_card(group: list[Citation], why: str, editor: Editor | None) -> str:
     """One section with each cited line marked with its [n]."""
     first = group[0]
-    links = " ".join(_loc_link(c, f"{marker(c.n)} ") for c in group)
+    links = " ".join(_loc_link(c, f"{marker(c.n)} ") for c in group) + _editor_link(first, editor)
     marks = {n: c for c in group for n in range(c.start_line, c.end_line + 1)}
     lines = enumerate(first.excerpt.split("\n"), first.excerpt_start_line)
     rows = "".join(_row(line, marks.get(n), n) for n, line in lines)
@@ -107,6 +118,17 @@ def _loc_link(c: Chunk | Citation, label: str = "") -> str:
     return (
         f'<a class="rag-loc" href="{url}" target="_blank" rel="noopener">'
         f"{html.escape(label + where)}</a>"
+    )
+
+
+def _editor_link(c: Chunk | Citation, links: Editor | None) -> str:
+    """ "open in editor", at the first line of `c`: the browser hands the URI to the editor."""
+    if links is None:
+        return ""
+    uri = html.escape(links.uri(c.path, c.start_line, c.end_line))
+    where = html.escape(location(c.path, c.start_line, c.end_line))
+    return (
+        f'<a class="rag-editor" href="{uri}" title="Open {where} in your editor">open in editor</a>'
     )
 
 
@@ -142,6 +164,7 @@ PANEL_CSS = """
 .rag-head { font-weight: 600; }
 .rag-locs { display: flex; flex-wrap: wrap; gap: 2px 12px; }
 .rag-loc { font-family: var(--font-mono); font-size: 13px; }
+.rag-editor { margin-left: auto; font-size: 12px; }
 .rag-excerpt { margin-top: 6px; font-family: var(--font-mono); font-size: 12px;
   line-height: 1.45; white-space: pre-wrap; overflow-wrap: anywhere;
   color: var(--body-text-color-subdued); }

@@ -1,0 +1,111 @@
+"""What a program may ask of the notes: the operations behind the JSON API (`rag.web.api`)
+and the MCP tools (`rag.web.mcp_server`), each returning a model of `rag.answer.schema`.
+
+    service = Service(live, settings)
+    service.search("max sqs message size", k=3)        # SearchOut
+    service.ask("and the default?", history=[...])      # AnswerOut, the chat's pipeline
+    service.note("aws-notes.md", 1691, 1693)            # NoteOut: exact lines, or NoteRefused
+    service.status(); service.reindex()
+
+A bad argument (an empty question, k out of range, a path outside the notes) is a RagError
+with a message meant for the caller; each front turns it into its own error reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rag.answer.base import Exchange, Writer
+from rag.answer.extractive import Extractive
+from rag.answer.llm import LLMWriter
+from rag.answer.pipeline import ask, stream_ask
+from rag.answer.schema import (
+    MAX_K,
+    AnswerOut,
+    NoteOut,
+    ReindexOut,
+    SearchOut,
+    StatusOut,
+    answer_out,
+    reindex_out,
+    search_out,
+)
+from rag.errors import BadInput
+from rag.index.cutting import split_lines
+from rag.notes import read_note_text
+from rag.search.live import LiveIndex
+from rag.settings import Mode, Settings, check_mode
+
+
+class Service:
+    def __init__(self, live: LiveIndex, settings: Settings) -> None:
+        self.live, self.settings = live, settings
+        self.links = settings.links
+
+    def search(
+        self, query: str, k: int | None = None, mode: str | None = None, as_typed: bool = False
+    ) -> SearchOut:
+        """The sections that best match `query`, best first."""
+        events = stream_ask(self.live.engine, query, **self._options(k, mode, as_typed))
+        return search_out(next(events), self.links)  # type: ignore[arg-type]
+
+    def ask(
+        self,
+        question: str,
+        history: Sequence[Exchange] = (),
+        k: int | None = None,
+        mode: str | None = None,
+        as_typed: bool = False,
+    ) -> AnswerOut:
+        """The answer as the chat gives it: an earlier turn makes a short question a follow-up."""
+        options = self._options(k, mode, as_typed)
+        answer = ask(self.live.engine, question, history=history, writer=self.writer(), **options)
+        return answer_out(answer, self.links)
+
+    def note(self, path: str, start: int | None = None, end: int | None = None) -> NoteOut:
+        """Lines start..end of a note (all of it by default); NoteRefused outside the notes."""
+        lines = split_lines(read_note_text(self.settings.notes_dir, path))
+        first = 1 if start is None else start
+        last = len(lines) if end is None else min(end, len(lines))
+        if first < 1 or first > len(lines):
+            raise BadInput(f"{path} has lines 1 to {len(lines)}; start {first} is outside them")
+        if last < first:
+            raise BadInput(f"end ({end}) is before start ({first})")
+        return NoteOut(
+            path=path,
+            start_line=first,
+            end_line=last,
+            total_lines=len(lines),
+            text="\n".join(lines[first - 1 : last]),
+            uri=self.links.uri(path, first, last),
+        )
+
+    def status(self) -> StatusOut:
+        st = self.live.status()
+        return StatusOut(
+            notes_dir=str(self.settings.notes_dir.resolve()),
+            index_dir=str(self.settings.index_dir.resolve()),
+            files=st.files,
+            chunks=st.chunks,
+            model=self.live.engine.embedder.name,
+            indexed_at=st.indexed_at,
+            indexing=st.indexing,
+            stale=st.stale,
+            error=st.error,
+        )
+
+    def reindex(self) -> ReindexOut:
+        """Bring the index up to date now; "busy" if another re-index is running."""
+        done = self.live.reindex()
+        return reindex_out(done.state, done.report, done.error)
+
+    def writer(self) -> Writer:
+        llm = self.settings.llm
+        return LLMWriter(llm) if llm is not None else Extractive()
+
+    def _options(self, k: int | None, mode: str | None, as_typed: bool) -> dict:
+        k = self.settings.top_k if k is None else k
+        if not 1 <= k <= MAX_K:
+            raise BadInput(f"k must be between 1 and {MAX_K}, not {k}")
+        chosen: Mode = check_mode(mode or self.settings.mode)
+        return {"k": k, "mode": chosen, "spelling": not as_typed}
