@@ -144,6 +144,10 @@ def test_answer_streams_in_with_a_cited_heading(chat: Chat, server: Server, caps
     assert card.locator(".rag-head").inner_text() == SQS_PATH
     assert card.locator(".rag-loc").first.inner_text() == f"[1] aws-notes.md:{line}"
     assert card.locator("mark").first.inner_text() == "[1]\n  - Max message size (256KB; 1KB-256KB)"
+    editor = card.locator("a.rag-editor")  # the line in the user's editor (RAG_EDITOR)
+    notes = (server.notes / "aws-notes.md").resolve()
+    assert editor.get_attribute("href") == f"vscode://file{notes}:{line}"
+    assert editor.inner_text() == "open in editor"
     _screenshot(chat, "chat.png")
 
 
