@@ -47,7 +47,8 @@ def say(text: str = "", *, end: str = "\n", err: bool = False, flush: bool = Fal
 
 def hyperlinks(settings: Settings, as_json: bool) -> Editor | None:
     """The editor links for `file:lines` in printed text: on a terminal only."""
-    tty = sys.stdout.isatty() and os.environ.get("TERM", "") != "dumb"
+    isatty = getattr(sys.stdout, "isatty", None)  # a stand-in stdout may have none
+    tty = isatty is not None and isatty() and os.environ.get("TERM", "") != "dumb"
     return settings.links if tty and not as_json else None
 
 

@@ -210,8 +210,12 @@ def test_bare_urls_in_notes_stay_text(chat: Chat):
     chat.ask("What is the autolink payload?")
     shown = "https://example.com/phish and www.example.com and ann@example.com"
     assert shown in chat.answer()  # as written, backslash escapes not visible
-    links = chat.page.locator("#chat a, #sources a").evaluate_all("(a) => a.map((x) => x.href)")
+    links = chat.page.locator("#chat a, #sources a:not(.rag-editor)").evaluate_all(
+        "(a) => a.map((x) => x.href)"
+    )
     assert links and all("/note/" in href for href in links)  # only citations link anywhere
+    editor = chat.page.locator("#sources a.rag-editor").evaluate_all("(a) => a.map((x) => x.href)")
+    assert editor and all(href.startswith("vscode://file/") for href in editor)  # and their lines
 
 
 def test_a_followup_is_answered_in_context(chat: Chat, capsys):

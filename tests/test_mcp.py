@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import anyio
@@ -35,13 +36,15 @@ def _args(files: Path, *more: str) -> list[str]:
 
 
 def session(server, check):
-    """Run `check(client)` in a client session with `server` (stdio params or a transport)."""
+    """Run `check(client)` in a client session with `server` (stdio params or a transport),
+    in a thread of its own: the browser tests' Playwright keeps an event loop in this one."""
 
     async def main():
         async with Client(server, read_timeout_seconds=120) as client:
             await check(client)
 
-    anyio.run(main)
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(anyio.run, main).result()
 
 
 def test_stdio_tools_answer_with_exact_lines_and_editor_uris(files: Path, tmp_path: Path):
