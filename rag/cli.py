@@ -17,9 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from rag import console
-from rag.answer.base import Exchange, Writer
-from rag.answer.extractive import Extractive
-from rag.answer.llm import LLMWriter
+from rag.answer.base import Exchange
+from rag.answer.llm import writer_for
 from rag.answer.pipeline import stream_ask
 from rag.answer.schema import answer_json, search_json
 from rag.errors import BadInput, RagError, internal_error
@@ -315,7 +314,7 @@ def _engine(settings: Settings, many: bool = False) -> Engine:
 def _stream(
     engine: Engine, settings: Settings, question: str, history: list[Exchange], as_typed: bool
 ):
-    writer: Writer = LLMWriter(settings.llm) if settings.llm is not None else Extractive()
+    writer = writer_for(settings.llm)
     k, mode, spelling = settings.top_k, settings.mode, not as_typed
     return stream_ask(
         engine, question, history=history, k=k, mode=mode, writer=writer, spelling=spelling

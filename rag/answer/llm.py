@@ -23,8 +23,8 @@ from dataclasses import replace
 
 import httpx
 
-from rag.answer.base import DECLINE, Answer, Citation, Done, Exchange, Token, marker
-from rag.answer.extractive import compose
+from rag.answer.base import DECLINE, Answer, Citation, Done, Exchange, Token, Writer, marker
+from rag.answer.extractive import Extractive, compose
 from rag.answer.llm_client import Finished, chat_stream, why_failed, within
 from rag.errors import LLMError
 from rag.index.cutting import heading_text
@@ -49,6 +49,11 @@ _OPEN_TAIL = re.compile(r"[ \t]*(?:\[\s*(?:\d+(?:\s*[,;]\s*\d*)*\s*)?)?$")  # ma
 _DECLINED = re.compile(
     r"\b" + re.escape(DECLINE).replace("your", "(?:your|the|my)") + r"\b", re.IGNORECASE
 )
+
+
+def writer_for(llm: LLMSettings | None) -> Writer:
+    """Who writes the answers: the LLM when one is configured, else quoted lines."""
+    return LLMWriter(llm) if llm is not None else Extractive()
 
 
 class LLMWriter:

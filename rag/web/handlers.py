@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 import gradio as gr
 
 from rag.answer.base import Answer, Done, Exchange, Token, Writer
-from rag.answer.extractive import Extractive
-from rag.answer.llm import LLMWriter
+from rag.answer.llm import writer_for
 from rag.answer.pipeline import Searched, ask, stream_ask
 from rag.answer.schema import answer_json
 from rag.editor import Editor
@@ -69,7 +68,7 @@ class Handlers:
 
     def writer(self, write: bool = True) -> Writer:
         """The LLM when one is configured and `write` is on; quoted lines otherwise."""
-        return LLMWriter(self.llm) if self.llm is not None and write else Extractive()
+        return writer_for(self.llm if write else None)
 
     def answer(self, message: str) -> Answer:
         s = self.settings

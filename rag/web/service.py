@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rag.answer.base import Exchange, Writer
-from rag.answer.extractive import Extractive
-from rag.answer.llm import LLMWriter
+from rag.answer.base import Exchange
+from rag.answer.llm import writer_for
 from rag.answer.pipeline import ask, stream_ask
 from rag.answer.schema import (
     MAX_K,
@@ -59,7 +58,13 @@ class Service:
     ) -> AnswerOut:
         """The answer as the chat gives it: an earlier turn makes a short question a follow-up."""
         options = self._options(k, mode, as_typed)
-        answer = ask(self.live.engine, question, history=history, writer=self.writer(), **options)
+        answer = ask(
+            self.live.engine,
+            question,
+            history=history,
+            writer=writer_for(self.settings.llm),
+            **options,
+        )
         return answer_out(answer, self.links)
 
     def note(self, path: str, start: int | None = None, end: int | None = None) -> NoteOut:
@@ -98,10 +103,6 @@ class Service:
         """Bring the index up to date now; "busy" if another re-index is running."""
         done = self.live.reindex()
         return reindex_out(done.state, done.report, done.error)
-
-    def writer(self) -> Writer:
-        llm = self.settings.llm
-        return LLMWriter(llm) if llm is not None else Extractive()
 
     def _options(self, k: int | None, mode: str | None, as_typed: bool) -> dict:
         k = self.settings.top_k if k is None else k
