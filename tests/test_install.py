@@ -7,6 +7,7 @@ rag itself comes from the wheel, which the test checks.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -26,10 +27,13 @@ NOTE = """# Garden
 
 
 def _venv_with_rag(tmp: Path) -> Path:
-    wheels = tmp / "wheels"
+    src, wheels = tmp / "src", tmp / "wheels"  # a copy: setuptools writes build/ beside it
+    shutil.copytree(ROOT / "rag", src / "rag", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-        + ["-w", str(wheels), str(ROOT)],
+        + ["-w", str(wheels), str(src)],
         check=True,
         cwd=tmp,
     )
