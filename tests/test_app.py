@@ -30,7 +30,7 @@ from rag.notes import resolve_note
 from rag.search.engine import Hit
 from rag.web.feedback import append_feedback, feedback_entry
 from rag.web.panel import sources_html
-from rag.web.render import chat_markdown, escape_md, reply_markdown, stream_markdown
+from rag.web.render import chat_markdown, escape_md, reply_markdown
 from rag.web.viewer import note_page
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -520,18 +520,6 @@ def test_chat_markdown_declined_links_the_nearest_sections():
         f"{NOT_IN_NOTES}\n\nThe nearest sections of your notes:\n\n"
         "- A › \\[B\\] ([a.md:5-9](/note/a.md?start=5&end=9#L5))"
     )
-
-
-def test_stream_grows_word_by_word_to_the_full_message():
-    answer = _answer(_section_cite(1, 11), _section_cite(2, 13))
-    steps = list(stream_markdown(answer, words_per_step=1))
-    links = "[1]: /note/a%20b.md?start=11&end=11#L11\n[2]: /note/a%20b.md?start=13&end=13#L13"
-    assert steps[:3] == [
-        f"one\n\n{links}",
-        f"one &lt;i&gt; [[1]]\n\n{links}",
-        f"one &lt;i&gt; [[1]]\nthree [[2]]\n\n{links}",
-    ]
-    assert steps[-1] == chat_markdown(answer) and len(steps) == 4
 
 
 def test_sources_panel_marks_the_cited_lines_and_escapes_the_note():

@@ -132,11 +132,11 @@ def _screenshot(chat: Chat, name: str) -> None:
 # --- asking -------------------------------------------------------------------------------
 
 
-def test_answer_streams_in_with_a_cited_heading(chat: Chat, server: Server, capsys):
+def test_answer_shows_whole_with_a_cited_heading(chat: Chat, server: Server, capsys):
     line = line_of(server.notes / "aws-notes.md", "Max message size (256KB")
     first, full, states = chat.ask(SQS_QUESTION)
     _report(capsys, "SQS question", [(first, full, states)])
-    assert 0 < first < full and states >= 3  # it grew in steps, not all at once
+    assert 0 < first == full  # quoted lines are ready at once: no pacing to look like typing
     answer = chat.answer()
     assert answer.splitlines()[0].endswith("Max message size (256KB; 1KB-256KB) [1]")
     assert f"{SQS_HEADING}: [1] aws-notes.md:{line}" in answer
@@ -228,6 +228,16 @@ def test_a_followup_is_answered_in_context(chat: Chat, capsys):
     head = chat.page.locator("#sources .rag-card .rag-head").first.inner_text()
     assert head == "AWS Notes › Lambda › Lambda Function Configuration"
     _screenshot(chat, "followup.png")
+
+
+@pytest.mark.parametrize("control", ["#new-chat", "#chat button[aria-label='Clear']"])
+def test_new_chat_and_the_trash_icon_forget_the_conversation(chat: Chat, control: str):
+    chat.ask("lambda max timeout")
+    chat.page.click(control)
+    chat.page.wait_for_selector("#sources .rag-empty")  # the panel starts over too
+    assert chat.page.locator("#chat .user").count() == 0
+    chat.ask("and the default?")  # no earlier question now: searched as it stands
+    assert "read as a follow-up" not in chat.answer()
 
 
 # --- controls and comforts ------------------------------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 from gradio_client import Client
 from llm_server import FakeLLM, free_port, stall
 from test_app import SQS_QUESTION, Server, app_files, run_app
-from test_browser import BOX, Chat, _report, _screenshot
+from test_browser import _WATCH, BOX, Chat, _report, _screenshot
 from test_llm import assert_checked
 
 from rag.answer.base import Answer, Citation
@@ -87,6 +87,22 @@ def test_the_chat_streams_a_checked_llm_answer(browser, llm_app: Server, capsys)
     chat.ask(SQS_QUESTION)
     assert chat.answer().splitlines()[0].endswith("Max message size (256KB; 1KB-256KB) [1]")
     assert page.locator("#sources .rag-title").inner_text().startswith("Sources: ")
+    context.close()
+
+
+def test_typing_while_an_llm_answer_streams_is_kept(browser, llm_app: Server):
+    context = browser.new_context(viewport={"width": 1360, "height": 960})
+    page = context.new_page()
+    page.goto(llm_app.url)
+    page.wait_for_selector(BOX, timeout=30_000)
+    page.fill(BOX, "How long can a Lambda function run?")
+    page.evaluate(_WATCH, 0)
+    page.press(BOX, "Enter")
+    page.wait_for_function("document.querySelectorAll('#chat .user').length > 0")
+    page.locator(BOX).press_sequentially("and the default?")  # the next question, drafted
+    assert not page.evaluate("window.__ragCheck()")  # ... while the answer was streaming
+    page.wait_for_function("window.__ragCheck()", timeout=120_000)
+    assert page.input_value(BOX) == "and the default?"
     context.close()
 
 

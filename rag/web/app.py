@@ -100,8 +100,14 @@ def build_ui(live: LiveIndex, settings: Settings):
         page.chatbot.select(h.show_selected, [turns, page.why], page.sources, **private)
         page.chatbot.like(h.vote, [turns], None, **private)
         page.why.change(h.show_last, [turns, page.why], page.sources, **private)
-        cleared = [page.chatbot, turns, page.sources]
-        page.clear.click(lambda: ([], [], sources_html(None, [])), None, cleared, **private)
+
+        # "New chat" and the chat's trash icon both start over: the messages, the follow-up
+        # memory and the sources panel (the trash alone used to leave the last two behind).
+        def new_chat():
+            return [], [], sources_html(None, [])
+
+        page.clear.click(new_chat, None, [page.chatbot, turns, page.sources], **private)
+        page.chatbot.clear(lambda: new_chat()[1:], None, [turns, page.sources], **private)
         page.reindex.click(lambda: escape_md(h.reindex()), None, page.status, **private)
         gr.Timer(3.0).tick(lambda: escape_md(h.status()), None, page.status, **private)
         gr.api(h.reindex, api_name="reindex")

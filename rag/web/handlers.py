@@ -33,10 +33,8 @@ from rag.web.render import (
     chat_markdown,
     escape_md,
     reply_markdown,
-    stream_markdown,
 )
 
-PACE = 0.015  # seconds between streamed steps; the answer is ready before the first one
 REDRAW = 0.05  # seconds, at least, between two redraws of an LLM's answer as it streams
 
 
@@ -93,8 +91,9 @@ class Handlers:
             return json.dumps({"question": message, "error": str(e)})
 
     def chat(self, message, history, turns, k, mode, why, write, spelling=True) -> Iterator[tuple]:
-        """Stream one answer into the chat and fill the sources panel: the LLM's tokens as
-        they come, or the quoted lines a few words at a time."""
+        """Answer into the chat and fill the sources panel: an LLM's tokens as they come, or
+        the quoted lines at once. The question box is emptied by the first step only: what
+        the user types while an answer streams is theirs (`gr.skip()` leaves it alone)."""
         history, turns = list(history or []), list(turns or [])
         events = stream_ask(
             self.live.engine,  # a re-index swaps it whole; this question keeps its own
@@ -119,11 +118,13 @@ class Handlers:
         else:
             steps = _quoted(turn, events)
         shown = False  # the panel: as soon as the answer is known, once
+        box = ""  # the question, taken: emptied once
         for text in steps:
             reply = {"role": "assistant", "content": text}
             panel = gr.skip() if shown or turn.answer is None else turn.panel(why)
             shown = shown or turn.answer is not None
-            yield "", [*history, reply], turns, panel
+            yield box, [*history, reply], turns, panel
+            box = gr.skip()
 
     def show_selected(self, turns, why, evt: gr.SelectData):
         """Clicking an earlier answer brings its sources back into the panel."""
@@ -150,13 +151,9 @@ class Handlers:
 
 
 def _quoted(turn: Turn, events: Iterator) -> Iterator[str]:
-    """An extractive answer, ready at once, revealed a few words every PACE seconds."""
-    done = next(e for e in events if isinstance(e, Done))
-    turn.answer = done.answer
-    for i, text in enumerate(stream_markdown(turn.answer)):
-        if i:
-            time.sleep(PACE)
-        yield text
+    """An extractive answer: ready at once, shown whole (no pacing to look like typing)."""
+    turn.answer = next(e for e in events if isinstance(e, Done)).answer
+    yield chat_markdown(turn.answer)
 
 
 def _written(turn: Turn, events: Iterator, notices: tuple[str, ...]) -> Iterator[str]:

@@ -72,7 +72,7 @@ def build_page(
                 autofocus=True,
                 elem_id="question",
             )
-            clear = gr.Button("Clear chat", size="sm", variant="secondary")
+            clear = gr.Button("New chat", size="sm", variant="secondary", elem_id="new-chat")
         with gr.Column(scale=2):
             with gr.Accordion("Search settings", open=False, elem_id="settings"):
                 k = gr.Slider(1, MAX_SOURCES, value=settings.top_k, step=1, label="Sources")

@@ -2,7 +2,6 @@
 
     chat_markdown(answer)             # "Max message size (256KB; 1KB-256KB) [[1]]\n..."
                                       #   ..."\n[1]: /note/aws-notes.md?start=1693&end=1693#L1693"
-    list(stream_markdown(answer))     # the same message, growing a few words at a time
 
 Everything from the notes or the user is escaped on the way out: a note is shown as text,
 never as live HTML. The sources panel beside the chat is `rag.web.panel`.
@@ -12,8 +11,6 @@ from __future__ import annotations
 
 import re
 import textwrap
-from collections.abc import Iterator
-from dataclasses import replace
 from urllib.parse import quote
 
 from rag.answer.base import MARKER, Answer, Citation, marker
@@ -26,7 +23,6 @@ _ORDERED_MARK = re.compile(r"^(\d+)([.)])")
 # What GFM turns into a link without brackets: "https://", "ftp://", "www.", "a@b.c"
 _AUTOLINK = re.compile(r"(?i)\b((?:https?|ftp):|www\.|@)")
 ROUTE = "/note"  # where the note viewer (rag.web.viewer) is served
-WORDS_PER_STEP = 2  # streaming granularity
 
 
 def escape_md(text: str) -> str:
@@ -259,22 +255,18 @@ def _location_md(path: str, start: int, end: int, linked: bool) -> str:
 
 def chat_markdown(answer: Answer) -> str:
     """The chat message: notices, the answer whose [n] open the note, and the sources list."""
-    return "\n\n".join(_chat_blocks(answer, answer.text, final=True))
-
-
-def _chat_blocks(answer: Answer, text: str, final: bool) -> list[str]:
     blocks = [f"**Note:** {escape_md(n)}" for n in answer.notices]
     if not answer.citations:
-        blocks.append(escape_md(text))
-        if final and answer.candidates:
+        blocks.append(escape_md(answer.text))
+        if answer.candidates:
             blocks += ["The nearest sections of your notes:", _nearest(answer.candidates, True)]
-        return blocks
-    head, text = _head(replace(answer, text=text))
+        return "\n\n".join(blocks)
+    head, text = _head(answer)
     blocks += [*head, _answer_lines(text, answer.citations, anywhere=answer.by_llm)]
-    if final:
-        blocks += [*_llm_flags(answer), _sources_label(answer)]
-        blocks.append("\n".join(map(_source_item, by_section(answer.citations))))
-    return [*blocks, _link_definitions(answer.citations)]  # invisible; they make [n] links
+    blocks += [*_llm_flags(answer), _sources_label(answer)]
+    blocks.append("\n".join(map(_source_item, by_section(answer.citations))))
+    blocks.append(_link_definitions(answer.citations))  # invisible; they make [n] links
+    return "\n\n".join(blocks)
 
 
 def by_section(citations: list[Citation]) -> list[list[Citation]]:
@@ -292,18 +284,3 @@ def _source_item(group: list[Citation]) -> str:
 
 def _link_definitions(citations: list[Citation]) -> str:
     return "\n".join(f"[{c.n}]: {note_url(c.path, c.start_line, c.end_line)}" for c in citations)
-
-
-def stream_markdown(answer: Answer, words_per_step: int = WORDS_PER_STEP) -> Iterator[str]:
-    """`chat_markdown(answer)` as it grows: a few more words of the answer at each step.
-
-    A line's [n] markers appear once the line is complete, the sources list at the end.
-    """
-    lines = answer.text.splitlines()
-    for i, line in enumerate(lines):
-        words, markers = _MARKERS.match(line).group(1, 2)
-        split = words.split(" ")
-        for upto in range(words_per_step, len(split) + words_per_step, words_per_step):
-            shown = [*lines[:i], " ".join(split[:upto]) + (markers if upto >= len(split) else "")]
-            yield "\n\n".join(_chat_blocks(answer, "\n".join(shown), final=False))
-    yield chat_markdown(answer)
