@@ -230,6 +230,32 @@ def test_a_followup_is_answered_in_context(chat: Chat, capsys):
     _screenshot(chat, "followup.png")
 
 
+def test_a_conversation_is_kept_in_the_browser_and_reopens(chat: Chat):
+    rows = chat.page.locator("#history tr")
+
+    def conversations() -> list[str]:
+        chat.page.locator("#conversations button[aria-label*='idebar']").first.click()
+        rows.filter(has_text="default visibility timeout").first.wait_for(timeout=10_000)
+        return rows.all_inner_texts()
+
+    chat.ask("lambda max timeout")
+    chat.page.click("#new-chat")
+    chat.page.wait_for_function("document.querySelectorAll('#chat .user').length === 0")
+    chat.ask("what is the default visibility timeout")
+    before = conversations()  # the list follows as questions are answered
+    chat.page.reload()  # a reload starts a new chat; the list is still there, newest first
+    chat.page.wait_for_selector(BOX)
+    assert chat.page.locator("#chat .user").count() == 0
+    titles = conversations()
+    assert titles == before and len(titles) >= 2
+    assert "default visibility timeout" in titles[0] and "lambda max timeout" in titles[1]
+    rows.filter(has_text="lambda max timeout").first.click()
+    chat.page.wait_for_function("document.querySelectorAll('#chat .user').length === 1")
+    assert "lambda max timeout" in chat.page.locator("#chat .user").first.inner_text()
+    chat.ask("and the default?")  # its follow-up memory came back with it
+    assert 'read as a follow-up: searched for "lambda max timeout the default?"' in chat.answer()
+
+
 @pytest.mark.parametrize("control", ["#new-chat", "#chat button[aria-label='Clear']"])
 def test_new_chat_and_the_trash_icon_forget_the_conversation(chat: Chat, control: str):
     chat.ask("lambda max timeout")

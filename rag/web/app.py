@@ -93,10 +93,19 @@ def build_ui(live: LiveIndex, settings: Settings):
         streamed = dict(private, show_progress="hidden", concurrency_id="chat", concurrency_limit=8)
         # Callable as /chat (not listed in the API page): bench/served.py drives it.
         chat = dict(streamed, api_name="chat", api_visibility="undocumented")
-        page.box.submit(h.chat, ins, outs, **chat)
+        # Each answered question keeps the conversation in the browser's local storage.
+        saved = gr.BrowserState([], storage_key="rag-conversations")
+        conversation = gr.State(None)  # its id in `saved`; None: not kept yet
+        keep = dict(
+            fn=h.keep_conversation,
+            inputs=[conversation, page.chatbot, turns, saved],
+            outputs=[conversation, saved],
+            **private,
+        )
+        page.box.submit(h.chat, ins, outs, **chat).then(**keep)
         page.chatbot.example_select(example_text, None, page.box, queue=False, **private).then(
             h.chat, ins, outs, **streamed
-        )
+        ).then(**keep)
         page.chatbot.select(h.show_selected, [turns, page.why], page.sources, **private)
         page.chatbot.like(h.vote, [turns], None, **private)
         page.why.change(h.show_last, [turns, page.why], page.sources, **private)
@@ -104,10 +113,13 @@ def build_ui(live: LiveIndex, settings: Settings):
         # "New chat" and the chat's trash icon both start over: the messages, the follow-up
         # memory and the sources panel (the trash alone used to leave the last two behind).
         def new_chat():
-            return [], [], sources_html(None, [])
+            return [], [], sources_html(None, []), None
 
-        page.clear.click(new_chat, None, [page.chatbot, turns, page.sources], **private)
-        page.chatbot.clear(lambda: new_chat()[1:], None, [turns, page.sources], **private)
+        restart = [page.chatbot, turns, page.sources, conversation]
+        page.clear.click(new_chat, None, restart, **private)
+        page.chatbot.clear(lambda: new_chat()[1:], None, restart[1:], **private)
+        gr.on([demo.load, saved.change], h.conversation_titles, saved, page.history, **private)
+        page.history.click(h.reopen, [page.history, saved], restart, **private)
         page.reindex.click(lambda: escape_md(h.reindex()), None, page.status, **private)
         gr.Timer(3.0).tick(lambda: escape_md(h.status()), None, page.status, **private)
         gr.api(h.reindex, api_name="reindex")

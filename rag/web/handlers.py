@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -35,6 +36,8 @@ from rag.web.render import (
     reply_markdown,
 )
 
+KEPT_CONVERSATIONS = 50  # in the browser's local storage, newest first
+TITLE_CHARS = 60
 REDRAW = 0.05  # seconds, at least, between two redraws of an LLM's answer as it streams
 
 
@@ -126,6 +129,41 @@ class Handlers:
             yield box, [*history, reply], turns, panel
             box = gr.skip()
 
+    def keep_conversation(self, conversation, messages, turns, saved):
+        """Keep this conversation in the browser's storage, newest first: its messages as
+        shown and its questions (the follow-up memory). Returns (its id, all kept)."""
+        if not turns:
+            return conversation, gr.skip()
+        conversation = conversation or uuid.uuid4().hex
+        entry = {
+            "id": conversation,
+            "title": _title(turns[0].asked),
+            "messages": messages,
+            "questions": [t.asked for t in turns],
+            "modes": [t.mode for t in turns],
+        }
+        others = [c for c in saved or [] if isinstance(c, dict) and c.get("id") != conversation]
+        return conversation, [entry, *others][:KEPT_CONVERSATIONS]
+
+    def conversation_titles(self, saved):
+        return gr.Dataset(samples=[[c.get("title", "")] for c in saved or []])
+
+    def reopen(self, index: int, saved):
+        """A kept conversation back in the chat: its messages and its follow-up memory (the
+        sources of its answers come back when they are asked again)."""
+        try:
+            kept = saved[index]
+            messages, questions = list(kept["messages"]), list(kept["questions"])
+        except (IndexError, KeyError, TypeError):  # storage edited or from another version
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        asked = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+        modes = kept.get("modes") or [self.settings.mode] * len(questions)
+        turns = [
+            Turn(q, mode, None, message=i + 1)
+            for q, mode, i in zip(questions, modes, asked, strict=False)
+        ]
+        return messages, turns, sources_html(None, []), kept["id"]
+
     def show_selected(self, turns, why, evt: gr.SelectData):
         """Clicking an earlier answer brings its sources back into the panel."""
         turn = _turn_at(turns, evt.index)
@@ -171,6 +209,12 @@ def _written(turn: Turn, events: Iterator, notices: tuple[str, ...]) -> Iterator
         elif isinstance(event, Done):
             turn.answer = event.answer
     yield chat_markdown(turn.answer)
+
+
+def _title(question: str) -> str:
+    """A kept conversation's name in the list: its first question, cut."""
+    question = " ".join(question.split())
+    return question if len(question) <= TITLE_CHARS else question[: TITLE_CHARS - 1] + "…"
 
 
 def _turn_at(turns: list[Turn], index: int | tuple[int, int]) -> Turn | None:

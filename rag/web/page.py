@@ -37,12 +37,23 @@ class Page:
     reindex: gr.Button
     write: gr.Checkbox  # answers written by the LLM (hidden when none is configured)
     spelling: gr.Checkbox  # misspelled words searched as the notes spell them
+    history: gr.Dataset  # the conversations kept in this browser, newest first
 
 
 def build_page(
     engine: Engine, settings: Settings, status: str, llm: LLMSettings | None = None
 ) -> Page:
     folder = escape_md(str(settings.notes_dir))
+    with gr.Sidebar(label="Conversations", open=False, elem_id="conversations"):
+        gr.Markdown("Kept in this browser only.")
+        history = gr.Dataset(
+            components=[gr.Textbox(visible=False)],
+            samples=[],
+            type="index",
+            layout="table",
+            show_label=False,
+            elem_id="history",
+        )
     how = "lines quoted from the notes in" if llm is None else "written by your LLM from"
     gr.Markdown(
         f"## Ask your notes\n\nAnswers are {how} {folder}; "
@@ -98,7 +109,9 @@ def build_page(
                 max_height=640,
                 elem_id="sources",
             )
-    return Page(chatbot, box, clear, sources, k, mode, why, status_line, reindex, write, spelling)
+    return Page(
+        chatbot, box, clear, sources, k, mode, why, status_line, reindex, write, spelling, history
+    )
 
 
 def llm_name(llm: LLMSettings | None) -> str:
