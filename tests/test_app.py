@@ -640,3 +640,60 @@ def test_a_multi_line_part_is_shown_as_the_note_has_it():
     assert "- Template &lt;b&gt;\n```yaml\nKey: `v`\n```\n[[1]]" in message
     assert "| A | B |\n| --- | --- |\n| 1 &lt;i&gt; | 2 |\n\n[[2]]" in message
     assert "- Parent\n  - child \\*x\\* [[3]]" in message
+
+
+# --- citations that stay true after an edit ----------------------------------------------
+
+
+def test_a_citation_keeps_the_digest_of_the_lines_it_quotes(aws_engine, aws_settings):
+    from rag.answer.pipeline import ask
+    from rag.index.cutting import span_digest, split_lines
+
+    lines = split_lines((aws_settings.notes_dir / "aws-notes.md").read_text(encoding="utf-8"))
+    for c in ask(aws_engine, SQS_QUESTION).citations:
+        assert c.digest == span_digest(lines[c.start_line - 1 : c.end_line])
+
+
+def test_relocate_finds_moved_lines_nearest_first():
+    from rag.index.cutting import relocate, span_digest
+
+    lines = ["a", "x", "y", "b", "x", "y", "c"]
+    digest = span_digest(["x", "y"])
+    assert relocate(lines, 2, 3, digest) == (2, 3)  # still there
+    assert relocate(lines, 4, 5, digest) == (5, 6)  # moved: the nearest copy
+    assert relocate(lines, 1, 2, digest) == (2, 3)
+    assert relocate(["a", "b"], 1, 2, digest) is None  # gone
+    assert relocate(lines, 0, 1, digest) is None and relocate(lines, 3, 2, digest) is None
+
+
+def test_the_viewer_finds_cited_lines_after_an_edit(tmp_path: Path):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from rag.index.cutting import span_digest
+    from rag.web.viewer import add_viewer
+
+    async def anyone(request) -> bool:
+        return True
+
+    note = tmp_path / "n.md"
+    note.write_text("# N\n\n- alpha\n- beta\n- gamma\n", encoding="utf-8")
+    app = FastAPI()
+    add_viewer(app, tmp_path, anyone)
+    viewer = TestClient(app)
+    q = span_digest(["- beta", "- gamma"])
+    same = viewer.get(f"/note/n.md?start=4&end=5&q={q}")
+    assert same.status_code == 200 and "changed since" not in same.text
+
+    note.write_text("# N\n\nnew line\nanother\n\n- alpha\n- beta\n- gamma\n", encoding="utf-8")
+    moved = viewer.get(f"/note/n.md?start=4&end=5&q={q}", follow_redirects=False)
+    assert moved.status_code == 307
+    assert moved.headers["location"] == f"/note/n.md?start=7&end=8&q={q}&was=4-5#L7"
+    page = viewer.get(moved.headers["location"]).text
+    assert "the quoted lines are now 7-8 (was 4-5)" in page
+    assert '<div class="l hit" id="L7">' in page and '<div class="l hit" id="L8">' in page
+
+    note.write_text("# N\n\n- alpha\n", encoding="utf-8")
+    gone = viewer.get(f"/note/n.md?start=4&end=5&q={q}")
+    assert gone.status_code == 200 and "no longer in it (4-5)" in gone.text
+    assert "l hit" not in gone.text  # nothing marked: the lines are not there

@@ -10,6 +10,7 @@ The screenshots go to test-output/ (gitignored).
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,7 +172,8 @@ def test_a_citation_opens_the_note_at_its_lines(chat: Chat, server: Server):
             link.click()
         note = opened.value
         note.wait_for_load_state()
-        assert note.url.endswith(f"/note/aws-notes.md?start={line}&end={line}#L{line}")
+        cited = rf"/note/aws-notes\.md\?start={line}&end={line}&q=[0-9a-f]{{16}}#L{line}$"
+        assert re.search(cited, note.url), note.url  # q: the cited lines' digest
         row = note.locator(f"#L{line}")
         assert row.get_attribute("class") == "l hit"
         assert row.inner_text() == f"{line}\n  - Max message size (256KB; 1KB-256KB)"
@@ -292,7 +294,8 @@ def test_copy_and_downvote(chat: Chat, server: Server):
     page.locator("#chat button[aria-label='Copy message']").last.click()
     copied = page.evaluate("navigator.clipboard.readText()")
     assert copied.splitlines()[0].endswith("Max message size (256KB; 1KB-256KB) [[1]]")
-    assert f"\n[1]: /note/aws-notes.md?start={line}&end={line}#L{line}" in copied
+    cited = rf"\n\[1\]: /note/aws-notes\.md\?start={line}&end={line}&q=[0-9a-f]{{16}}#L{line}\n"
+    assert re.search(cited, copied + "\n"), copied
     page.locator("#chat button[aria-label='Dislike']").last.click()
     page.get_by_text("Saved to feedback.jsonl").wait_for()
     feedback = Path(server.log.parent / "feedback.jsonl").read_text().splitlines()

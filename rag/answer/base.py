@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from rag.index.cutting import Chunk, location, shown_line
+from rag.index.cutting import Chunk, location, shown_line, span_digest
 from rag.search.engine import Hit
 from rag.search.terms import NoteWords
 
@@ -44,6 +44,7 @@ class Citation:
     excerpt: str  # the chunk they came from, for context (SHOWN_LINES of a long one)
     excerpt_start_line: int
     excerpt_end_line: int
+    digest: str = ""  # of the cited lines as they were (`span_digest`): found again after edits
 
     @classmethod
     def of(cls, n: int, chunk: Chunk, start_line: int, end_line: int) -> Citation:
@@ -58,7 +59,8 @@ class Citation:
         b = min(len(lines), a + SHOWN_LINES)
         text, excerpt = ("\n".join(map(shown_line, part)) for part in (cited, lines[a:b]))
         where = (excerpt, chunk.start_line + a, chunk.start_line + b - 1)
-        return cls(n, chunk.path, chunk.heading, start_line, end_line, text, *where)
+        digest = span_digest(lines[first : last + 1])
+        return cls(n, chunk.path, chunk.heading, start_line, end_line, text, *where, digest)
 
     @property
     def location(self) -> str:

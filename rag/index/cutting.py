@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
@@ -119,6 +119,29 @@ def heading_text(heading: tuple[str, ...], path: str) -> str:
 def split_lines(text: str) -> list[str]:
     """Lines as an editor numbers them (no splitting on form feeds or U+2028)."""
     return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
+MAX_RELOCATED_LINES = 200  # longest cited span searched for after an edit
+
+
+def span_digest(lines: Sequence[str]) -> str:
+    """A short fingerprint of some lines, to find them again after the note is edited."""
+    return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def relocate(lines: Sequence[str], start: int, end: int, digest: str) -> tuple[int, int] | None:
+    """Where lines start..end (1-based) with this `digest` are now in `lines`: there if
+    still there, else the nearest span of the same length that has it, else None."""
+    length = end - start + 1
+    if length < 1 or start < 1:
+        return None
+    if span_digest(lines[start - 1 : end]) == digest:
+        return start, end
+    if length > MAX_RELOCATED_LINES:  # a search costs lines x length: bounded
+        return None
+    spans = (i for i in range(len(lines) - length + 1) if span_digest(lines[i : i + length]) == digest)
+    nearest = min(spans, key=lambda i: abs(i + 1 - start), default=None)
+    return None if nearest is None else (nearest + 1, nearest + length)
 
 
 TokenCounter = Callable[[list[str]], list[int]]  # texts -> their lengths in model tokens

@@ -15,7 +15,7 @@ from rag.answer.base import DECLINE, SHOWN_LINES, Answer, Citation, marker
 from rag.editor import Editor
 from rag.index.cutting import Chunk, heading_text, location, shown_line
 from rag.search.engine import Hit
-from rag.web.render import by_section, note_url
+from rag.web.render import by_section, citation_url, note_url
 
 
 def sources_html(
@@ -114,7 +114,9 @@ def _row(line: str, cited: Citation | None = None, n: int = 0) -> str:
 
 def _loc_link(c: Chunk | Citation, label: str = "") -> str:
     where = location(c.path, c.start_line, c.end_line)
-    url = html.escape(note_url(c.path, c.start_line, c.end_line))
+    url = html.escape(
+        citation_url(c) if isinstance(c, Citation) else note_url(c.path, c.start_line, c.end_line)
+    )
     return (
         f'<a class="rag-loc" href="{url}" target="_blank" rel="noopener">'
         f"{html.escape(label + where)}</a>"

@@ -55,9 +55,15 @@ _MARKERS = re.compile(rf"^(.*?)((?: {MARKER.pattern})*)$")  # "a line [1]" -> ("
 _ESCAPED_MARKER = re.compile(re.escape(escape_md("[")) + r"(\d+)" + re.escape(escape_md("]")))
 
 
-def note_url(path: str, start: int, end: int) -> str:
-    """The viewer's address for lines start..end of a note, scrolled to `start`."""
-    return f"{ROUTE}/{quote(path)}?start={start}&end={end}#L{start}"
+def note_url(path: str, start: int, end: int, digest: str = "") -> str:
+    """The viewer's address for lines start..end of a note, scrolled to `start`; with the
+    cited lines' `digest`, the viewer finds them again if the note has changed since."""
+    found = f"&q={digest}" if digest else ""
+    return f"{ROUTE}/{quote(path)}?start={start}&end={end}{found}#L{start}"
+
+
+def citation_url(c: Citation) -> str:
+    return note_url(c.path, c.start_line, c.end_line, c.digest)
 
 
 # --- the API reply (`/ask`): answer, then each source with its quoted lines -----------------
@@ -283,4 +289,4 @@ def _source_item(group: list[Citation]) -> str:
 
 
 def _link_definitions(citations: list[Citation]) -> str:
-    return "\n".join(f"[{c.n}]: {note_url(c.path, c.start_line, c.end_line)}" for c in citations)
+    return "\n".join(f"[{c.n}]: {citation_url(c)}" for c in citations)
