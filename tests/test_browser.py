@@ -313,7 +313,7 @@ def test_copy_and_downvote(chat: Chat, server: Server):
 
 
 def test_the_empty_chat_offers_examples(chat: Chat):
-    examples = chat.page.locator("#chat button.example")
+    examples = chat.page.locator("#examples button.example")
     assert examples.count() == 4
     text = examples.first.inner_text()
     assert text.startswith("What do my notes say about ")
@@ -323,3 +323,38 @@ def test_the_empty_chat_offers_examples(chat: Chat):
         "nearest sections/.test(document.querySelector('#chat .bot').innerText)"
     )
     assert chat.page.locator("#chat .user").first.inner_text() == text
+    chat.page.locator("#examples").wait_for(state="hidden")  # the chat is no longer empty
+
+
+# --- accessibility ------------------------------------------------------------------------
+
+
+def _axe(page, label: str, capsys) -> list[str]:
+    """axe-core's critical and serious violations on the page as it is now."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    found = Axe().run(page).response["violations"]
+    bad = [v for v in found if v["impact"] in ("critical", "serious")]
+    with capsys.disabled():
+        print(f"\naxe, {label}: " + (", ".join(f"{v['id']} ({len(v['nodes'])})" for v in found)))
+    return [
+        f"{v['impact']} {v['id']}: {n['target']} {n.get('failureSummary', '')[:200]}"
+        for v in bad
+        for n in v["nodes"][:8]
+    ]
+
+
+def test_axe_finds_no_critical_or_serious_violation(chat: Chat, server: Server, capsys):
+    page = chat.page
+    problems = _axe(page, "empty chat", capsys)
+    chat.ask(SQS_QUESTION)
+    chat.ask("What is the capital of France?")  # declined: the nearest sections
+    page.click("#settings button.label-wrap")
+    page.locator("#settings input[type=checkbox]").first.check()  # why this source
+    page.locator("#sources .rag-others summary").first.click()
+    problems += _axe(page, "answered, settings and why open", capsys)
+    line = line_of(server.notes / "aws-notes.md", "Max message size (256KB")
+    page.goto(f"{server.url}note/aws-notes.md?start={line}&end={line}")
+    problems += _axe(page, "viewer", capsys)
+    assert problems == [], "\n".join(problems)
+    assert page.locator("h1").count() == 1

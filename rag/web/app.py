@@ -78,7 +78,7 @@ def build_ui(live: LiveIndex, settings: Settings):
     import gradio as gr  # seconds to import: after the settings and the index are known good
 
     from rag.web.handlers import Handlers
-    from rag.web.page import build_page, example_text
+    from rag.web.page import build_page
     from rag.web.panel import sources_html
     from rag.web.render import escape_md
 
@@ -103,9 +103,17 @@ def build_ui(live: LiveIndex, settings: Settings):
             **private,
         )
         page.box.submit(h.chat, ins, outs, **chat).then(**keep)
-        page.chatbot.example_select(example_text, None, page.box, queue=False, **private).then(
-            h.chat, ins, outs, **streamed
-        ).then(**keep)
+        for example in page.examples:  # its text into the box, then asked like a typed one
+            example.click(lambda text: text, example, page.box, queue=False, **private).then(
+                h.chat, ins, outs, **streamed
+            ).then(**keep)
+        page.chatbot.change(
+            lambda messages: gr.Row(visible=not messages),
+            page.chatbot,
+            page.examples_row,
+            queue=False,
+            **private,
+        )
         page.chatbot.select(h.show_selected, [turns, page.why], page.sources, **private)
         page.chatbot.like(h.vote, [turns], None, **private)
         page.why.change(h.show_last, [turns, page.why], page.sources, **private)
@@ -139,6 +147,7 @@ def serve(engine: Engine, settings: Settings) -> None:
 
     from rag.web.api import add_api
     from rag.web.guard import Guard, Throttle
+    from rag.web.page import PAGE_CSS
     from rag.web.service import Service
     from rag.web.viewer import add_viewer
 
@@ -170,7 +179,8 @@ def serve(engine: Engine, settings: Settings) -> None:
         server_name=settings.host,
         server_port=settings.port,
         auth=settings.sign_in,
-        footer_links=["api"],
+        css=PAGE_CSS,
+        footer_links=[],  # no "Use via API" drawer in the user's way: /api/docs has it
         ssr_mode=False,
         run_history=False,
     )

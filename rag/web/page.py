@@ -18,10 +18,12 @@ from rag.web.panel import PANEL_CSS, sources_html
 from rag.web.render import escape_md
 
 MAX_SOURCES = 10
-
-
-def example_text(evt: gr.SelectData) -> str:
-    return evt.value["text"]
+# The page's own CSS, beside Gradio's theme: a slider's min and max and a control's info
+# line are drawn at 1.9:1 contrast (axe: serious); here in the text colour.
+PAGE_CSS = """
+#settings .min_value, #settings .max_value, #settings .info-text {
+  color: var(--body-text-color) !important; }
+"""
 
 
 @dataclass
@@ -38,6 +40,8 @@ class Page:
     write: gr.Checkbox  # answers written by the LLM (hidden when none is configured)
     spelling: gr.Checkbox  # misspelled words searched as the notes spell them
     history: gr.Dataset  # the conversations kept in this browser, newest first
+    examples: list[gr.Button]  # example questions, shown while the chat is empty
+    examples_row: gr.Row
 
 
 def build_page(
@@ -56,7 +60,7 @@ def build_page(
         )
     how = "lines quoted from the notes in" if llm is None else "written by your LLM from"
     gr.Markdown(
-        f"## Ask your notes\n\nAnswers are {how} {folder}; "
+        f"# Ask your notes\n\nAnswers are {how} {folder}; "
         "each [n] opens the note at the lines it came from."
     )
     with gr.Row():
@@ -72,21 +76,35 @@ def build_page(
                 latex_delimiters=[],  # "$$" in a note is text, not a formula
                 buttons=["copy", "copy_all"],  # no "share": these are private notes
                 feedback_options=["Like", "Dislike"],
-                examples=[{"text": q} for q in example_questions(engine)],
                 placeholder="Ask a question about your notes, or start from an example.",
                 elem_id="chat",
             )
+            # Buttons of our own, not the Chatbot's examples: those are a role="list" of
+            # buttons, which screen readers cannot read as a list (axe: critical).
+            with gr.Row(elem_id="examples") as examples_row:
+                examples = [
+                    gr.Button(q, size="sm", variant="secondary", elem_classes="example")
+                    for q in example_questions(engine)
+                ]
             box = gr.Textbox(
+                label="Your question",
                 placeholder="Ask a question about your notes",
                 show_label=False,
-                submit_btn=True,
+                submit_btn="Send",
                 autofocus=True,
                 elem_id="question",
             )
             clear = gr.Button("New chat", size="sm", variant="secondary", elem_id="new-chat")
         with gr.Column(scale=2):
             with gr.Accordion("Search settings", open=False, elem_id="settings"):
-                k = gr.Slider(1, MAX_SOURCES, value=settings.top_k, step=1, label="Sources")
+                k = gr.Slider(
+                    1,
+                    MAX_SOURCES,
+                    value=settings.top_k,
+                    step=1,
+                    label="Sources",
+                    info="how many sections are searched and shown per answer",
+                )
                 mode = gr.Radio(list(MODES), value=settings.mode, label="Retrieval mode")
                 why = gr.Checkbox(
                     False, label="Why this source: BM25 rank, dense rank and fused score"
@@ -110,7 +128,20 @@ def build_page(
                 elem_id="sources",
             )
     return Page(
-        chatbot, box, clear, sources, k, mode, why, status_line, reindex, write, spelling, history
+        chatbot,
+        box,
+        clear,
+        sources,
+        k,
+        mode,
+        why,
+        status_line,
+        reindex,
+        write,
+        spelling,
+        history,
+        examples,
+        examples_row,
     )
 
 

@@ -158,7 +158,7 @@ def _why(h: Hit, fused: bool) -> str:
 
 PANEL_CSS = """
 .rag-sources { font-size: 14px; }
-.rag-empty { color: var(--body-text-color-subdued); padding: 8px 0; }
+.rag-empty { color: var(--body-text-color); padding: 8px 0; }
 .rag-title { font-weight: 600; margin: 4px 0 8px; }
 .rag-cards { list-style: none; padding: 0; margin: 0; }
 .rag-card { border: 1px solid var(--border-color-primary); border-radius: 8px;
@@ -172,8 +172,8 @@ PANEL_CSS = """
   color: var(--body-text-color-subdued); }
 .rag-line { display: block; }
 mark.rag-line { background: #fff3b0; color: #1f2328; box-shadow: inset 3px 0 #d4a72c; }
-.rag-n { float: right; padding: 0 4px; font-weight: 600; color: #9a6700; }
-.rag-why { margin-top: 6px; font-size: 12px; color: var(--body-text-color-subdued); }
-.rag-others summary { cursor: pointer; color: var(--body-text-color-subdued); }
+.rag-n { float: right; padding: 0 4px; font-weight: 600; color: #6f4a00; }
+.rag-why { margin-top: 6px; font-size: 12px; color: var(--body-text-color); }
+.rag-others summary { cursor: pointer; color: var(--body-text-color); }
 .rag-others ul { margin: 4px 0 0; padding-left: 18px; }
 """

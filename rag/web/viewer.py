@@ -51,7 +51,7 @@ def note_page(rel: str, text: str, start: int | None, end: int | None, notice: s
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{title}</title><style>{_CSS}</style></head><body>"
-        f'<header><span class="path">{title}</span>{cited} '
+        f'<header><h1 class="path">{title}</h1>{cited} '
         f'<span class="ro">read-only</span>{changed}</header>'
         f'<main class="note">{rows}</main></body></html>'
     )
@@ -81,11 +81,12 @@ body { margin: 0; font: 14px/1.45 ui-monospace, SFMono-Regular, Menlo, Consolas,
   color: #1f2328; background: #fff; }
 header { position: sticky; top: 0; padding: 8px 16px; background: #f6f8fa;
   border-bottom: 1px solid #d0d7de; font-family: system-ui, sans-serif; }
-.path { font-weight: 600; } .span { margin-left: 8px; color: #9a6700; }
+.path { display: inline; margin: 0; font-size: 14px; font-weight: 600; }
+.span { margin-left: 8px; color: #7d5400; }
 .ro { float: right; color: #656d76; font-size: 12px; }
 .note { padding: 8px 0 40vh; }
 .l { display: grid; grid-template-columns: 7ch 1fr; scroll-margin-top: 30vh; }
-.n { padding-right: 8px; text-align: right; color: #8c959f; user-select: none;
+.n { padding-right: 8px; text-align: right; color: #57606a; user-select: none;
   border-right: 1px solid #d0d7de; }
 .t { white-space: pre-wrap; overflow-wrap: anywhere; padding: 0 16px 0 12px; }
 .hit { background: #fff8c5; box-shadow: inset 4px 0 #d4a72c; }
