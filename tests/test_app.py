@@ -508,8 +508,8 @@ def test_chat_markdown_links_each_marker_to_the_viewer():
         "three [[2]]\n\n"
         "**Sources**\n\n"
         "- T › &lt;b&gt;S&lt;/b&gt;: [[1]] a b.md:11, [[2]] a b.md:13\n\n"
-        "[1]: /note/a%20b.md?start=11&end=11#L11\n"
-        "[2]: /note/a%20b.md?start=13&end=13#L13"
+        '[1]: /note/a%20b.md?start=11&end=11#L11 "a b.md:11: - one <i>"\n'
+        '[2]: /note/a%20b.md?start=13&end=13#L13 "a b.md:13: - three"'
     )
 
 

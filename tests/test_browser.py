@@ -181,6 +181,10 @@ def test_a_citation_opens_the_note_at_its_lines(chat: Chat, server: Server):
         assert 0 < box["y"] < height - box["height"], "the cited line is not in view"
         assert note.locator(".hit").count() == 1
         note.close()
+    marker = page.locator("#chat .bot a", has_text="1").first  # a target one can hit
+    box = marker.bounding_box()
+    assert box["width"] >= 24 and box["height"] >= 24, box
+    assert "Max message size (256KB; 1KB-256KB)" in marker.get_attribute("title")  # preview
 
 
 def test_html_from_notes_and_questions_stays_inert(chat: Chat):
@@ -294,7 +298,7 @@ def test_copy_and_downvote(chat: Chat, server: Server):
     page.locator("#chat button[aria-label='Copy message']").last.click()
     copied = page.evaluate("navigator.clipboard.readText()")
     assert copied.splitlines()[0].endswith("Max message size (256KB; 1KB-256KB) [[1]]")
-    cited = rf"\n\[1\]: /note/aws-notes\.md\?start={line}&end={line}&q=[0-9a-f]{{16}}#L{line}\n"
+    cited = rf"\n\[1\]: /note/aws-notes\.md\?start={line}&end={line}&q=[0-9a-f]{{16}}#L{line} "
     assert re.search(cited, copied + "\n"), copied
     page.locator("#chat button[aria-label='Dislike']").last.click()
     page.get_by_text("Saved to feedback.jsonl").wait_for()

@@ -145,7 +145,8 @@ def test_an_llm_answer_links_its_markers_wherever_they_are():
         "*Written by your LLM from the excerpts below; each [n] names one it was given.*\n\n"
         "**Sources**\n\n- T › S1: [[1]] a.md:10-11\n- T › S2: [[2]] a.md:20-21\n- T › S3: "
     )
-    assert message.endswith("[3]: /note/a.md?start=30&end=31#L30")
+    title = "a.md:30-31: - line 30 <b>x</b> - line 31"  # shown on hover, as text
+    assert message.endswith(f'[3]: /note/a.md?start=30&end=31#L30 "{title}"')
     reply = reply_markdown(answer)
     assert reply.startswith("It is &lt;b&gt;256KB&lt;/b&gt; [2], see [1][2].\n\\- a \\[list")
     assert "\n\n**Sources**\n\n**[1]** T › S1 (a.md:10-11)\n\n> \\- line 10" in reply

@@ -20,9 +20,12 @@ from rag.web.render import escape_md
 MAX_SOURCES = 10
 # The page's own CSS, beside Gradio's theme: a slider's min and max and a control's info
 # line are drawn at 1.9:1 contrast (axe: serious); here in the text colour.
+# A citation's [n] is a target of at least 24x24 px (WCAG 2.5.8), not the digit's 8x22.
 PAGE_CSS = """
 #settings .min_value, #settings .max_value, #settings .info-text {
   color: var(--body-text-color) !important; }
+#chat .bot a[href^="/note/"] { display: inline-block; min-width: 24px; min-height: 24px;
+  line-height: 24px; text-align: center; }
 """
 
 

@@ -23,6 +23,7 @@ _ORDERED_MARK = re.compile(r"^(\d+)([.)])")
 # What GFM turns into a link without brackets: "https://", "ftp://", "www.", "a@b.c"
 _AUTOLINK = re.compile(r"(?i)\b((?:https?|ftp):|www\.|@)")
 ROUTE = "/note"  # where the note viewer (rag.web.viewer) is served
+PREVIEW_CHARS = 160  # of the cited lines, in the title a [n] shows on hover
 
 
 def escape_md(text: str) -> str:
@@ -289,4 +290,12 @@ def _source_item(group: list[Citation]) -> str:
 
 
 def _link_definitions(citations: list[Citation]) -> str:
-    return "\n".join(f"[{c.n}]: {citation_url(c)}" for c in citations)
+    """The [n] links' targets, each titled with its lines: hovering [n] previews them."""
+    return "\n".join(f'[{c.n}]: {citation_url(c)} "{_preview(c)}"' for c in citations)
+
+
+def _preview(c: Citation) -> str:
+    """A citation as a link title: where, then its text on one line, cut at PREVIEW_CHARS."""
+    text = " ".join(c.text.split())
+    text = text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+    return f"{c.location}: {text}".replace("\\", "\\\\").replace('"', '\\"')
