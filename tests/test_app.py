@@ -621,7 +621,7 @@ def test_the_app_picks_up_edits_without_a_restart(tmp_path_factory, aws_settings
             assert reply.strip()
             time.sleep(0.5)
         status = client.predict(api_name="/reindex")
-        assert status.startswith("Index: ") and " files, " in status
+        assert status.startswith("Index: 3 notes, ") and ", updated just now (" in status
 
 
 def test_a_multi_line_part_is_shown_as_the_note_has_it():

@@ -317,6 +317,10 @@ def test_copy_and_downvote(chat: Chat, server: Server):
 
 
 def test_the_empty_chat_offers_examples(chat: Chat):
+    intro = chat.page.locator("#intro").inner_text()  # what is here, and the local promise
+    assert "Topics: Overview · " in intro and "no question or note leaves it" in intro
+    status = chat.page.locator("#index-status").inner_text()
+    assert re.match(r"Index: 2 notes, \d+ sections, updated (just now|\d+ (min|h) ago)", status)
     examples = chat.page.locator("#examples button.example")
     assert examples.count() == 4
     text = examples.first.inner_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import threading
 import time
 from pathlib import Path
@@ -138,3 +139,13 @@ def test_notes_below_a_hidden_folder_are_watched(tmp_path, embedder):
         stop.set()
     assert not live.status().stale
     assert [c.path for c in live.engine.chunks] == ["a.md"]
+
+
+def test_time_ago_reads_like_a_person_says_it():
+    from rag.search.live import time_ago
+
+    now = calendar.timegm((2026, 12, 1, 12, 0, 0, 0, 0, 0))
+    said = [time_ago(stamp, now) for stamp in ("2026-12-01T11:59:30Z", "2026-12-01T11:57:00Z")]
+    said += [time_ago(s, now) for s in ("2026-12-01T09:00:00Z", "2026-11-30T12:00:00Z")]
+    said += [time_ago(s, now) for s in ("2026-11-28T11:00:00Z", "not a time")]
+    assert said == ["just now", "3 min ago", "3 h ago", "1 day ago", "3 days ago", "not a time"]

@@ -14,6 +14,7 @@ from RETRY_FIRST to RETRY_MOST seconds; each failure is logged, and the old engi
 
 from __future__ import annotations
 
+import calendar
 import logging
 import threading
 import time
@@ -33,6 +34,21 @@ log = logging.getLogger(__name__)
 WATCH_DEBOUNCE_MS = 800  # an editor's save-and-rename bursts become one re-index
 RETRY_FIRST, RETRY_MOST = 1.0, 300.0  # seconds between attempts after a failed re-index
 BUSY_WAIT = 0.5  # seconds before trying again while another re-index runs
+
+
+def time_ago(stamp: str, now: float | None = None) -> str:
+    """'just now', '3 min ago', '2 h ago', '4 days ago' for a UTC time as the manifest
+    writes it (2026-12-01T09:30:00Z); the stamp itself if it is not one."""
+    try:
+        then = calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
+    except ValueError:
+        return stamp
+    seconds = max(0, int((time.time() if now is None else now) - then))
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if unit == 'day' and n > 1 else ''} ago"
+    return "just now"
 
 
 def open_engine(settings: Settings, tuning: Tuning | None = None) -> Engine:
@@ -148,7 +164,9 @@ class LiveIndex:
             state = "re-indexing now"
         elif st.stale:
             state = "stale: notes changed"
-        line = f"Index: {st.files} files, {st.chunks} sections, built {st.indexed_at} ({state})"
+        notes = f"{st.files} note" + ("" if st.files == 1 else "s")
+        when = time_ago(st.indexed_at)
+        line = f"Index: {notes}, {st.chunks} sections, updated {when} ({state})"
         return f"{line}; last re-index failed: {st.error}" if st.error else line
 
     def status(self) -> Status:

@@ -61,11 +61,7 @@ def build_page(
             show_label=False,
             elem_id="history",
         )
-    how = "lines quoted from the notes in" if llm is None else "written by your LLM from"
-    gr.Markdown(
-        f"# Ask your notes\n\nAnswers are {how} {folder}; "
-        "each [n] opens the note at the lines it came from."
-    )
+    gr.Markdown(intro(engine, folder, llm), elem_id="intro")
     with gr.Row():
         status_line = gr.Markdown(escape_md(status), elem_id="index-status")
         reindex = gr.Button("Re-index", size="sm", variant="secondary", scale=0)
@@ -145,6 +141,23 @@ def build_page(
         history,
         examples,
         examples_row,
+    )
+
+
+def intro(engine: Engine, folder: str, llm: LLMSettings | None, topics: int = 8) -> str:
+    """The first screen's words: what is here (the notes' top headings as topics), how
+    answers are made, and that nothing leaves the machine."""
+    how = "lines quoted from your notes" if llm is None else "written by your LLM from your notes"
+    heads: dict[str, None] = {}  # the sections under each note's title, in order
+    for chunk in engine.chunks:
+        if len(chunk.heading) > 1:
+            heads.setdefault(chunk.heading[1].split(" -- ")[0].strip(), None)  # "X -- what X is"
+    shown = " · ".join(escape_md(h) for h in list(heads)[:topics])
+    more = f" and {len(heads) - topics} more" if len(heads) > topics else ""
+    return (
+        f"# Ask your notes\n\nAnswers are {how} ({folder}); each [n] opens the note at the "
+        "lines it came from. Everything runs on this machine: no question or note leaves it."
+        + (f"\n\n**Topics:** {shown}{more}" if heads else "")
     )
 
 
