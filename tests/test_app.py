@@ -527,6 +527,7 @@ def test_sources_panel_marks_the_cited_lines_and_escapes_the_note():
     chunk = Chunk("id", "a b.md", c1.heading, 10, 13, c1.excerpt, "T > S", "hash")
     hit = Hit(chunk, 0.8123, bm25_rank=3, dense_rank=1)
     html = sources_html(_answer(c1, c2), [hit], why=True)
+    assert '<div class="rag-asked">For “q”</div>' in html  # which question it belongs to
     assert html.count('<li class="rag-card">') == 1  # one section, two cited lines
     assert '<div class="rag-head">T › &lt;b&gt;S&lt;/b&gt;</div>' in html
     assert 'href="/note/a%20b.md?start=11&amp;end=11#L11"' in html and ">[1] a b.md:11</a>" in html

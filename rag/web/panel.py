@@ -58,8 +58,9 @@ def sources_html(
         others = (
             f'<details class="rag-others"><summary>Also found</summary><ul>{others}</ul></details>'
         )
+    asked = f'<div class="rag-asked">For “{html.escape(answer.question)}”</div>'
     return (
-        f'<div class="rag-sources"><div class="rag-title">{html.escape(title)}</div>'
+        f'<div class="rag-sources"><div class="rag-title">{html.escape(title)}</div>{asked}'
         f'<ol class="rag-cards">{"".join(cards)}</ol>{others}</div>'
     )
 
@@ -159,7 +160,8 @@ def _why(h: Hit, fused: bool) -> str:
 PANEL_CSS = """
 .rag-sources { font-size: 14px; }
 .rag-empty { color: var(--body-text-color); padding: 8px 0; }
-.rag-title { font-weight: 600; margin: 4px 0 8px; }
+.rag-title { font-weight: 600; margin: 4px 0 2px; }
+.rag-asked { margin: 0 0 8px; font-style: italic; overflow-wrap: anywhere; }
 .rag-cards { list-style: none; padding: 0; margin: 0; }
 .rag-card { border: 1px solid var(--border-color-primary); border-radius: 8px;
   padding: 8px 10px; margin-bottom: 10px; }
