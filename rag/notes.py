@@ -6,17 +6,22 @@
 
 One rule decides what is a note, for the loader, the watcher and the viewer alike: a `*.md`
 file inside the notes folder whose path below that folder has no hidden part (`.obsidian/`,
-`.git/` and `.trash/` hold app state). A hidden folder above the notes folder (`~/.notes`) is
-fine. A note over MAX_NOTE_BYTES or MAX_NOTE_LINES, empty, binary or not UTF-8 is skipped
-with a reason.
+`.git/` and `.trash/` hold app state) and that no ignore rule names: the folder's `.ragignore`
+(gitignore syntax) and Obsidian's "Excluded files" (`.obsidian/app.json`). A hidden folder
+above the notes folder (`~/.notes`) is fine. A note over MAX_NOTE_BYTES or MAX_NOTE_LINES,
+empty, binary or not UTF-8 is skipped with a reason.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+import pathspec
 
 from rag.errors import NoteRefused, NotesError
 
@@ -24,6 +29,11 @@ MAX_NOTE_BYTES = 20 * 1024 * 1024  # a "note" bigger than this is almost surely 
 # A pasted log, not a note: each line may become a vector, so this bounds the time one file
 # can take to index (the default notes are one file of 3,708 lines).
 MAX_NOTE_LINES = 20_000
+
+
+IGNORE_FILE = ".ragignore"  # gitignore syntax, in the notes folder
+OBSIDIAN_SETTINGS = ".obsidian/app.json"  # its "userIgnoreFilters": Obsidian's Excluded files
+RULE_FILES = (IGNORE_FILE, OBSIDIAN_SETTINGS)  # a change to one of these re-indexes
 
 
 @dataclass(frozen=True)
@@ -52,12 +62,38 @@ def is_note(rel: str) -> bool:
     )
 
 
+def ignore_rules(notes_dir: Path) -> pathspec.PathSpec:
+    """What the notes folder says to leave out: `.ragignore` (gitignore syntax) and the
+    folders and files Obsidian's "Excluded files" setting names (its /regex/ entries are not
+    followed). Unreadable rule files count as empty."""
+    root = Path(notes_dir)
+    lines: list[str] = []
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        lines += (root / IGNORE_FILE).read_text(encoding="utf-8").splitlines()
+    obsidian: object = {}
+    with contextlib.suppress(OSError, UnicodeDecodeError, ValueError):
+        obsidian = json.loads((root / OBSIDIAN_SETTINGS).read_text(encoding="utf-8"))
+    filters = obsidian.get("userIgnoreFilters") if isinstance(obsidian, dict) else None
+    for entry in filters if isinstance(filters, list) else []:
+        if isinstance(entry, str) and entry.strip() and not entry.strip().startswith("/"):
+            lines.append("/" + entry.strip())  # from the vault's root: a folder or a file
+    return pathspec.GitIgnoreSpec.from_lines(lines)
+
+
+def watched(notes_dir: Path, path: str | Path) -> bool:
+    """Whether a change to this file matters to the index: a note, or an ignore rule."""
+    if note_name(notes_dir, path) is not None:
+        return True
+    rel = os.path.relpath(os.path.realpath(path), os.path.realpath(notes_dir))
+    return PurePosixPath(*Path(rel).parts).as_posix() in RULE_FILES
+
+
 def note_name(notes_dir: Path, path: str | Path) -> str | None:
-    """The note a file path names (as `is_note` takes it), or None: for the watcher, which
-    sees whole paths, of files that may be gone already."""
+    """The note a file path names (as `is_note` takes it, and no ignore rule), or None: for
+    the watcher, which sees whole paths, of files that may be gone already."""
     rel = os.path.relpath(os.path.realpath(path), os.path.realpath(notes_dir))
     rel = PurePosixPath(*Path(rel).parts).as_posix()
-    return rel if is_note(rel) else None
+    return rel if is_note(rel) and not ignore_rules(notes_dir).match_file(rel) else None
 
 
 def resolve_note(notes_dir: Path, rel: str) -> Path:
@@ -68,6 +104,8 @@ def resolve_note(notes_dir: Path, rel: str) -> Path:
     """
     if not rel or not is_note(rel):
         raise NoteRefused(f"not a note path: {rel!r}")
+    if ignore_rules(notes_dir).match_file(rel):
+        raise NoteRefused(f"{rel!r} is left out by the notes folder's ignore rules")
     root = Path(notes_dir).resolve()
     path = (root / rel).resolve()  # follows symlinks: one that leads out is caught below
     if not path.is_relative_to(root) or not path.is_file():
@@ -84,9 +122,10 @@ def load_notes(notes_dir: Path) -> tuple[list[Note], list[Skipped]]:
         raise NotesError(f"notes folder {notes_dir} is not a folder")
     notes: list[Note] = []
     skipped: list[Skipped] = []
+    ignored = ignore_rules(notes_dir)
     for path in sorted(notes_dir.rglob("*.md")):
         rel = path.relative_to(notes_dir).as_posix()
-        if not is_note(rel):
+        if not is_note(rel) or ignored.match_file(rel):
             continue
         if path.is_symlink() and not path.exists():
             skipped.append(Skipped(rel, "a symbolic link to nothing (missing, or a loop)"))

@@ -127,3 +127,42 @@ def test_a_link_out_of_the_notes_folder_is_skipped(tmp_path):
     found, skipped = load_notes(notes)
     assert [n.path for n in found] == ["a.md"]
     assert skipped == [Skipped("link.md", "links outside the notes folder")]
+
+
+def test_ignore_rules_leave_notes_out_of_the_loader_the_watcher_and_the_viewer(tmp_path):
+    from rag.errors import NoteRefused
+    from rag.notes import note_name, resolve_note, watched
+
+    write(
+        tmp_path,
+        ".ragignore",
+        b"# drafts and private notes\ndrafts/\n*.private.md\n!keep.private.md\n",
+    )
+    write(tmp_path, ".obsidian/app.json", b'{"userIgnoreFilters": ["Archive/", "/tmp.*/"]}')
+    for rel in (
+        "drafts/a.md",
+        "x/drafts/b.md",
+        "me.private.md",
+        "Archive/old.md",
+        "x/Archive/c.md",
+    ):
+        write(tmp_path, rel, b"# left out or not\n")
+    write(tmp_path, "keep.private.md", b"# K\n")
+    write(tmp_path, "tmp1/d.md", b"# D\n")  # a /regex/ entry of Obsidian's is not followed
+    notes, skipped = load_notes(tmp_path)
+    assert [n.path for n in notes] == ["keep.private.md", "tmp1/d.md", "x/Archive/c.md"]
+    assert skipped == []
+    assert note_name(tmp_path, tmp_path / "drafts" / "a.md") is None  # the watcher
+    assert note_name(tmp_path, tmp_path / "keep.private.md") == "keep.private.md"
+    assert watched(tmp_path, tmp_path / ".ragignore")  # a new rule re-indexes
+    assert watched(tmp_path, tmp_path / ".obsidian" / "app.json")
+    assert not watched(tmp_path, tmp_path / ".obsidian" / "workspace.json")
+    with pytest.raises(NoteRefused, match="ignore rules"):
+        resolve_note(tmp_path, "drafts/a.md")  # the viewer
+
+
+def test_broken_rule_files_count_as_empty(tmp_path):
+    write(tmp_path, ".ragignore", b"\xff\xfe not utf-8")
+    write(tmp_path, ".obsidian/app.json", b'["not", "an", "object"]')
+    write(tmp_path, "a.md", b"# A\n")
+    assert [n.path for n in load_notes(tmp_path)[0]] == ["a.md"]

@@ -165,3 +165,14 @@ def _wait_for(proc: subprocess.Popen, marker: str, timeout: float = 120) -> None
         chunk = proc.stderr.read(1)
         assert chunk, f"process ended before {marker!r}: {seen[-500:]!r}"
         seen += chunk
+
+
+def test_a_new_ignore_rule_removes_those_notes_chunks(copy, embedder):
+    notes, index = copy
+    (notes / "drafts").mkdir()
+    (notes / "drafts" / "zebra.md").write_text("# Zebra\n\n- the zebra protocol uses port 9999\n")
+    assert update(notes, index, embedder).embedded == 1
+    (notes / ".ragignore").write_text("drafts/\n")
+    report = update(notes, index, embedder)
+    assert report.removed_files == ["drafts/zebra.md"] and report.embedded == 0
+    assert "zebra" not in texts(index, embedder)

@@ -26,7 +26,7 @@ from rag.errors import IndexIncompatible, IndexMissing, IndexProblem, NotesError
 from rag.index.build import IndexReport, update_index
 from rag.index.embedding import Embedder, SentenceTransformerEmbedder
 from rag.index.store import current_generation, incompatibility, load_index, read_manifest
-from rag.notes import fingerprints, load_notes, note_name, require_notes
+from rag.notes import fingerprints, load_notes, require_notes, watched
 from rag.search.engine import Engine, Tuning
 from rag.settings import Settings
 
@@ -201,7 +201,7 @@ class LiveIndex:
                 notes_dir,
                 debounce=debounce_ms,
                 stop_event=stop,
-                watch_filter=lambda _, path: note_name(notes_dir, path) is not None,
+                watch_filter=lambda _, path: watched(notes_dir, path),
                 rust_timeout=500,
                 yield_on_timeout=True,  # an empty set every 0.5 s: time to retry
             ):
