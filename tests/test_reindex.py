@@ -176,3 +176,25 @@ def test_a_new_ignore_rule_removes_those_notes_chunks(copy, embedder):
     report = update(notes, index, embedder)
     assert report.removed_files == ["drafts/zebra.md"] and report.embedded == 0
     assert "zebra" not in texts(index, embedder)
+
+
+def test_an_index_from_an_older_tokenizer_is_cut_again_not_embedded_again(copy, embedder):
+    """After an upgrade that changes `tokenize`, the update re-cuts and re-tokenizes the
+    notes but keeps every vector."""
+    import hashlib
+
+    notes, index = copy
+    gen = current_generation(index)
+    bm25 = json.loads((gen / "bm25.json").read_text(encoding="utf-8"))
+    bm25["tokenizer"] = 1  # as the version before CJK bigrams and accent folding wrote it
+    (gen / "bm25.json").write_text(json.dumps(bm25, ensure_ascii=False), encoding="utf-8")
+    manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["chunker"]["tokenizer"]
+    manifest["checksums"]["bm25.json"] = hashlib.sha256(
+        (gen / "bm25.json").read_bytes()
+    ).hexdigest()
+    manifest["sizes"]["bm25.json"] = (gen / "bm25.json").stat().st_size
+    (gen / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    report = update(notes, index, embedder)
+    assert "chunker settings changed" in report.rebuild_reason and report.embedded == 0
+    assert engine(index, embedder).search("max sqs message size", k=1, mode="bm25")

@@ -2,6 +2,11 @@
 
 tokenize("iam:PassRole on gp3, 256KB")
 -> ['iam:passrole', 'iam', 'passrole', 'pass', 'role', 'gp3', '256kb', '256', 'kb']
+tokenize("Café 東京タワー")  -> ['東京', '京タ', 'タワ', 'ワー', 'cafe']
+
+Chinese, Japanese and Korean text has no spaces between words: a run of it becomes its
+overlapping character bigrams (Lucene's CJKAnalyzer does the same), so a word inside a
+sentence is found. A Latin word is matched without its accents (café = cafe).
 
 BM25 scores only the documents that hold a query term, through an inverted index (`Postings`),
 with rank-bm25's BM25Okapi formula (tests/test_lexical.py checks the two agree).
@@ -12,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from pathlib import Path
 from typing import NamedTuple
 
@@ -24,6 +30,8 @@ _JOINER = re.compile(r"[:._/\-]")
 # number with a unit (256KB, 12h) but not from a name (s3, gp3, ec2).
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+[0-9]*|[A-Z]+[0-9]*|[0-9]+")
 _NUMBER_UNIT = re.compile(r"^([0-9]+)([a-z]+)$")
+# Hiragana, Katakana, CJK ideographs (and extension A, compatibility), Hangul syllables.
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]+")
 
 STOPWORDS = frozenset(
     """a about above after again against all am an and any are as at be because been before
@@ -39,7 +47,9 @@ STOPWORDS = frozenset(
 
 def tokenize(text: str) -> list[str]:
     tokens: list[str] = []
-    for match in _WORD.finditer(text):
+    for run in _CJK.findall(text):  # 東京タワー -> 東京 京タ タワ ワー; one character: itself
+        tokens += [run[i : i + 2] for i in range(max(1, len(run) - 1))]
+    for match in _WORD.finditer(_CJK.sub(" ", text)):
         word = match.group()
         parts = [p for p in _JOINER.split(word) if p]
         if len(parts) > 1:
@@ -49,8 +59,14 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
+def is_cjk(token: str) -> bool:
+    """A token made by the CJK bigram rule: a window over a sentence, maybe across two
+    words, so never a key concept on its own."""
+    return _CJK.fullmatch(token) is not None
+
+
 def _part_tokens(part: str) -> list[str]:
-    low = part.lower()
+    low = _fold(part.lower())
     if low in STOPWORDS:
         return []
     out = [_stem(low)]
@@ -61,6 +77,15 @@ def _part_tokens(part: str) -> list[str]:
     if len(pieces) > 1:
         out.extend(_stem(p.lower()) for p in pieces if len(p) > 1 or p.isdigit())
     return out
+
+
+def _fold(word: str) -> str:
+    """A Latin word without its accents (café -> cafe); any other word as it is (the marks
+    of other scripts are letters' parts, not accents)."""
+    if word.isascii():
+        return word
+    bare = "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
+    return bare if bare.isascii() else word
 
 
 def _stem(word: str) -> str:
@@ -76,7 +101,7 @@ def _stem(word: str) -> str:
     return word
 
 
-TOKENIZER_VERSION = 1  # bump when tokenize() changes: saved postings are then rebuilt
+TOKENIZER_VERSION = 2  # bump when tokenize() changes: saved postings are then rebuilt
 ARRAYS = ("indptr", "docs", "tfs", "doc_len")
 POSTINGS_FILES = ("bm25.json", *(f"bm25.{name}.npy" for name in ARRAYS))
 
@@ -124,15 +149,23 @@ class Postings(NamedTuple):
     def load(cls, folder: Path, mmap: bool = True) -> Postings:
         folder = Path(folder)
         meta = json.loads((folder / "bm25.json").read_text(encoding="utf-8"))
-        made = (meta.get("version"), meta.get("tokenizer"))
-        if made != (1, TOKENIZER_VERSION):
-            raise ValueError(f"{folder / 'bm25.json'} is (format, tokenizer) {made}, not 1, 1")
+        if meta.get("version") != 1:
+            raise ValueError(f"{folder / 'bm25.json'} is format {meta.get('version')!r}, not 1")
+        if meta.get("tokenizer") != TOKENIZER_VERSION:
+            raise StalePostings(
+                f"{folder / 'bm25.json'} was tokenized by version {meta.get('tokenizer')!r}, "
+                f"this is version {TOKENIZER_VERSION}"
+            )
         mode = "r" if mmap else None
         arrays = {
             name: np.load(folder / f"bm25.{name}.npy", mmap_mode=mode, allow_pickle=False)
             for name in ARRAYS
         }
         return cls({t: i for i, t in enumerate(meta["vocab"])}, **arrays)
+
+
+class StalePostings(ValueError):
+    """Postings made by another version of `tokenize`: whole, but not this tokenizer's."""
 
 
 K1 = 0.9  # BM25 term saturation: Anserini's defaults suit short chunks (eval/README.md)

@@ -33,7 +33,13 @@ import numpy as np
 from rag.errors import BadInput, IndexCorrupt, IndexIncompatible, IndexMissing, IndexUnwritable
 from rag.index.cutting import CUT_VERSION, Chunk, Unit
 from rag.index.dense import DenseIndex
-from rag.index.lexical import POSTINGS_FILES, Postings, tokenize
+from rag.index.lexical import (
+    POSTINGS_FILES,
+    TOKENIZER_VERSION,
+    Postings,
+    StalePostings,
+    tokenize,
+)
 from rag.jsonl import json_line
 
 FORMAT = "rag-index"
@@ -81,7 +87,8 @@ def unit_counts(chunks: list[Chunk]) -> np.ndarray:
 
 
 def chunker_settings(max_tokens: int) -> dict:
-    return {"version": CUT_VERSION, "max_tokens": max_tokens}
+    """How the notes were cut and tokenized: a change re-cuts them (vectors kept)."""
+    return {"version": CUT_VERSION, "max_tokens": max_tokens, "tokenizer": TOKENIZER_VERSION}
 
 
 def current_generation(index_dir: Path) -> Path | None:
@@ -164,7 +171,10 @@ def _load_generation(gen: Path, model: str, dim: int, max_tokens: int | None) ->
     chunks = _read_chunks(gen / "chunks.jsonl")
     dense, units = _read_faiss(gen / "dense.faiss"), _read_faiss(gen / "units.faiss")
     try:
-        postings = Postings.load(gen)
+        try:
+            postings = Postings.load(gen)
+        except StalePostings:  # an older tokenizer's (an update re-cuts the notes anyway)
+            postings = Postings.from_docs([tokenize(c.indexed_text) for c in chunks])
         counts = np.load(gen / "unit_counts.npy", mmap_mode="r", allow_pickle=False)
     except ValueError as e:
         raise IndexCorrupt(f"{gen}: the BM25 index or unit counts cannot be read ({e})") from e

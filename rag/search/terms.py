@@ -25,7 +25,7 @@ import numpy as np
 from symspellpy import SymSpell, Verbosity
 from wordfreq import zipf_frequency
 
-from rag.index.lexical import STOPWORDS, LexicalIndex, tokenize
+from rag.index.lexical import STOPWORDS, LexicalIndex, is_cjk, tokenize
 
 WORD_ZIPF = 3.0  # a word this frequent in English (10^(z-9) of words) is a word, not a typo
 COMMON_ZIPF = 4.0  # and this frequent, an everyday word
@@ -152,8 +152,9 @@ def is_name(term: str) -> bool:
 
 
 def is_salient(term: str) -> bool:
-    """A term rare in English (a name, a technical term) or with a digit in it."""
-    if term in STOPWORDS or len(term) < 2:
+    """A term rare in English (a name, a technical term) or with a digit in it; not a CJK
+    bigram (`is_cjk`), which English word counts cannot judge."""
+    if term in STOPWORDS or len(term) < 2 or is_cjk(term):
         return False
     if any(ch.isdigit() for ch in term):
         return True
