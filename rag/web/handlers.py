@@ -153,10 +153,15 @@ class Handlers:
         sources of its answers come back when they are asked again)."""
         try:
             kept = saved[index]
-            messages, questions = list(kept["messages"]), list(kept["questions"])
+            messages = [
+                m
+                for m in kept["messages"]
+                if isinstance(m, dict) and m.get("role") in ("user", "assistant")
+            ]
+            questions = [str(q) for q in kept["questions"]]
         except (IndexError, KeyError, TypeError):  # storage edited or from another version
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        asked = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+        asked = [i for i, m in enumerate(messages) if m["role"] == "user"]
         modes = kept.get("modes") or [self.settings.mode] * len(questions)
         turns = [
             Turn(q, mode, None, message=i + 1)
