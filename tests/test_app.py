@@ -698,3 +698,25 @@ def test_the_viewer_finds_cited_lines_after_an_edit(tmp_path: Path):
     gone = viewer.get(f"/note/n.md?start=4&end=5&q={q}")
     assert gone.status_code == 200 and "no longer in it (4-5)" in gone.text
     assert "l hit" not in gone.text  # nothing marked: the lines are not there
+
+
+def test_kept_conversations_round_trip_and_survive_bad_storage(aws_settings):
+    from rag.web.handlers import Handlers, Turn
+
+    h = Handlers(None, aws_settings)  # only the settings are used by these two
+    messages = [{"role": "user", "content": "lambda max timeout"}, {"role": "assistant"}]
+    conv, saved = h.keep_conversation(
+        None, messages, [Turn("lambda max timeout", "bm25", None)], []
+    )
+    conv2, saved = h.keep_conversation(None, messages[:1], [Turn("x " * 80, "hybrid", None)], saved)
+    assert conv != conv2 and [c["id"] for c in saved] == [conv2, conv]  # newest first
+    assert saved[0]["title"].endswith("…") and len(saved[0]["title"]) == 60
+    shown, turns, _, reopened = h.reopen(1, saved)
+    assert (shown, reopened) == (messages, conv)
+    assert [(t.asked, t.mode, t.message) for t in turns] == [("lambda max timeout", "bm25", 1)]
+    import gradio as gr
+
+    for bad in ([], [None], [{"messages": 3}]):  # storage edited by hand: nothing changes
+        assert h.reopen(0, bad) == (gr.skip(),) * 4
+    shown, turns, _, reopened = h.reopen(0, [{"messages": ["x", 3], "questions": [], "id": 1}])
+    assert (shown, turns, reopened) == ([], [], 1)  # only well-formed messages
