@@ -82,18 +82,20 @@ def ignore_rules(notes_dir: Path) -> pathspec.PathSpec:
 
 def watched(notes_dir: Path, path: str | Path) -> bool:
     """Whether a change to this file matters to the index: a note, or an ignore rule."""
-    if note_name(notes_dir, path) is not None:
-        return True
-    rel = os.path.relpath(os.path.realpath(path), os.path.realpath(notes_dir))
-    return PurePosixPath(*Path(rel).parts).as_posix() in RULE_FILES
+    return note_name(notes_dir, path) is not None or _relative(notes_dir, path) in RULE_FILES
 
 
 def note_name(notes_dir: Path, path: str | Path) -> str | None:
     """The note a file path names (as `is_note` takes it, and no ignore rule), or None: for
     the watcher, which sees whole paths, of files that may be gone already."""
-    rel = os.path.relpath(os.path.realpath(path), os.path.realpath(notes_dir))
-    rel = PurePosixPath(*Path(rel).parts).as_posix()
+    rel = _relative(notes_dir, path)
     return rel if is_note(rel) and not ignore_rules(notes_dir).match_file(rel) else None
+
+
+def _relative(notes_dir: Path, path: str | Path) -> str:
+    """A file's path below the notes folder, with forward slashes (links resolved)."""
+    rel = os.path.relpath(os.path.realpath(path), os.path.realpath(notes_dir))
+    return PurePosixPath(*Path(rel).parts).as_posix()
 
 
 def resolve_note(notes_dir: Path, rel: str) -> Path:

@@ -196,9 +196,7 @@ def _hit(h: Hit, links: Editor | None) -> HitOut:
         bm25_rank=h.bm25_rank,
         dense_rank=h.dense_rank,
     )
-    if links is not None:
-        out.uri = links.uri(c.path, c.start_line, c.end_line)
-    return out
+    return _linked(out, links)
 
 
 def _citation(c: Citation, links: Editor | None) -> CitationOut:
@@ -210,6 +208,12 @@ def _citation(c: Citation, links: Editor | None) -> CitationOut:
         end_line=c.end_line,
         text=c.text,
     )
+    return _linked(out, links)
+
+
+def _linked(out: HitOut | CitationOut, links: Editor | None):
+    """`out` with the uri that opens its first line in the user's editor, when one is set
+    (set after construction: left out of the JSON otherwise, `exclude_unset`)."""
     if links is not None:
-        out.uri = links.uri(c.path, c.start_line, c.end_line)
+        out.uri = links.uri(out.path, out.start_line, out.end_line)
     return out
