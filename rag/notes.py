@@ -1,15 +1,16 @@
 """Stage 1: what a note is, and reading the notes.
 
     notes, skipped = load_notes(Path("notes"))   # every note below the folder, recursively
-    is_note("aws/sqs.md")                        # True; ".obsidian/x.md" and "a.txt": False
+    is_note("aws/sqs.md")                        # True; "a.txt" too; ".obsidian/x.md": False
     resolve_note(Path("notes"), "aws/sqs.md")    # the file, or NoteRefused
 
-One rule decides what is a note, for the loader, the watcher and the viewer alike: a `*.md`
-file inside the notes folder whose path below that folder has no hidden part (`.obsidian/`,
-`.git/` and `.trash/` hold app state) and that no ignore rule names: the folder's `.ragignore`
-(gitignore syntax) and Obsidian's "Excluded files" (`.obsidian/app.json`). A hidden folder
-above the notes folder (`~/.notes`) is fine. A note over MAX_NOTE_BYTES or MAX_NOTE_LINES,
-empty, binary or not UTF-8 is skipped with a reason.
+One rule decides what is a note, for the loader, the watcher and the viewer alike: a `*.md`,
+`*.markdown` or `*.txt` file (a `.txt` note is plain text, not markdown) inside the notes
+folder whose path below that folder has no hidden part (`.obsidian/`, `.git/` and `.trash/`
+hold app state) and that no ignore rule names: the folder's `.ragignore` (gitignore syntax)
+and Obsidian's "Excluded files" (`.obsidian/app.json`). A hidden folder above the notes
+folder (`~/.notes`) is fine. A note over MAX_NOTE_BYTES or MAX_NOTE_LINES, empty, binary or
+not UTF-8 is skipped with a reason.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ MAX_NOTE_BYTES = 20 * 1024 * 1024  # a "note" bigger than this is almost surely 
 MAX_NOTE_LINES = 20_000
 
 
+SUFFIXES = (".md", ".markdown", ".txt")  # markdown, and plain text (`is_plain_text`)
 IGNORE_FILE = ".ragignore"  # gitignore syntax, in the notes folder
 OBSIDIAN_SETTINGS = ".obsidian/app.json"  # its "userIgnoreFilters": Obsidian's Excluded files
 RULE_FILES = (IGNORE_FILE, OBSIDIAN_SETTINGS)  # a change to one of these re-indexes
@@ -53,13 +55,24 @@ def is_note(rel: str) -> bool:
     """Whether a path relative to the notes folder (forward slashes) names a note."""
     parts = PurePosixPath(rel).parts
     return (
-        rel.endswith(".md")
+        rel.endswith(SUFFIXES)
         and bool(parts)
         and not rel.startswith("/")
         and "\\" not in rel
         and "\x00" not in rel
         and not any(p in ("", ".", "..") or p.startswith(".") for p in parts)
     )
+
+
+def is_plain_text(rel: str) -> bool:
+    """Whether a note is plain text (`.txt`): no headings, fences or front matter in it."""
+    return rel.endswith(".txt")
+
+
+def note_title(rel: str) -> str:
+    """A note's name as a vault shows it: its file name without the suffix ("aws/sqs.md": "sqs")."""
+    name = rel.rsplit("/", 1)[-1]
+    return next((name.removesuffix(s) for s in SUFFIXES if name.endswith(s)), name)
 
 
 def ignore_rules(notes_dir: Path) -> pathspec.PathSpec:
@@ -125,7 +138,7 @@ def load_notes(notes_dir: Path) -> tuple[list[Note], list[Skipped]]:
     notes: list[Note] = []
     skipped: list[Skipped] = []
     ignored = ignore_rules(notes_dir)
-    for path in sorted(notes_dir.rglob("*.md")):
+    for path in sorted(p for suffix in SUFFIXES for p in notes_dir.rglob(f"*{suffix}")):
         rel = path.relative_to(notes_dir).as_posix()
         if not is_note(rel) or ignored.match_file(rel):
             continue
@@ -151,7 +164,8 @@ def require_notes(notes_dir: Path) -> tuple[list[Note], list[Skipped]]:
     if not notes:
         detail = "; ".join(f"{s.path}: {s.reason}" for s in skipped[:5])
         raise NotesError(
-            f"no usable markdown notes (*.md) in {notes_dir}" + (f" ({detail})" if detail else "")
+            f"no usable markdown notes (*.md, *.markdown) or text notes (*.txt) in {notes_dir}"
+            + (f" ({detail})" if detail else "")
         )
     return notes, skipped
 

@@ -283,13 +283,13 @@ def test_viewer_shows_html_in_a_note_as_text(server: Server):
 
 @pytest.fixture(scope="module")
 def outside(server: Server) -> str:
-    """A secret .md outside the notes folder, a symlink to it, and a hidden note inside."""
+    """A secret .md outside the notes folder, a symlink to it, a hidden note and a .csv inside."""
     secret = server.notes.parent / "secret.md"
     secret.write_text("TOP SECRET\n", encoding="utf-8")
     (server.notes / "link-out.md").symlink_to(secret)
     (server.notes / ".private").mkdir()
     (server.notes / ".private" / "diary.md").write_text("TOP SECRET\n", encoding="utf-8")
-    (server.notes / "plain.txt").write_text("TOP SECRET\n", encoding="utf-8")
+    (server.notes / "plain.csv").write_text("TOP SECRET\n", encoding="utf-8")
     return str(secret)
 
 
@@ -302,7 +302,7 @@ def outside(server: Server) -> str:
         "notes/../../secret.md",
         "link-out.md",  # a symlink inside the folder that leads out of it
         ".private/diary.md",
-        "plain.txt",
+        "plain.csv",  # not a note: .md, .markdown and .txt are
         "no-such-note.md",
         "",
     ],

@@ -17,14 +17,23 @@ def write(root: Path, rel: str, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def test_loads_every_md_recursively_with_posix_relative_paths(tmp_path):
+def test_loads_every_note_recursively_with_posix_relative_paths(tmp_path):
     write(tmp_path, "b.md", b"# B\n")
     write(tmp_path, "a/deep/er/c.md", b"# C\n")
     write(tmp_path, "a/a.md", b"# A\n")
-    write(tmp_path, "a/readme.txt", b"not markdown")
+    write(tmp_path, "a/readme.txt", b"plain text")
+    write(tmp_path, "a/long.markdown", b"# Long\n")
     write(tmp_path, "a/notes.md.bak", b"# backup")
+    write(tmp_path, "a/data.csv", b"a,b")
+    write(tmp_path, "a/md", b"# no suffix")
     notes, skipped = load_notes(tmp_path)
-    assert [n.path for n in notes] == ["a/a.md", "a/deep/er/c.md", "b.md"]
+    assert [n.path for n in notes] == [
+        "a/a.md",
+        "a/deep/er/c.md",
+        "a/long.markdown",
+        "a/readme.txt",
+        "b.md",
+    ]
     assert skipped == []
     assert notes[1] == Note("a/deep/er/c.md", "# C\n", hashlib.sha256(b"# C\n").hexdigest())
 
@@ -98,7 +107,9 @@ def test_a_file_is_not_a_notes_folder(tmp_path):
 def test_require_notes_on_an_empty_folder(tmp_path):
     with pytest.raises(NotesError) as err:
         require_notes(tmp_path)
-    assert str(err.value) == f"no usable markdown notes (*.md) in {tmp_path}"
+    assert str(err.value) == (
+        f"no usable markdown notes (*.md, *.markdown) or text notes (*.txt) in {tmp_path}"
+    )
 
 
 def test_require_notes_says_what_was_skipped(tmp_path):
@@ -107,7 +118,7 @@ def test_require_notes_says_what_was_skipped(tmp_path):
     with pytest.raises(NotesError) as err:
         require_notes(tmp_path)
     assert str(err.value) == (
-        f"no usable markdown notes (*.md) in {tmp_path} "
+        f"no usable markdown notes (*.md, *.markdown) or text notes (*.txt) in {tmp_path} "
         "(bin.md: binary file (contains NUL bytes); empty.md: empty file)"
     )
 
