@@ -262,8 +262,9 @@ def test_a_split_never_leaves_the_heading_line_alone():
             "Intro text\n\nTitle\nsecond line\n===\nbody\n",
             [((), 1, 1), (("Title second line",), 3, 6)],
         ),
-        # front matter is not a heading, though its closing --- follows a line
-        ("---\ntitle: x\n---\n# A\nbody\n", [((), 1, 3), (("A",), 4, 5)]),
+        # front matter is not a heading, though its closing --- follows a line, nor text
+        ("---\ntitle: x\n---\n# A\nbody\n", [(("A",), 4, 5)]),
+        ("---\ntitle: x\n---\n\nfirst\n# A\nbody\n", [(("x",), 5, 5), (("A",), 6, 7)]),
         ("- # in a list\n> # in a quote\n", [((), 1, 2)]),  # not the note's own headings
     ],
 )

@@ -16,21 +16,31 @@ short bullet that only introduces children ("- Types") takes up to three childre
 says something on its own. Units are embedded too (a chunk's dense score mixes its own vector
 with its best unit's), and the extractive answer is made of them. They are cut here and stored
 with the chunk, under the same CUT_VERSION, so a stored unit vector always has its unit.
+
+A note's YAML front matter is not a chunk's text: its title, aliases and tags lead the context
+of every chunk of the note, and its other properties ride along as `properties`; malformed
+front matter is indexed as text, as it was written. The #tags of a chunk's lines join the
+note's in `tags`. Wikilinks are indexed as the words a reader sees (`rag.index.obsidian`), while
+`text` stays the exact lines. A `.txt` note has no markdown: each paragraph is a section.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import NamedTuple
 
 from rag.index.markdown import Structure, structure
-from rag.notes import Note
+from rag.index.obsidian import BadFrontMatter, FrontMatter, body_tags, front_matter, visible_text
+from rag.notes import Note, is_plain_text, note_title
 
-CUT_VERSION = 6  # bump when chunks or units change: stored indexes are then cut again
+log = logging.getLogger(__name__)
+# 7: front matter, tags and properties; wikilinks indexed as their words; .txt paragraphs.
+CUT_VERSION = 7  # bump when chunks or units change: stored indexes are then cut again
 CONTEXT_SEP = " > "  # between heading path parts (and parent bullets) in the indexed text
 UNIT_SEP = " › "  # between a unit's parent bullets and its own words
 LIST_ITEM = re.compile(r"^(\s*)(?:[-*+]|\d{1,9}[.)])(?:[ \t]+|$)")
@@ -59,11 +69,14 @@ class Chunk:
     context: str  # what the chunk is about: heading path, plus parent bullets when split
     content_hash: str  # of `indexed_text`: equal hashes can share one embedding
     units: tuple[Unit, ...] = ()  # its lines that answer on their own, in order
+    tags: tuple[str, ...] = ()  # the note's front-matter tags, then its lines' #tags; no '#'
+    properties: dict = field(default_factory=dict, hash=False)  # the front matter but tags
 
     @property
     def indexed_text(self) -> str:
-        """What is embedded and BM25-scored: the context line, then the text."""
-        return f"{self.context}\n{self.text}"
+        """What is embedded and BM25-scored: the context line, then the text (wikilinks as
+        the words a reader sees)."""
+        return f"{self.context}\n{visible_text(self.text)}"
 
     @property
     def location(self) -> str:
@@ -93,7 +106,7 @@ class Chunk:
 
     def unit_indexed_text(self, u: Unit) -> str:
         """What is embedded for a unit: the chunk's context, then the unit with its parents."""
-        return f"{self.context}{CONTEXT_SEP}{self.unit_display(u)}"
+        return f"{self.context}{CONTEXT_SEP}{visible_text(self.unit_display(u))}"
 
     def unit_hash(self, u: Unit) -> str:
         return hashlib.sha256(self.unit_indexed_text(u).encode()).hexdigest()[:32]
@@ -149,33 +162,79 @@ TokenCounter = Callable[[list[str]], list[int]]  # texts -> their lengths in mod
 
 def chunk_note(note: Note, count_tokens: TokenCounter, max_tokens: int) -> list[Chunk]:
     lines = split_lines(note.text)
-    s = structure(lines)
+    plain = is_plain_text(note.path)
+    s = Structure() if plain else structure(lines)
+    fm, body = _front_matter(note.path, lines, s)
     sizes = [n + 1 for n in count_tokens(lines)]  # +1: the newline
-    title = note.path.rsplit("/", 1)[-1].removesuffix(".md")
+    name = note_title(note.path)
+    sections = _paragraphs(lines) if plain else _sections(lines, s, body)
     chunks: list[Chunk] = []
     seen_ids: dict[str, int] = {}
-    for heading, start, end in _sections(lines, s):
-        context = CONTEXT_SEP.join(heading) or title
+    for heading, start, end in sections:
+        heading = heading or ((fm.title,) if fm.title else ())
+        context = _context(heading, name, fm)
         budget = max(max_tokens - count_tokens([context])[0], 16)
         cut = _Cutter(lines, s, sizes, budget)
-        for a, b in cut.split(start, end, is_section=True):
+        for a, b in cut.split(start, end, is_section=not plain):
             piece_context = CONTEXT_SEP.join([context, *parent_bullets(lines, s, start, a)])
             text = "\n".join(lines[a : b + 1])
             key = hashlib.sha256("\x1f".join([note.path, *heading, text]).encode()).hexdigest()
             seen_ids[key[:16]] = seen_ids.get(key[:16], 0) + 1
             n = seen_ids[key[:16]]
             chunk_id = key[:16] if n == 1 else f"{key[:16]}-{n}"
-            content_hash = hashlib.sha256(f"{piece_context}\n{text}".encode()).hexdigest()[:32]
+            indexed = f"{piece_context}\n{visible_text(text)}"  # as Chunk.indexed_text
+            content_hash = hashlib.sha256(indexed.encode()).hexdigest()[:32]
             units = _grouped(list(_units(lines, s, a, b)))
             span = (a + 1, b + 1, text)
-            chunks.append(Chunk(chunk_id, note.path, heading, *span, piece_context, content_hash, units))
+            own = body_tags("\n".join(lines[i] for i in range(a, b + 1) if not s.in_fence(i)))
+            tags = tuple(dict.fromkeys([*fm.tags, *own]))
+            chunk = Chunk(chunk_id, note.path, heading, *span, piece_context, content_hash, units)
+            chunks.append(replace(chunk, tags=tags, properties=fm.properties))
     return chunks
 
 
-def _sections(lines: list[str], s: Structure) -> Iterator[tuple[tuple[str, ...], int, int]]:
-    """(heading path, first index, last index) of each section with a body."""
+def _front_matter(path: str, lines: list[str], s: Structure) -> tuple[FrontMatter, int]:
+    """The note's front matter and the index of its first body line. Front matter that is
+    not a YAML mapping, or a note that is only front matter, is indexed as text."""
+    span = s.front_matter
+    if span is None or not any(x.strip() for x in lines[span.after :]):
+        return FrontMatter(), 0
+    try:
+        return front_matter(span.yaml, first_line=2), span.after
+    except BadFrontMatter as e:
+        log.warning("%s: %s; its lines are indexed as text", path, e)
+        return FrontMatter(), 0
+
+
+def _context(heading: tuple[str, ...], name: str, fm: FrontMatter) -> str:
+    """The heading path (or the note's name), led by the names the front matter gives the
+    note: "Title (alias, alias) #tag #tag > Heading > Subheading"."""
+    if not fm.names:
+        return CONTEXT_SEP.join(heading) or name
+    title = fm.title or name
+    rest = heading[1:] if heading and heading[0].casefold() == title.casefold() else heading
+    aliases = [f"({', '.join(fm.aliases)})"] if fm.aliases else []
+    label = " ".join([title, *aliases, *(f"#{t}" for t in fm.tags)])
+    return CONTEXT_SEP.join([label, *rest])
+
+
+def _paragraphs(lines: list[str]) -> Iterator[tuple[tuple[str, ...], int, int]]:
+    """Each run of non-blank lines of a plain-text note, as a section with no heading."""
+    start = None
+    for i, line in enumerate([*lines, ""]):
+        if line.strip() and start is None:
+            start = i
+        elif not line.strip() and start is not None:
+            yield (), start, i - 1
+            start = None
+
+
+def _sections(
+    lines: list[str], s: Structure, first: int = 0
+) -> Iterator[tuple[tuple[str, ...], int, int]]:
+    """(heading path, first index, last index) of each section with a body, from line `first`."""
     stack: list[tuple[int, str]] = []  # (level, text) of the open headings
-    start, body, heading = 0, 0, ()
+    start, body, heading = first, first, ()
     for i in [*sorted(s.headings), len(lines)]:
         yield from _trimmed_section(lines, heading, start, body, i - 1)
         if i == len(lines):

@@ -5,6 +5,7 @@ matter), whose tokens carry exact line maps.
     s.headings     # {0: Heading(level=1, text='SQS', end=1)}
     s.fence_of[3]  # (2, 4): the fenced block line 3 is part of, fences included
     s.inside[3]    # True: a chunk may not start here (inside a fence, table or front matter)
+    structure(["---", "title: A", "---", "Body"]).front_matter   # FrontMatterSpan(after=3, ...)
 
 Line numbers here are 0-based indexes into the note's lines (`cutting.split_lines`).
 Headings are the note's own section headings, ATX (`# Title`) or setext (`Title` over `===`
@@ -28,9 +29,16 @@ class Heading:
     end: int  # index of the first line after the heading (a setext heading spans 2 or more)
 
 
+@dataclass(frozen=True)
+class FrontMatterSpan:
+    after: int  # index of the first line after the closing `---` (the front matter is 0..after-1)
+    yaml: str  # the lines between the `---` lines
+
+
 @dataclass
 class Structure:
     headings: dict[int, Heading] = field(default_factory=dict)  # first line -> its heading
+    front_matter: FrontMatterSpan | None = None
     fence_of: dict[int, tuple[int, int]] = field(default_factory=dict)  # line -> (first, last)
     inside: set[int] = field(default_factory=set)  # lines that continue a block (not its first)
 
@@ -60,4 +68,7 @@ def structure(lines: list[str]) -> Structure:
             s.inside.update(range(first + 1, last + 1))
         elif token.type in ("table_open", "front_matter"):
             s.inside.update(range(first + 1, after))
+            if token.type == "front_matter":
+                yaml = "\n".join(lines[first + 1 : after - 1])  # the plugin's content can overlap
+                s.front_matter = FrontMatterSpan(after, yaml)
     return s

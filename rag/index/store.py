@@ -316,7 +316,8 @@ def chunk_to_json(chunk: Chunk) -> dict:
 
 def chunk_from_json(data: dict) -> Chunk:
     units = tuple(Unit(start, end, tuple(parents)) for start, end, parents in data["units"])
-    return Chunk(**{**data, "heading": tuple(data["heading"]), "units": units})
+    tags = tuple(data.get("tags", ()))  # absent before CUT_VERSION 7: that index is re-cut
+    return Chunk(**{**data, "heading": tuple(data["heading"]), "units": units, "tags": tags})
 
 
 def _read_chunks(path: Path) -> list[Chunk]:
