@@ -28,6 +28,7 @@ from rag.index.store import current_generation, verify_generation
 from rag.quality import beir
 from rag.quality.evaluate import evaluate, format_table, load_cases
 from rag.search.engine import Engine
+from rag.search.filters import Where
 from rag.search.live import open_engine
 from rag.settings import (
     Settings,
@@ -42,6 +43,7 @@ EXAMPLES = {
     "  rag index --check     # read every index file against its checksum\n"
     "  rag index --notes ~/notes --index ~/.rag-index --json",
     "search": 'examples:\n  rag search "max sqs message size" -k 5\n'
+    '  rag search "retry backoff" --where tag:infra --where folder:projects/* --since 2026-01-01\n'
     "  rag search --batch questions.jsonl --json   # one result line per input line",
     "ask": 'examples:\n  rag ask "what is the default sqs visibility timeout?"\n'
     "  rag ask --batch questions.jsonl --json\n"
@@ -152,6 +154,17 @@ def _question_flags(p: argparse.ArgumentParser) -> None:
 def _search_flags(p: argparse.ArgumentParser) -> None:
     add_flags(p, "top_k", "mode")
     p.add_argument(
+        "--where",
+        action="append",
+        metavar="NAME:VALUE",
+        help="search only notes with this tag (tag:infra, nested tags too), below this folder "
+        "(folder:projects/*) or with this front-matter property (status:draft); repeatable, "
+        "all must hold",
+    )
+    p.add_argument(
+        "--since", metavar="YYYY-MM-DD", help="search only notes modified on or after this day"
+    )
+    p.add_argument(
         "--as-typed",
         action="store_true",
         help="search the words as typed (by default a word your notes do not use is searched "
@@ -195,7 +208,7 @@ def _update(settings: Settings, full: bool, progress_bar: bool, dry_run=False) -
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
-    engine = _engine(settings, many=bool(args.batch))
+    engine = _filtered(_engine(settings, many=bool(args.batch)), args, settings)
     for qid, raw in _questions(args):
         try:
             found = next(_stream(engine, settings, raw, [], args.as_typed))
@@ -212,7 +225,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
-    engine = _engine(settings, many=bool(args.batch))
+    engine = _filtered(_engine(settings, many=bool(args.batch)), args, settings)
     history = console.read_history(Path(args.history)) if args.history else []
     for qid, raw in _questions(args):
         events = _stream(engine, settings, raw, history, args.as_typed)
@@ -231,7 +244,7 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     """A conversation at the terminal: each question is read with the ones before it."""
-    engine = _engine(settings, many=True)
+    engine = _filtered(_engine(settings, many=True), args, settings)
     history: list[Exchange] = []
     if sys.stdin.isatty():
         print(EXAMPLES["chat"].rsplit("\n", 1)[-1].capitalize())
@@ -309,6 +322,17 @@ def _engine(settings: Settings, many: bool = False) -> Engine:
     if many:
         warm_up(engine.embedder)
     return engine
+
+
+def _filtered(engine: Engine, args: argparse.Namespace, settings: Settings) -> Engine:
+    """The engine, searching only the notes `--where` and `--since` allow."""
+    where = Where.parse(args.where, args.since)
+    if not where:
+        return engine
+    allowed = where.mask(engine.chunks, settings.notes_dir)
+    if not allowed.any():
+        raise BadInput(f"no note in {settings.notes_dir} matches {where}")
+    return engine.within(allowed)
 
 
 def _stream(

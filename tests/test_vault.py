@@ -3,16 +3,22 @@ by hand; and a search by a front matter's title, alias and tag, with the real mo
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
+import os
 import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from rag.errors import BadInput
 from rag.index.cutting import Chunk, chunk_note, split_lines
 from rag.index.obsidian import BadFrontMatter, body_tags, front_matter, visible_text
 from rag.notes import Note, load_notes
+from rag.search.filters import Condition, Where
 
 VAULT = Path(__file__).parent / "data" / "vault"
 BIG = 10_000  # a budget no section reaches: one chunk per section
@@ -266,3 +272,126 @@ def test_stored_chunks_keep_their_tags_and_properties(vault_engine):
 def test_cjk_and_accented_words_are_found(vault_engine):
     assert vault_engine.search("東京タワー", k=1, mode="bm25")[0].chunk.path == "people/tokyo.md"
     assert vault_engine.search("creme brulee", k=1, mode="bm25")[0].chunk.path == "people/elodie.md"
+
+
+# --- filters: --where tag:X, folder:GLOB, NAME:VALUE, and --since ---------------------------
+
+
+def allowed_notes(where: Where, chunks: list[Chunk], notes_dir: Path) -> list[str]:
+    mask = where.mask(chunks, notes_dir)
+    return sorted({c.path for c, keep in zip(chunks, mask, strict=True) if keep})
+
+
+@pytest.fixture(scope="module")
+def vault_chunks() -> list[Chunk]:
+    notes, _ = load_notes(VAULT)
+    return [c for n in notes for c in chunk_note(n, words, BIG)]
+
+
+@pytest.mark.parametrize(
+    ("where", "notes"),
+    [
+        (["tag:infra"], ["projects/queue-design.md"]),  # infra/queues is nested under infra
+        (["tag:#INFRA/consumers"], ["projects/queue-design.md"]),  # from one chunk's lines
+        (["tag:infra/queue"], []),  # a tag is whole words: infra/queues is not infra/queue
+        (["tag:会議"], ["people/tokyo.md"]),
+        (["folder:people"], ["people/elodie.md", "people/tokyo.md"]),
+        (["folder:projects/*", "folder:*.txt"], ["projects/standup.txt"]),  # all must hold
+        (["folder:*/retry-policy.md"], ["projects/retry-policy.md"]),
+        (["Status:DRAFT"], ["projects/queue-design.md"]),  # a front-matter property
+        (["aliases:mq design"], ["projects/queue-design.md"]),  # one of a list's values
+        (["owner:platform"], []),  # that front matter is not YAML: no properties
+    ],
+)
+def test_where_conditions(vault_chunks, where, notes):
+    assert allowed_notes(Where.parse(where), vault_chunks, VAULT) == notes
+
+
+def test_since_is_the_note_files_modification_day(vault_chunks, tmp_path):
+    shutil.copytree(VAULT, tmp_path / "v")
+    old = dt.datetime(2025, 6, 1, 12).timestamp()
+    for path in (tmp_path / "v").rglob("*"):
+        os.utime(path, (old, old))
+    new = dt.datetime(2026, 1, 2, 12).timestamp()
+    os.utime(tmp_path / "v" / "people/tokyo.md", (new, new))
+    since = Where.parse(None, "2026-01-02")
+    assert allowed_notes(since, vault_chunks, tmp_path / "v") == ["people/tokyo.md"]
+    (tmp_path / "v" / "people/tokyo.md").unlink()  # gone since it was indexed
+    assert allowed_notes(since, vault_chunks, tmp_path / "v") == []
+    everything = allowed_notes(Where.parse(None, "2025-06-01"), vault_chunks, VAULT)
+    assert len(everything) == 6
+
+
+@pytest.mark.parametrize(
+    ("where", "since", "problem"),
+    [
+        (["tag"], None, "--where takes NAME:VALUE (tag:infra, folder:projects/*, status:draft)"),
+        (["tag: "], None, "--where takes NAME:VALUE"),
+        ([":x"], None, "--where takes NAME:VALUE"),
+        (None, "01/02/2026", "--since takes a date as YYYY-MM-DD, not '01/02/2026'"),
+    ],
+)
+def test_bad_filters_are_refused_by_name(where, since, problem):
+    with pytest.raises(BadInput, match="^" + re.escape(problem)):
+        Where.parse(where, since)
+
+
+def test_where_parses_names_case_blind_and_values_whole():
+    where = Where.parse(["Folder: a/b:c "], "2026-01-02")
+    assert where.conditions == (Condition("folder", "a/b:c"),)
+    assert where.since == dt.date(2026, 1, 2) and str(where) == "folder:a/b:c since 2026-01-02"
+    assert not Where.parse(None, None) and Where.parse(["tag:x"])
+
+
+def test_a_filtered_search_still_gets_k_hits_from_the_allowed_notes_only(vault_engine, vault_dirs):
+    question = "what happens to a message when retries fail"
+    everywhere = vault_engine.search(question, k=3)
+    assert {h.chunk.path for h in everywhere} != {"projects/queue-design.md"}
+    mask = Where.parse(["tag:architecture"]).mask(vault_engine.chunks, vault_dirs[0])
+    for mode in ("hybrid", "bm25", "dense"):
+        hits = vault_engine.within(mask).search(question, k=2, mode=mode)
+        assert [h.chunk.path for h in hits] == ["projects/queue-design.md"] * 2, mode
+    people = Where.parse(["folder:people"]).mask(vault_engine.chunks, vault_dirs[0])
+    hits = vault_engine.within(people).search(question, k=5, mode="dense")
+    assert sorted(h.chunk.path for h in hits) == ["people/elodie.md", "people/tokyo.md"]
+
+
+def test_a_mask_allowing_every_row_changes_nothing(vault_engine):
+    everything = vault_engine.within(np.ones(len(vault_engine.chunks), dtype=bool))
+    for question in ("broker retention days", "東京", "dead letters inspection"):
+        for mode in ("hybrid", "bm25", "dense"):
+            plain, masked = (
+                vault_engine.search(question, 5, mode),
+                everything.search(question, 5, mode),
+            )
+            assert [h.chunk.id for h in masked] == [h.chunk.id for h in plain], (question, mode)
+            assert [h.score for h in masked] == pytest.approx([h.score for h in plain], abs=1e-6)
+    with pytest.raises(ValueError, match="a mask of 1 rows for"):
+        vault_engine.within(np.ones(1, dtype=bool))
+
+
+def test_rag_search_where_on_the_command_line(capsys, vault_dirs):
+    from rag.cli import main
+
+    at = ["--notes", str(vault_dirs[0]), "--index", str(vault_dirs[1])]
+    argv = ["search", "retries", "-k", "2", "--json", "--where", "folder:projects/*.txt", *at]
+    assert main(argv) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert [(h["path"], h["start_line"], h["end_line"]) for h in hits] == [
+        ("projects/standup.txt", 4, 5),
+        ("projects/standup.txt", 1, 2),
+    ]
+    assert main(["search", "retries", "--where", "tag:nowhere", *at]) == 2
+    assert f"no note in {vault_dirs[0]} matches tag:nowhere" in capsys.readouterr().err
+
+
+def test_a_broad_filter_is_searched_deeper_with_the_same_result(vault_engine, monkeypatch):
+    """Past EXACT_LIMIT allowed rows the dense leg searches deeper instead of row by row."""
+    mask = np.array([c.path != "projects/queue-design.md" for c in vault_engine.chunks])
+    vector = vault_engine.embedder.embed(["what happens when retries fail"])[0]
+    exact = vault_engine.dense.search(vector, 3, mask)
+    monkeypatch.setattr(vault_engine.dense, "EXACT_LIMIT", 0)
+    deep = vault_engine.dense.search(vector, 3, mask)
+    assert deep[0].tolist() == exact[0].tolist() and len(deep[0]) == 3
+    assert deep[1] == pytest.approx(exact[1], abs=1e-6)
+    assert mask[deep[0]].all()

@@ -171,11 +171,38 @@ class MultiVectorIndex:
     def size(self) -> int:
         return self.chunks.size
 
-    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The k best chunks, best first; only rows `allowed` (a bool per chunk) marks, when
+        given: up to EXACT_LIMIT of them are scored one by one, more are found by searching
+        deeper until k of them are among the best."""
+        if allowed is not None:
+            rows = np.flatnonzero(allowed)
+            if len(rows) <= self.EXACT_LIMIT:
+                return self._search_rows(query, k, rows)
+            depth = k
+            while True:
+                found, scores = self.search(query, depth)
+                keep = allowed[found]
+                if keep.sum() >= k or depth >= self.size:
+                    return found[keep][:k], scores[keep][:k]
+                depth *= 4
         exact = self.chunks.size + self.units.size <= self.EXACT_LIMIT
         if exact and not (self.chunks.approximate or self.units.approximate):
             return self._search_all(query, k)
         return self._search_candidates(query, k)
+
+    def _search_rows(self, query: np.ndarray, k: int, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Score these chunks, each from its own vector and its units'."""
+        rows = rows.astype(np.int64)
+        own = self.chunks.take(rows) @ query
+        best = own.copy()
+        has_units = self.first[rows] != self.first[rows + 1]
+        best[has_units] = self._best_units(query, rows[has_units])
+        combined = self.alpha * own + (1 - self.alpha) * best
+        order = np.lexsort((rows, -combined))[:k]
+        return rows[order], combined[order]
 
     def _search_all(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Score every chunk from every vector."""

@@ -236,8 +236,11 @@ class LexicalIndex:
         n = int(self._df[t])
         return math.log(1 + (self.size - n + 0.5) / (n + 0.5))
 
-    def search(self, query_tokens: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows and scores of the k best-scoring documents with a positive score, best first.
+    def search(
+        self, query_tokens: list[str], k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and scores of the k best-scoring documents with a positive score, best first;
+        only rows `allowed` (a bool per document) marks, when given.
 
         Only documents holding a query term are scored; ties go to the lower row.
         """
@@ -248,6 +251,8 @@ class LexicalIndex:
         # bincount adds in query-term order, as a dense sum over the terms would.
         scores = np.bincount(inverse, weights=np.concatenate([w for _, w in terms]))
         keep = scores > 0
+        if allowed is not None:
+            keep &= allowed[rows]
         rows, scores = rows[keep].astype(np.int64), scores[keep]
         if len(rows) > k:
             part = np.argpartition(-scores, k - 1)[:k]

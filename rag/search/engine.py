@@ -3,6 +3,7 @@
     engine = Engine(load_index(...), embedder)
     hits = engine.search("max sqs message size", k=5, mode="hybrid")
     hits[0].chunk.heading   # ('AWS Notes', 'Integration and Messaging', 'SQS -- ...')
+    engine.within(mask).search("retry backoff")   # only the rows a filter allows, in both legs
 
 Each leg takes its best `depth` chunks; hybrid blends the two scores, each divided by its
 leg's best (`rag.search.fusion`). A Hit also carries what the answer stage weighs: the
@@ -11,6 +12,7 @@ question's cosine with the chunk and with each of its units.
 
 from __future__ import annotations
 
+import copy
 import re
 import threading
 from dataclasses import dataclass
@@ -91,7 +93,17 @@ class Engine:
         self.lexical = LexicalIndex(index.postings, k1=tuning.k1, b=tuning.b)
         self.words = NoteWords(self.lexical)  # the notes' vocabulary: spelling, rare terms
         self.tuning = tuning
+        self.allowed: np.ndarray | None = None  # a bool per chunk row: what a search may find
         self._lock = threading.Lock()
+
+    def within(self, allowed: np.ndarray) -> Engine:
+        """This engine, searching only the rows `allowed` marks (`rag.search.filters`): each
+        leg takes its best allowed rows before fusion, so a filtered question still gets k."""
+        if len(allowed) != len(self.chunks):
+            raise ValueError(f"a mask of {len(allowed)} rows for {len(self.chunks)} chunks")
+        view = copy.copy(self)  # the same index, embedder and lock
+        view.allowed = np.asarray(allowed, dtype=bool)
+        return view
 
     def search(self, question: str, k: int = 5, mode: Mode = "hybrid") -> list[Hit]:
         check_mode(mode)
@@ -105,9 +117,9 @@ class Engine:
         den: dict[int, tuple[int, float]] = {}
         vector = self.embedder.embed([question])[0]  # bm25 mode too: answers weigh cosines
         if mode != "dense":
-            lex = _leg(*self.lexical.search(tokenize(question), depth))
+            lex = _leg(*self.lexical.search(tokenize(question), depth, self.allowed))
         if mode != "bm25":
-            den = _leg(*self.dense.search(vector, depth))
+            den = _leg(*self.dense.search(vector, depth, self.allowed))
         if mode == "hybrid":
             legs = [{r: s for r, (_, s) in leg.items()} for leg in (lex, den)]
             order = ranked(max_blend(legs, [t.bm25_weight, 1 - t.bm25_weight]))

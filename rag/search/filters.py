@@ -1,0 +1,103 @@
+"""Which chunks a question may find: `--where` conditions and `--since`, as a row mask.
+
+    where = Where.parse(["tag:infra", "folder:projects/*"], since="2026-01-01")
+    allowed = where.mask(engine.chunks, notes_dir)    # one bool per chunk row
+    engine.within(allowed).search("retry backoff", k=5)   # both legs search these rows only
+
+`tag:X` holds for a note with the tag X or a tag nested under it (`X/sub`), in its front
+matter or anywhere in its lines; `folder:GLOB` for a note whose path is below a folder the glob
+names (`projects`, `projects/*`, `*/drafts`; `*` crosses folders); any other `NAME:VALUE` for a
+note whose front-matter property NAME is VALUE or lists it (`status:draft`); `--since DATE`
+for a note whose file was modified on or after that day (local time). Every condition must
+hold; names, tags and values match whatever their case.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+import numpy as np
+
+from rag.errors import BadInput
+from rag.index.cutting import Chunk
+
+
+@dataclass(frozen=True)
+class Condition:
+    name: str  # "tag", "folder", or a front-matter property, casefolded
+    value: str
+
+
+@dataclass(frozen=True)
+class Where:
+    conditions: tuple[Condition, ...] = ()
+    since: dt.date | None = None
+
+    @classmethod
+    def parse(cls, where: list[str] | None, since: str | None = None) -> Where:
+        """The conditions of `--where NAME:VALUE` flags and `--since YYYY-MM-DD`; BadInput
+        says what is wrong with one."""
+        conditions = []
+        for raw in where or []:
+            name, sep, value = raw.partition(":")
+            if not sep or not name.strip() or not value.strip():
+                raise BadInput(
+                    f"--where takes NAME:VALUE (tag:infra, folder:projects/*, status:draft), "
+                    f"not {raw!r}"
+                )
+            conditions.append(Condition(name.strip().casefold(), value.strip()))
+        day = None
+        if since:
+            try:
+                day = dt.date.fromisoformat(since.strip())
+            except ValueError:
+                raise BadInput(f"--since takes a date as YYYY-MM-DD, not {since!r}") from None
+        return cls(tuple(conditions), day)
+
+    def __bool__(self) -> bool:
+        return bool(self.conditions) or self.since is not None
+
+    def __str__(self) -> str:
+        shown = [f"{c.name}:{c.value}" for c in self.conditions]
+        return " ".join(shown + ([f"since {self.since}"] if self.since else []))
+
+    def mask(self, chunks: list[Chunk], notes_dir: Path) -> np.ndarray:
+        """One bool per chunk: whether its note meets every condition."""
+        notes: dict[str, list[Chunk]] = {}
+        for c in chunks:
+            notes.setdefault(c.path, []).append(c)
+        kept = {path for path, of in notes.items() if self._holds(path, of, Path(notes_dir))}
+        return np.fromiter((c.path in kept for c in chunks), dtype=bool, count=len(chunks))
+
+    def _holds(self, path: str, chunks: list[Chunk], notes_dir: Path) -> bool:
+        for c in self.conditions:
+            if c.name == "tag":
+                tag = c.value.lstrip("#").casefold()
+                tags = {t.casefold() for chunk in chunks for t in chunk.tags}
+                if not any(t == tag or t.startswith(tag + "/") for t in tags):
+                    return False
+            elif c.name == "folder":
+                glob = c.value.strip("/")
+                if not (fnmatchcase(path, glob) or fnmatchcase(path, glob + "/*")):
+                    return False
+            elif not _has_property(chunks[0].properties, c.name, c.value):
+                return False
+        return self.since is None or _modified(notes_dir / path) >= self.since
+
+
+def _has_property(properties: dict, name: str, value: str) -> bool:
+    found = [v for k, v in properties.items() if k.casefold() == name]
+    values = [x for v in found for x in (v if isinstance(v, list) else [v])]
+    return any(str(v).casefold() == value.casefold() for v in values if not isinstance(v, dict))
+
+
+def _modified(path: Path) -> dt.date:
+    """The day a note's file was last modified; a file gone since indexing: never."""
+    try:
+        return dt.date.fromtimestamp(os.stat(path).st_mtime)
+    except OSError:
+        return dt.date.min
