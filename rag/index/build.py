@@ -251,4 +251,3 @@ def index_lock(index_dir: Path, wait: float) -> Iterator[None]:
         yield
     finally:
         lock.release()
-

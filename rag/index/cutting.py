@@ -95,7 +95,9 @@ class Chunk:
 
     def unit_lines(self, u: Unit) -> str:
         """The unit's lines as they are in the note."""
-        return "\n".join(self.lines[u.start_line - self.start_line : u.end_line - self.start_line + 1])
+        return "\n".join(
+            self.lines[u.start_line - self.start_line : u.end_line - self.start_line + 1]
+        )
 
     def unit_body(self, u: Unit) -> str:
         """The unit's words: its lines without list markers, joined."""
@@ -152,7 +154,9 @@ def relocate(lines: Sequence[str], start: int, end: int, digest: str) -> tuple[i
         return start, end
     if length > MAX_RELOCATED_LINES:  # a search costs lines x length: bounded
         return None
-    spans = (i for i in range(len(lines) - length + 1) if span_digest(lines[i : i + length]) == digest)
+    spans = (
+        i for i in range(len(lines) - length + 1) if span_digest(lines[i : i + length]) == digest
+    )
     nearest = min(spans, key=lambda i: abs(i + 1 - start), default=None)
     return None if nearest is None else (nearest + 1, nearest + length)
 

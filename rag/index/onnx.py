@@ -152,8 +152,6 @@ def _preprocess(model):
     return getattr(model, "preprocess", None) or model.tokenize
 
 
-
-
 def _content_hash(path: Path) -> str:
     """Every file of the model folder, and what the export depends on: a changed model or
     torch makes a new file (0.1 s for the packaged model's 90 MB)."""

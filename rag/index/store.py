@@ -149,7 +149,9 @@ def load_index(index_dir: Path, model: str, dim: int, max_tokens: int | None) ->
         except (IndexCorrupt, OSError) as e:
             if current_generation(index_dir) == gen:  # not replaced under us: really broken
                 if not gen.is_dir():
-                    raise IndexCorrupt(f"{index_dir / POINTER} names {gen.name}, which is missing") from e
+                    raise IndexCorrupt(
+                        f"{index_dir / POINTER} names {gen.name}, which is missing"
+                    ) from e
                 if isinstance(e, IndexCorrupt):
                     raise
                 raise IndexCorrupt(f"cannot read {gen} ({e})") from e
@@ -304,7 +306,8 @@ def clean_old_generations(index_dir: Path) -> None:
         keep.add(Path(index_dir) / previous if previous else None)
     for stale in Path(index_dir).glob("gen-*"):
         if stale.is_dir() and stale not in keep:
-            shutil.rmtree(stale, ignore_errors=True)  # a folder another cleaner took already is fine
+            # A folder another cleaner took already is fine.
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def chunk_to_json(chunk: Chunk) -> dict:
