@@ -26,7 +26,13 @@ from rag.index.build import IndexReport, update_index
 from rag.index.embedding import SentenceTransformerEmbedder, warm_up
 from rag.index.store import current_generation, verify_generation
 from rag.quality import beir
-from rag.quality.evaluate import evaluate, format_table, load_cases
+from rag.quality.evaluate import (
+    evaluate,
+    format_table,
+    format_votes,
+    load_cases,
+    recheck_votes,
+)
 from rag.search.engine import Engine
 from rag.search.filters import Where
 from rag.search.live import open_engine
@@ -61,7 +67,8 @@ EXAMPLES = {
     "Claude Code: claude mcp add notes -- rag mcp --notes ~/vault",
     "beir": "examples:\n  rag beir ../shared/bench/scifact\n  rag beir ~/beir/nfcorpus --json\n\n"
     "the notes and index go to .bench/<name>/ unless --notes/--index say otherwise",
-    "eval": "examples:\n  rag eval\n  rag eval --questions my-questions.jsonl --json\n\n"
+    "eval": "examples:\n  rag eval\n  rag eval --questions my-questions.jsonl --json\n"
+    "  rag eval --feedback                # the chat's votes: which answers changed since\n\n"
     'each line: {"id": "q1", "question": "...", "gold": [{"path": "a.md", "start_line": 3, '
     '"end_line": 4}], "type": "fact"}; "gold": [] marks a question the notes do not answer',
 }
@@ -139,6 +146,15 @@ def _parser() -> argparse.ArgumentParser:
     p = command("eval", "Measure retrieval and answers on questions with gold lines.", cmd_eval)
     p.add_argument(
         "--questions", metavar="FILE", default="eval/questions.jsonl", help="eval JSONL file"
+    )
+    p.add_argument(
+        "--feedback",
+        dest="votes",
+        nargs="?",
+        const="",
+        metavar="FILE",
+        help="instead, ask the chat's voted questions again and say which answers changed "
+        "(FILE, else the feedback file: RAG_FEEDBACK or feedback.jsonl beside the index)",
     )
     p = command("beir", "Measure retrieval on a BEIR folder (corpus, queries, qrels).", cmd_beir)
     p.add_argument("beir_dir", metavar="DIR", help="folder with corpus.jsonl, queries.jsonl, qrels")
@@ -286,6 +302,13 @@ def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    if args.votes is not None:
+        from rag.web.feedback import load_votes
+
+        votes = load_votes(Path(args.votes) if args.votes else settings.feedback_file)
+        rows = recheck_votes(_engine(settings, many=True), votes)
+        print(json.dumps(rows) if args.json else format_votes(rows))
+        return 0
     cases = load_cases(Path(args.questions))
     if not cases:
         raise BadInput(f"{args.questions} holds no questions")

@@ -29,7 +29,7 @@ from rag.errors import NoteRefused
 from rag.index.cutting import Chunk
 from rag.notes import resolve_note
 from rag.search.engine import Hit
-from rag.web.feedback import append_feedback, feedback_entry
+from rag.web.feedback import feedback_entry, load_votes, record_vote
 from rag.web.panel import sources_html
 from rag.web.render import chat_markdown, escape_md, reply_markdown
 from rag.web.viewer import note_page
@@ -570,8 +570,8 @@ def test_feedback_lines_are_appended(tmp_path: Path):
     answer = _answer(_section_cite(1, 11))
     answer.question, answer.searched = "and the default?", "lambda timeout the default?"
     path = tmp_path / "deep" / "feedback.jsonl"
-    append_feedback(path, feedback_entry(answer))
-    append_feedback(path, feedback_entry(Answer("q2", NOT_IN_NOTES, False)))
+    record_vote(path, feedback_entry(answer))
+    record_vote(path, feedback_entry(Answer("q2", NOT_IN_NOTES, False), "up"))
     first, second = [json.loads(line) for line in path.read_text().splitlines()]
     assert set(first) == {"question", "answer", "vote", "citations", "time", "asked"}
     assert (first["question"], first["asked"], first["vote"]) == (
@@ -592,6 +592,39 @@ def test_feedback_lines_are_appended(tmp_path: Path):
     ]
     assert first["time"].endswith("Z")
     assert second["question"] == "q2" and second["citations"] == [] and "asked" not in second
+    assert second["vote"] == "up"
+
+
+def test_a_new_vote_on_an_answer_replaces_its_line_and_taking_it_back_removes_it(tmp_path):
+    path = tmp_path / "feedback.jsonl"
+    path.write_text('{"question": "by hand", "vote": "down"}')  # no newline at the end
+    a, b = _answer(_section_cite(1, 11)), Answer("q2", NOT_IN_NOTES, False)
+    record_vote(path, feedback_entry(a, "down", key="k1"))
+    record_vote(path, feedback_entry(b, "down", key="k2"))
+    record_vote(path, feedback_entry(a, "down", "Wrong lines", key="k1"))  # a reason, later
+    votes = load_votes(path)
+    assert [(v["question"], v.get("id"), v.get("reason")) for v in votes] == [
+        ("by hand", None, None),
+        ("q2", "k2", None),
+        (a.question, "k1", "Wrong lines"),
+    ]
+    record_vote(path, None, key="k2")  # the same button again: the vote is taken back
+    assert [v.get("id") for v in load_votes(path)] == [None, "k1"]
+    assert path.read_text().endswith("\n") and not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_feedback_file_that_is_not_votes_is_named(tmp_path: Path):
+    from rag.errors import BadInput
+
+    path = tmp_path / "feedback.jsonl"
+    with pytest.raises(BadInput, match="no feedback file at .*vote on an answer"):
+        load_votes(path)
+    path.write_text('{"vote": "down"}\nnot json\n')
+    with pytest.raises(BadInput, match="line 2 is not JSON"):
+        load_votes(path)
+    path.write_text('{"id": "q1", "question": "x", "gold": []}\n')
+    with pytest.raises(BadInput, match="line 1 is not a vote"):
+        load_votes(path)
 
 
 def test_a_feedback_file_is_not_taken_for_eval_cases(tmp_path: Path):
@@ -599,7 +632,7 @@ def test_a_feedback_file_is_not_taken_for_eval_cases(tmp_path: Path):
     from rag.quality.evaluate import load_cases
 
     path = tmp_path / "feedback.jsonl"
-    append_feedback(path, feedback_entry(_answer(_section_cite(1, 11))))
+    record_vote(path, feedback_entry(_answer(_section_cite(1, 11)), key="k1"))
     with pytest.raises(BadInput, match="line 1 is a feedback line, not an eval case"):
         load_cases(path)
 

@@ -271,3 +271,33 @@ def test_terminal_locations_are_editor_hyperlinks(aws_engine, aws_settings):
     uri = aws_settings.links.uri(c.path, c.start_line)
     assert f"\x1b]8;;{uri}\x1b\\{c.location}\x1b]8;;\x1b\\" in text  # OSC 8
     assert "\x1b" not in console.search_text("q", hits)  # not a terminal: plain text
+
+
+def test_eval_feedback_asks_the_voted_questions_again(capsys, aws_settings, tmp_path):
+    """A vote whose answer is today's is "same"; one that cited other lines, "CHANGED"."""
+    from rag.answer.pipeline import ask
+    from rag.search.live import open_engine
+    from rag.web.feedback import feedback_entry, record_vote
+
+    engine = open_engine(aws_settings)
+    right = ask(engine, "What is the maximum size of an SQS message?")
+    wrong = ask(engine, "what is the default visibility timeout?")
+    wrong.question, wrong.searched = right.question, ""  # as if it had cited other lines
+    path = tmp_path / "feedback.jsonl"
+    record_vote(path, feedback_entry(right, "up", key="a"))
+    record_vote(path, feedback_entry(wrong, "down", "Wrong lines", key="b"))
+    code, out, _ = run(capsys, "eval", "--feedback", str(path), *at(aws_settings))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("same    up ") and "SQS message" in lines[0]
+    assert lines[1].startswith("CHANGED down ") and lines[1].endswith("(Wrong lines)")
+    assert lines[2] == (
+        "2 votes: 1 of 1 down-voted answers now cite other lines; 0 of 1 up-voted answers changed"
+    )
+    code, out, _ = run(capsys, "eval", "--feedback", str(path), "--json", *at(aws_settings))
+    rows = json.loads(out)
+    assert [(r["vote"], r["same"]) for r in rows] == [("up", True), ("down", False)]
+    code, _, err = run(
+        capsys, "eval", "--feedback", str(tmp_path / "none.jsonl"), *at(aws_settings)
+    )
+    assert code == 2 and "no feedback file at" in err

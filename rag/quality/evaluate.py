@@ -60,10 +60,10 @@ def load_cases(path: Path) -> list[Case]:
             continue
         try:
             item = json.loads(line)
-            if "vote" in item and "id" not in item:
+            if "vote" in item and "gold" not in item:
                 raise BadInput(
-                    f"{path} line {n} is a feedback line, not an eval case: give it an id and "
-                    "the gold lines that answer it"
+                    f"{path} line {n} is a feedback line, not an eval case: give it the gold "
+                    "lines that answer it (`rag eval --feedback` re-asks the voted questions)"
                 )
             gold = tuple(
                 Span(str(g["path"]), int(g["start_line"]), int(g["end_line"]))
@@ -199,6 +199,60 @@ def _same_lines(a: Answer, b: Answer) -> bool:
         return True
     x, y = a.citations[0], b.citations[0]
     return x.path == y.path and x.start_line <= y.end_line and y.start_line <= x.end_line
+
+
+def recheck_votes(engine: Engine, votes: list[dict]) -> list[dict]:
+    """Each voted answer's question asked again: does today's answer cite what was voted on?
+    "same": its first citation overlaps the voted first citation (or both declined);
+    "changed": it cites other lines, or answers where it declined, or the other way round."""
+    rows = []
+    for vote in votes:
+        now = ask(engine, str(vote.get("question", "")))
+        cited = vote.get("citations") or []
+        then = cited[0] if cited and str(vote.get("answer", "")) != "" else None
+        first = now.citations[0] if now.answered and now.citations else None
+        if then is None or first is None:
+            same = then is None and first is None
+        else:
+            same = (
+                first.path == then.get("path")
+                and first.start_line <= int(then.get("end_line", 0))
+                and int(then.get("start_line", 0)) <= first.end_line
+            )
+        rows.append(
+            {
+                "question": now.question,
+                "vote": vote.get("vote"),
+                "reason": vote.get("reason", ""),
+                "then": _cited(then),
+                "now": f"{first.path}:{first.start_line}-{first.end_line}" if first else now.status,
+                "same": same,
+            }
+        )
+    return rows
+
+
+def format_votes(rows: list[dict]) -> str:
+    """The re-checked votes, one a line, then how many down-voted answers changed."""
+    lines = []
+    for r in rows:
+        mark = "same   " if r["same"] else "CHANGED"
+        why = f" ({r['reason']})" if r["reason"] else ""
+        lines.append(f"{mark} {r['vote']:<4} {r['then']} -> {r['now']}  {r['question']}{why}")
+    down = [r for r in rows if r["vote"] == "down"]
+    up = [r for r in rows if r["vote"] == "up"]
+    lines.append(
+        f"{len(rows)} votes: {sum(not r['same'] for r in down)} of {len(down)} down-voted "
+        f"answers now cite other lines; {sum(not r['same'] for r in up)} of {len(up)} "
+        "up-voted answers changed"
+    )
+    return "\n".join(lines)
+
+
+def _cited(citation: dict | None) -> str:
+    if not citation:
+        return "declined"
+    return f"{citation.get('path')}:{citation.get('start_line')}-{citation.get('end_line')}"
 
 
 def evaluate(engine: Engine, cases: list[Case], modes: tuple[Mode, ...] = MODES) -> dict:

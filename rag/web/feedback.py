@@ -1,46 +1,112 @@
-"""Thumbs-down answers, kept as JSON lines to review and to write eval cases from.
+"""Votes on answers, kept as JSON lines to review, to re-check, and to write eval cases from.
 
-    append_feedback(path, feedback_entry(answer))
-    # {"question": "max sqs size", "answer": "...", "vote": "down",
-    #  "citations": [citation_json...], "time": "2026-...Z"}
+    record_vote(path, feedback_entry(answer, "down", reason="Wrong lines", key=turn.key))
+    record_vote(path, None, key=turn.key)          # the vote taken back: its line goes
+    # {"id": "3f2a...", "question": "max sqs size", "answer": "...", "vote": "down",
+    #  "reason": "Wrong lines", "citations": [citation_json...], "time": "2026-...Z"}
+    load_votes(path)                               # the entries, oldest first
 
 The file is `feedback.jsonl` next to the index folder unless `--feedback` / RAG_FEEDBACK
-says otherwise. One line per vote, appended; nothing is ever rewritten. A line is not an eval
-case: `rag eval` needs the gold lines that do answer the question, which only a person can
-give (it says so if handed this file).
+says otherwise. One line per answer voted on: a new vote on the same answer replaces its line,
+taking a vote back removes it. The file is rewritten whole into a temporary file and renamed
+over the old, so a crash leaves the old file or the new one, never half of either.
+
+A line is not an eval case: `rag eval` needs the gold lines that do answer the question, which
+only a person can give (it says so if handed this file). `rag eval --feedback` asks each voted
+question again and says whether its answer still cites the lines that were voted on.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from rag.answer.base import Answer
 from rag.answer.schema import citation_json
-from rag.jsonl import json_line
+from rag.errors import BadInput
+from rag.jsonl import json_line, numbered_lines
 
+Vote = Literal["up", "down"]
+# The chat's vote buttons: the thumbs, then the reasons a down-vote can give (a flag menu).
+REASONS = ("Wrong lines", "Missed part of the answer", "Should say not in my notes")
 _WRITE = threading.Lock()  # one writer at a time: every line stays whole
 
 
-def feedback_entry(answer: Answer) -> dict:
-    """A down-vote on `answer`: "question" is what was searched; "asked", if it differs,
-    what the user typed (a follow-up such as "and the default?")."""
-    entry = {
+def feedback_entry(answer: Answer, vote: Vote = "down", reason: str = "", key: str = "") -> dict:
+    """A vote on `answer`: "question" is what was searched; "asked", if it differs, what the
+    user typed (a follow-up such as "and the default?"); "id" names the answer, so a later
+    vote on it replaces this one."""
+    entry = {"id": key} if key else {}
+    entry |= {
         "question": answer.searched or answer.question,
         "answer": answer.text,
-        "vote": "down",
+        "vote": vote,
         "citations": [citation_json(c) for c in answer.citations],
         "time": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     }
+    if reason:
+        entry["reason"] = reason
     if answer.searched:
         entry["asked"] = answer.question
     return entry
 
 
-def append_feedback(path: Path, entry: dict) -> None:
-    line = json_line(entry)
+def record_vote(path: Path, entry: dict | None, key: str = "") -> None:
+    """Keep `entry` in the file, in place of any earlier vote on the same answer (`key`, or
+    the entry's "id"); with `entry` None, only remove that earlier vote."""
+    key = key or (entry or {}).get("id", "")
     with _WRITE:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as out:
-            out.write(line)
+        kept = [
+            line
+            for line in _lines(path)
+            if not key or not line.strip() or _id(line) != key  # other answers' lines, as they are
+        ]
+        if entry is not None:
+            kept.append(json_line(entry))
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            tmp.write_text("".join(kept), encoding="utf-8")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def load_votes(path: Path) -> list[dict]:
+    """The votes in the file, oldest first; BadInput naming the line that is not one."""
+    if not path.is_file():
+        raise BadInput(f"no feedback file at {path}: vote on an answer in the chat first")
+    votes = []
+    for n, line in enumerate(_lines(path), 1):  # numbered as the file's lines
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            raise BadInput(f"{path} line {n} is not JSON") from None
+        if not isinstance(entry, dict) or entry.get("vote") not in ("up", "down"):
+            raise BadInput(f'{path} line {n} is not a vote (no "vote": "up" or "down")')
+        votes.append(entry)
+    return votes
+
+
+def _lines(path: Path) -> list[str]:
+    """The file's lines, each ending in "\n" (a hand-edited last line may not)."""
+    if not path.is_file():
+        return []
+    try:
+        return [line if line.endswith("\n") else f"{line}\n" for _, line in numbered_lines(path)]
+    except UnicodeDecodeError:
+        raise BadInput(f"{path} is not UTF-8 text: move it aside to start a new one") from None
+
+
+def _id(line: str) -> str:
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError:
+        return ""
+    return entry.get("id", "") if isinstance(entry, dict) else ""

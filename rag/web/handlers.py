@@ -27,7 +27,7 @@ from rag.errors import BadInput
 from rag.search.engine import Hit
 from rag.search.live import LiveIndex
 from rag.settings import Mode, Settings
-from rag.web.feedback import append_feedback, feedback_entry
+from rag.web.feedback import feedback_entry, record_vote
 from rag.web.panel import sources_html
 from rag.web.render import (
     PartialAnswer,
@@ -52,6 +52,7 @@ class Turn:
     message: int = 0  # index of the answer in the chat history
 
     links: Editor | None = None  # the user's editor, for "open in editor" on each card
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)  # names its vote in the file
 
     def panel(self, why: bool) -> str:
         fused = self.mode == "hybrid"
@@ -178,11 +179,21 @@ class Handlers:
         return turns[-1].panel(why) if turns else gr.skip()
 
     def vote(self, turns, data: gr.LikeData) -> None:
+        """A thumb, a reason (a down-vote that says what is wrong), or the vote taken back
+        (the same button again): the answer's one line in the feedback file follows."""
         turn = _turn_at(turns, data.index)
-        if data.liked is False and turn is not None and turn.answer is not None:
-            path = self.settings.feedback_file
-            append_feedback(path, feedback_entry(turn.answer))
-            gr.Info(f"Saved to {path.name}: this answer and its sources.")
+        if turn is None or turn.answer is None:
+            return
+        path = self.settings.feedback_file
+        if data.liked in (None, ""):
+            record_vote(path, None, key=turn.key)
+            gr.Info(f"Your vote on this answer was taken out of {path.name}.")
+            return
+        vote, reason = ("up", "") if data.liked is True else ("down", "")
+        if isinstance(data.liked, str):
+            reason = data.liked
+        record_vote(path, feedback_entry(turn.answer, vote, reason, turn.key))
+        gr.Info(f"Saved to {path.name}: this answer, its sources and your vote.")
 
     def reindex(self) -> str:
         """Start bringing the index up to date; questions use the old one until it is done."""

@@ -14,6 +14,7 @@ import gradio as gr
 from rag.answer.pipeline import ask
 from rag.search.engine import Engine
 from rag.settings import MODES, LLMSettings, Settings
+from rag.web.feedback import REASONS
 from rag.web.panel import PANEL_CSS, sources_html
 from rag.web.render import escape_md
 
@@ -74,7 +75,8 @@ def build_page(
                 allow_tags=False,
                 latex_delimiters=[],  # "$$" in a note is text, not a formula
                 buttons=["copy", "copy_all"],  # no "share": these are private notes
-                feedback_options=["Like", "Dislike"],
+                # Thumbs, and under the flag the reasons a down-vote can give.
+                feedback_options=["Like", "Dislike", *REASONS],
                 placeholder="Ask a question about your notes, or start from an example.",
                 elem_id="chat",
             )

@@ -19,7 +19,7 @@ from rag.index.build import update_index
 from rag.jsonl import json_line, numbered_lines
 from rag.quality.evaluate import load_cases
 from rag.search.engine import prepare_question
-from rag.web.feedback import append_feedback, feedback_entry
+from rag.web.feedback import feedback_entry, record_vote
 
 RAG = str(Path(sys.executable).parent / "rag")
 SQS = "sqs \ud800 max message size"  # a JSON "\ud800" arrives as this
@@ -81,8 +81,8 @@ def test_terminal_safe_keeps_text_and_layout():
 def test_line_separators_survive_feedback_and_eval_files(tmp_path):
     question = "what\u2028is\u2029this\x85?"
     path = tmp_path / "feedback.jsonl"
-    append_feedback(path, feedback_entry(Answer(question, "Not in your notes", False)))
-    append_feedback(path, feedback_entry(Answer("second", "Not in your notes", False)))
+    record_vote(path, feedback_entry(Answer(question, "Not in your notes", False), key="k1"))
+    record_vote(path, feedback_entry(Answer("second", "Not in your notes", False), key="k2"))
     assert len(path.read_text(encoding="utf-8").splitlines()) == 2  # any reader sees 2 lines
     first = json.loads(next(numbered_lines(path))[1])
     assert first["question"] == question
