@@ -26,17 +26,17 @@ PAGE_CSS = """
   color: var(--body-text-color) !important; }
 #chat .bot a[href^="/note/"] { display: inline-block; min-width: 24px; min-height: 24px;
   line-height: 24px; text-align: center; }
-#chat .message-content p { margin: 0 0 0.6em; }
-#chat .message-content :is(ul, ol) { margin: 0 0 0.6em; padding-left: 1.4em; }
-#chat .message-content :not(pre) > code { padding: 1px 4px; border-radius: 4px;
+#chat .md p { margin: 0 0 0.6em; }
+#chat .md :is(ul, ol) { margin: 0 0 0.6em; padding-left: 1.4em; }
+#chat .md :not(pre) > code { padding: 1px 4px; border-radius: 4px;
   background: var(--code-background-fill); font-family: var(--font-mono); font-size: 0.92em; }
-#chat .message-content pre { margin: 0 0 0.6em; padding: 10px 12px; overflow-x: auto;
+#chat .md pre { margin: 0 0 0.6em; padding: 10px 12px; overflow-x: auto;
   border-radius: 6px; background: var(--code-background-fill); font-family: var(--font-mono);
   font-size: 13px; white-space: pre; }
 #chat .copy_code_button .copy-text::before { content: "⧉"; }
 #chat .copy_code_button .check::before { content: "✓"; }
-#chat .message-content table { margin: 0 0 0.6em; border-collapse: collapse; }
-#chat .message-content :is(th, td) { padding: 4px 10px;
+#chat .md table { margin: 0 0 0.6em; border-collapse: collapse; }
+#chat .md :is(th, td) { padding: 4px 10px;
   border: 1px solid var(--border-color-primary); }
 """
 
