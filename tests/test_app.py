@@ -30,8 +30,10 @@ from rag.index.cutting import Chunk
 from rag.notes import resolve_note
 from rag.search.engine import Hit
 from rag.web.feedback import feedback_entry, load_votes, record_vote
+from rag.web.markup import block_html, inline_html, lines_html
 from rag.web.panel import sources_html
-from rag.web.render import chat_markdown, escape_md, reply_markdown
+from rag.web.render import chat_html
+from rag.web.reply import escape_md, reply_markdown
 from rag.web.viewer import note_page
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +48,27 @@ HOSTILE_NOTE = """# Hostile note
 - The script payload is <script>alert(1)</script> in a note
 - The template payload is ${alert(1)} and {{constructor.constructor('alert(1)')()}} in a note
 - The autolink payload is https://example.com/phish and www.example.com and ann@example.com
+
+## Link payloads
+
+- The link payload is [x](javascript:alert(1)) in a note
+- The data payload is [d](data:text/html,<script>alert(5)</script>) in a note
+- The angle payload is <https://example.com/angle> and <javascript:alert(6)> in a note
+
+## Table payload
+
+| Table payload | Where |
+| --- | --- |
+| <img src=y onerror=alert(2)> | `<img src=z onerror=alert(3)>` |
+
+## Code payload
+
+- The code payload is this YAML:
+  ```yaml
+  Resources:
+    Queue:
+      Type: AWS::SQS::Queue  # <script>alert(4)</script>
+  ```
 """
 
 
@@ -501,25 +524,29 @@ def _section_cite(n: int, line: int) -> Citation:
     return Citation(n, "a b.md", ("T", "<b>S</b>"), line, line, text, excerpt, 10, 13)
 
 
-def test_chat_markdown_links_each_marker_to_the_viewer():
+def _link(n: int, url: str, title: str) -> str:
+    return f'[<a href="{url}" title="{title}" target="_blank" rel="noopener">{n}</a>]'
+
+
+def test_chat_html_links_each_marker_to_the_viewer():
     answer = _answer(_section_cite(1, 11), _section_cite(2, 13), notices=("read <this>",))
-    assert chat_markdown(answer) == (
-        "**Note:** read &lt;this&gt;\n\n"
-        "one &lt;i&gt; [[1]]\n"
-        "three [[2]]\n\n"
-        "**Sources**\n\n"
-        "- T › &lt;b&gt;S&lt;/b&gt;: [[1]] a b.md:11, [[2]] a b.md:13\n\n"
-        '[1]: /note/a%20b.md?start=11&end=11#L11 "a b.md:11: - one <i>"\n'
-        '[2]: /note/a%20b.md?start=13&end=13#L13 "a b.md:13: - three"'
+    one = _link(1, "/note/a%20b.md?start=11&amp;end=11#L11", "a b.md:11: - one &lt;i&gt;")
+    three = _link(2, "/note/a%20b.md?start=13&amp;end=13#L13", "a b.md:13: - three")
+    assert chat_html(answer) == (
+        "<p><strong>Note:</strong> read &lt;this&gt;</p>"
+        f"<p>one &lt;i&gt; {one}<br>three {three}</p>"
+        "<p><strong>Sources</strong></p>"
+        f"<ul><li>T › &lt;b&gt;S&lt;/b&gt;: {one} a b.md:11, {three} a b.md:13</li></ul>"
     )
 
 
-def test_chat_markdown_declined_links_the_nearest_sections():
-    chunk = Chunk("id", "a.md", ("A", "[B]"), 5, 9, "text", "A > B", "hash")
+def test_chat_html_declined_links_the_nearest_sections():
+    chunk = Chunk("id", "a.md", ("A", "[B] `c`"), 5, 9, "text", "A > B", "hash")
     answer = Answer("q", NOT_IN_NOTES, False, candidates=[Hit(chunk, 0.5)])
-    assert chat_markdown(answer) == (
-        f"{NOT_IN_NOTES}\n\nThe nearest sections of your notes:\n\n"
-        "- A › \\[B\\] ([a.md:5-9](/note/a.md?start=5&end=9#L5))"
+    link = '<a href="/note/a.md?start=5&amp;end=9#L5" target="_blank" rel="noopener">a.md:5-9</a>'
+    assert chat_html(answer) == (
+        f"<p>{NOT_IN_NOTES}</p><p>The nearest sections of your notes:</p>"
+        f"<ul><li>A › [B] <code>c</code> ({link})</li></ul>"
     )
 
 
@@ -532,7 +559,7 @@ def test_sources_panel_marks_the_cited_lines_and_escapes_the_note():
     assert html.count('<li class="rag-card">') == 1  # one section, two cited lines
     assert '<div class="rag-head">T › &lt;b&gt;S&lt;/b&gt;</div>' in html
     assert 'href="/note/a%20b.md?start=11&amp;end=11#L11"' in html and ">[1] a b.md:11</a>" in html
-    assert '<span class="rag-line">## &lt;b&gt;S&lt;/b&gt;</span>' in html
+    assert '<span class="rag-line"><strong>## &lt;b&gt;S&lt;/b&gt;</strong></span>' in html
     assert '<mark class="rag-line"><span class="rag-n">[1]</span>- one &lt;i&gt;</mark>' in html
     assert '<span class="rag-line">- two</span>' in html
     assert '<mark class="rag-line"><span class="rag-n">[2]</span>- three</mark>' in html
@@ -544,7 +571,10 @@ def test_sources_panel_marks_the_cited_lines_and_escapes_the_note():
 def test_viewer_page_escapes_and_marks():
     page = note_page("x<y>.md", "# <b>T</b>\n<script>alert(1)</script>\nlast", 2, 2)
     assert "<title>x&lt;y&gt;.md</title>" in page
-    assert '<div class="l" id="L1"><span class="n">1</span><span class="t"># &lt;b&gt;T' in page
+    assert (
+        '<div class="l" id="L1"><span class="n">1</span><span class="t"><strong># &lt;b&gt;T'
+        in page
+    )
     assert (
         '<div class="l hit" id="L2"><span class="n">2</span><span class="t">&lt;script&gt;' in page
     )
@@ -663,21 +693,125 @@ def test_the_app_picks_up_edits_without_a_restart(tmp_path_factory, aws_settings
 
 
 def test_a_multi_line_part_is_shown_as_the_note_has_it():
-    """A fenced block as a code block with its language, a table as a table, bullets as a
-    nested list; note text escaped, code kept verbatim inside a fence it cannot close."""
+    """A fenced block as a code block with its language, its indentation and a copy button, a
+    table as a table, bullets as a nested list with the markers on the last; note HTML inert.
+    The /ask reply has them as escaped markdown, code verbatim inside a fence it cannot close."""
     code = Citation(1, "a.md", ("T",), 3, 6, "x", "x", 3, 6)
     table = Citation(2, "a.md", ("T",), 8, 11, "x", "x", 8, 11)
     bullets = Citation(3, "a.md", ("T",), 13, 14, "x", "x", 13, 14)
     text = (
-        "- Template <b>\n  ```yaml\n  Key: `v`\n  ```\n"
-        "| A | B |\n| --- | --- |\n| 1 <i> | 2 |\n"
+        "- Template <b>\n  ```yaml\n  Key: `v`\n    Sub: 1\n  ``` [1]\n"
+        "| A | B |\n| --- | --- |\n| 1 <i> | `2` | [2]\n"
         "- Parent\n  - child *x* [3]"
     )
-    text = text.replace("  ```\n|", "  ``` [1]\n|").replace("| 2 |\n-", "| 2 | [2]\n-")
-    message = chat_markdown(Answer("q", text, True, [code, table, bullets]))
-    assert "- Template &lt;b&gt;\n```yaml\nKey: `v`\n```\n[[1]]" in message
-    assert "| A | B |\n| --- | --- |\n| 1 &lt;i&gt; | 2 |\n\n[[2]]" in message
-    assert "- Parent\n  - child \\*x\\* [[3]]" in message
+    answer = Answer("q", text, True, [code, table, bullets])
+    message = chat_html(answer)
+    link = re.compile(r'\[<a href="[^"]+" title="[^"]+" target="_blank" rel="noopener">(\d)</a>\]')
+    message = link.sub(r"[\1]", message)
+    assert (
+        "<ul><li>Template &lt;b&gt;"
+        '<div class="code_wrap"><button title="copy" class="copy_code_button"'
+    ) in message
+    assert '<pre><code class="language-yaml">Key: `v`\n  Sub: 1\n</code></pre></div>' in message
+    assert "</ul><p>[1]</p><table>" in message
+    assert "<td>1 &lt;i&gt;</td><td><code>2</code></td>" in message
+    assert "</table><p>[2]</p>" in message
+    assert "<li>Parent\n<ul><li>child <em>x</em> [3]</li>" in message
+    reply = reply_markdown(answer)
+    assert "- Template &lt;b&gt;\n```yaml\nKey: `v`\n  Sub: 1\n```\n[1]" in reply
+    assert "| A | B |\n| --- | --- |\n| 1 &lt;i&gt; | \\`2\\` |\n\n[2]" in reply
+    assert "- Parent\n  - child \\*x\\* [3]" in reply
+
+
+# --- a note's markdown as HTML (rag.web.markup) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("note", "shown"),
+    [
+        (
+            "`a<b>` **b** _c_ ~~d~~",
+            "<code>a&lt;b&gt;</code> <strong>b</strong> <em>c</em> <s>d</s>",
+        ),
+        (
+            "[docs](https://x.io/a?b=1&c=2)",
+            '<a href="https://x.io/a?b=1&amp;c=2" target="_blank" '
+            'rel="noopener noreferrer">docs</a>',
+        ),  # fmt: skip
+        (
+            "<https://x.io>",
+            '<a href="https://x.io" target="_blank" rel="noopener noreferrer">https://x.io</a>',
+        ),  # fmt: skip
+        (
+            "[n](/note/a.md#L3)",
+            '<a href="/note/a.md#L3" target="_blank" rel="noopener noreferrer">n</a>',
+        ),  # fmt: skip
+        ("[x](javascript:alert(1))", "[x](javascript:alert(1))"),
+        ("[x](JaVaScRiPt:alert(1))", "[x](JaVaScRiPt:alert(1))"),
+        ("[d](data:text/html,hi)", "[d](data:text/html,hi)"),
+        ("<javascript:alert(1)>", "&lt;javascript:alert(1)&gt;"),
+        ("[r](other.md) [f](file:///etc/passwd)", "[r](other.md) [f](file:///etc/passwd)"),
+        (
+            "![i](https://x.io/i.png)",
+            '!<a href="https://x.io/i.png" target="_blank" rel="noopener noreferrer">i</a>',
+        ),  # fmt: skip
+        ("see https://x.io and www.x.io", "see https://x.io and www.x.io"),
+        ("<img src=x onerror=alert(1)>", "&lt;img src=x onerror=alert(1)&gt;"),
+        ("  - a `b`", "  - a <code>b</code>"),  # a line keeps its indentation and bullet
+        ("## T &amp; \\<b>", "## T &amp; &lt;b&gt;"),
+    ],
+)
+def test_inline_markdown_renders_and_only_safe_links_link(note: str, shown: str):
+    assert inline_html(note) == shown
+
+
+def test_a_code_block_keeps_its_language_and_a_table_its_cells():
+    html = block_html(
+        "```yaml title\nKey:\n  <img src=x onerror=alert(1)>\n```\n\n"
+        "| A | `<b>` |\n|:--|--:|\n| [x](javascript:alert(1)) | <i> |"
+    )
+    assert '<pre><code class="language-yaml">Key:\n  &lt;img src=x onerror=alert(1)&gt;\n' in html
+    assert '<th style="text-align:left">A</th><th style="text-align:right"><code>&lt;b&gt;' in html
+    assert '<td style="text-align:left">[x](javascript:alert(1))</td>' in html
+    assert "<img" not in html and "<i>" not in html and "<b>" not in html
+
+
+def test_a_hostile_language_name_is_dropped():
+    html = block_html('```"><script>alert(1)</script>\nx\n```\n\n```c++ \nx\n```')
+    assert "<pre><code>x\n</code></pre>" in html and "<script" not in html
+    assert '<code class="language-c++">' in html
+
+
+def test_lines_keep_their_rows_with_code_and_table_cells():
+    lines = [
+        "# T `x`",
+        "- a [l](https://x.io)",
+        "  ```sh",
+        "  echo <b>",
+        "",
+        "  ```",
+        "| A | `B` |",
+        "|---|---|",
+        "| 1 <i> | [j](javascript:alert(1)) |",
+        "",
+        "after",
+    ]
+    link = '<a href="https://x.io" target="_blank" rel="noopener noreferrer">l</a>'
+    assert lines_html(lines) == [
+        "<strong># T <code>x</code></strong>",
+        f"- a {link}",
+        '<span class="md-mark">  ```sh</span>',
+        '<code class="language-sh">  echo &lt;b&gt;</code>',
+        '<code class="language-sh"></code>',
+        '<span class="md-mark">  ```</span>',
+        '<span class="md-row"><span class="md-cell">A</span>'
+        '<span class="md-cell"><code>B</code></span></span>',
+        '<span class="md-mark">|---|---|</span>',
+        '<span class="md-row"><span class="md-cell">1 &lt;i&gt;</span>'
+        '<span class="md-cell">[j](javascript:alert(1))</span></span>',
+        "",
+        "after",
+    ]
 
 
 # --- citations that stay true after an edit ----------------------------------------------

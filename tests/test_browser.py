@@ -296,10 +296,10 @@ def test_copy_and_downvote(chat: Chat, server: Server):
     page = chat.page
     page.locator("#chat .bot").last.hover()
     page.locator("#chat button[aria-label='Copy message']").last.click()
-    copied = page.evaluate("navigator.clipboard.readText()")
-    assert copied.splitlines()[0].endswith("Max message size (256KB; 1KB-256KB) [[1]]")
-    cited = rf"\n\[1\]: /note/aws-notes\.md\?start={line}&end={line}&q=[0-9a-f]{{16}}#L{line} "
-    assert re.search(cited, copied + "\n"), copied
+    copied = page.evaluate("navigator.clipboard.readText()")  # the text shown, not its HTML
+    assert copied.splitlines()[0].endswith("Max message size (256KB; 1KB-256KB) [1]")
+    assert copied.endswith(f"{SQS_HEADING}: [1] aws-notes.md:{line}"), copied
+    assert "<" not in copied and "/note/" not in copied
     page.locator("#chat button[aria-label='Dislike']").last.click()
     page.get_by_text("Saved to feedback.jsonl").wait_for()
     feedback = Path(server.log.parent / "feedback.jsonl").read_text().splitlines()
@@ -366,3 +366,73 @@ def test_axe_finds_no_critical_or_serious_violation(chat: Chat, server: Server, 
     problems += _axe(page, "viewer", capsys)
     assert problems == [], "\n".join(problems)
     assert page.locator("h1").count() == 1
+
+
+# --- the notes' markdown, rendered ----------------------------------------------------------
+
+
+def test_a_code_block_keeps_its_language_and_indentation_and_copies(chat: Chat, server: Server):
+    chat.ask("Which Resources Queue Type is in the code payload?")
+    page = chat.page
+    code = page.locator("#chat .bot").last.locator("pre code.language-yaml")
+    expected = "Resources:\n  Queue:\n    Type: AWS::SQS::Queue  # <script>alert(4)</script>"
+    assert code.inner_text().rstrip("\n") == expected
+    page.locator("#chat .bot").last.locator(".copy_code_button").click()
+    assert page.evaluate("navigator.clipboard.readText()") == expected
+    assert page.locator("#chat script, #sources script").count() == 0
+    card = page.locator("#sources .rag-card", has_text="The code payload is this YAML").first
+    assert card.locator("code.language-yaml").first.inner_text() == "  Resources:"
+    line = line_of(server.notes / "hostile.md", "```yaml")
+    with page.context.expect_page() as opened:
+        card.locator(".rag-loc").first.click()
+    note = opened.value
+    note.wait_for_load_state()
+    assert note.locator(f"#L{line + 1} code.language-yaml").inner_text() == "  Resources:"
+    typed = "      Type: AWS::SQS::Queue  # <script>alert(4)</script>"  # as the note has it
+    assert note.locator(f"#L{line + 3}").inner_text() == f"{line + 3}\n{typed}"
+    assert note.locator(".hit").count() >= 1 and note.locator("main script").count() == 0
+    _screenshot(chat, "code-block.png")
+
+
+def test_a_table_renders_and_html_in_its_cells_stays_inert(chat: Chat):
+    chat.ask("What is in the table payload?")
+    page = chat.page
+    cells = page.locator("#chat .bot").last.locator("table td")
+    assert cells.nth(0).inner_text() == "<img src=y onerror=alert(2)>"
+    assert cells.nth(1).locator("code").inner_text() == "<img src=z onerror=alert(3)>"
+    assert page.locator("#chat .bot").last.locator("table th").first.inner_text() == "Table payload"
+    panel = page.locator("#sources .md-cell", has_text="onerror=alert(2)")
+    assert panel.first.inner_text() == "<img src=y onerror=alert(2)>"
+    assert page.locator("#chat img, #sources img").count() == 0
+    page.wait_for_timeout(300)  # an onerror would have fired by now
+    _screenshot(chat, "table.png")
+
+
+def test_links_in_notes_open_only_http_and_stay_text_otherwise(chat: Chat):
+    page = chat.page
+    chat.ask("What is the link payload?")
+    chat.ask("What is the data payload?")
+    chat.ask("What is the angle payload?")
+    shown = page.locator("#chat").inner_text() + page.locator("#sources").inner_text()
+    for text in [
+        "[x](javascript:alert(1))",
+        "[d](data:text/html,<script>alert(5)</script>)",
+        "<javascript:alert(6)>",
+    ]:
+        assert text in shown  # as written: not a link
+    angle = page.locator('#chat .bot a[href="https://example.com/angle"]').first
+    assert angle.inner_text() == "https://example.com/angle"  # an autolink to http(s) links
+    assert angle.get_attribute("target") == "_blank" and "noopener" in angle.get_attribute("rel")
+    hrefs = page.locator("#chat a[href], #sources a[href]").evaluate_all(
+        "(a) => a.map((x) => x.getAttribute('href'))"
+    )
+    assert hrefs and all(h.startswith(("/note/", "https://", "vscode://file/")) for h in hrefs)
+    with page.context.expect_page() as opened:
+        page.locator("#sources .rag-loc", has_text="hostile.md").first.click()
+    note = opened.value
+    note.wait_for_load_state()
+    body = note.inner_text("body")
+    assert "[x](javascript:alert(1))" in body and "<javascript:alert(6)>" in body
+    assert note.locator('a[href="https://example.com/angle"]').count() == 1
+    assert note.locator("a").count() == 1  # the one http link; nothing else opens anything
+    page.wait_for_timeout(300)

@@ -23,7 +23,8 @@ from rag.answer.base import Answer, Citation
 from rag.index.cutting import Chunk
 from rag.search.engine import Hit
 from rag.web.panel import sources_html
-from rag.web.render import PartialAnswer, chat_markdown, reply_markdown
+from rag.web.render import PartialAnswer, chat_html
+from rag.web.reply import reply_markdown
 
 MARKER = re.compile(r"\[(\d+)\]")
 # A small prompt and answer: the model is slow on 2 busy cores, and the checks are the same.
@@ -138,15 +139,24 @@ def _written(text: str, cited: tuple[int, ...]) -> Answer:
 
 
 def test_an_llm_answer_links_its_markers_wherever_they_are():
-    answer = _written("It is <b>256KB</b> [2], see [1][2].\n- a [list] item", cited=(1, 2))
-    message = chat_markdown(answer)
+    answer = _written("It is <b>256KB</b> [2], see [1][2].\n- a [list] `item`", cited=(1, 2))
+    message = chat_html(answer)
+
+    def link(n: int) -> str:
+        url = f"/note/a.md?start={10 * n}&amp;end={10 * n + 1}#L{10 * n}"
+        title = (
+            f"a.md:{10 * n}-{10 * n + 1}: - line {10 * n} &lt;b&gt;x&lt;/b&gt; - line {10 * n + 1}"
+        )
+        return f'[<a href="{url}" title="{title}" target="_blank" rel="noopener">{n}</a>]'
+
     assert message.startswith(
-        "It is &lt;b&gt;256KB&lt;/b&gt; [[2]], see [[1]][[2]].\n\\- a \\[list\\] item\n\n"
-        "*Written by your LLM from the excerpts below; each [n] names one it was given.*\n\n"
-        "**Sources**\n\n- T › S1: [[1]] a.md:10-11\n- T › S2: [[2]] a.md:20-21\n- T › S3: "
+        f"<p>It is &lt;b&gt;256KB&lt;/b&gt; {link(2)}, see {link(1)}{link(2)}.</p>"
+        "<ul><li>a [list] <code>item</code></li></ul>"
+        "<p><em>Written by your LLM from the excerpts below; each [n] names one it was given."
+        "</em></p><p><strong>Sources</strong></p>"
+        f"<ul><li>T › S1: {link(1)} a.md:10-11</li><li>T › S2: {link(2)} a.md:20-21</li>"
     )
-    title = "a.md:30-31: - line 30 <b>x</b> - line 31"  # shown on hover, as text
-    assert message.endswith(f'[3]: /note/a.md?start=30&end=31#L30 "{title}"')
+    assert message.endswith(f"<li>T › S3: {link(3)} a.md:30-31</li></ul>")  # hover: the lines
     reply = reply_markdown(answer)
     assert reply.startswith("It is &lt;b&gt;256KB&lt;/b&gt; [2], see [1][2].\n\\- a \\[list")
     assert "\n\n**Sources**\n\n**[1]** T › S1 (a.md:10-11)\n\n> \\- line 10" in reply
@@ -154,7 +164,9 @@ def test_an_llm_answer_links_its_markers_wherever_they_are():
 
 def test_an_uncited_llm_answer_is_flagged_and_shows_every_excerpt():
     answer = _written("It is 256KB.", cited=())
-    assert "\n\n**Unchecked:** this answer cites none of the excerpts" in chat_markdown(answer)
+    assert "<p><strong>Unchecked:</strong> this answer cites none of the excerpts" in chat_html(
+        answer
+    )
     assert "**Unchecked:**" in reply_markdown(answer)
     panel = sources_html(answer, [])
     assert "Cited: none of the 3 excerpts given to the LLM" in panel
@@ -171,9 +183,18 @@ def test_the_panel_shows_the_cited_excerpts_and_lists_the_rest():
     assert panel.split("rag-others")[1].count("<li>") == 2  # S1 and S3, under "Also found"
 
 
-def test_a_streaming_llm_answer_is_escaped_text():
-    assert PartialAnswer(("a <note>",)).markdown() == "**Note:** a &lt;note&gt;\n\n…"
+def test_a_streaming_llm_answer_is_rendered_as_it_grows():
+    assert (
+        PartialAnswer(("a <note>",)).html()
+        == "<p><strong>Note:</strong> a &lt;note&gt;</p><p>…</p>"
+    )
     partial = PartialAnswer(())
-    for piece in ["It is *bi", "g* [1", "]\n\n- <b>x", "</b>\n"]:
+    for piece in ["It is *bi", "g* [1", "]\n\n- <b>x", "</b>\n\n```sh\nls -l"]:
         partial.add(piece)
-    assert partial.markdown() == "It is \\*big\\* [1]\n\n\\- &lt;b&gt;x&lt;/b&gt;"
+        shown = partial.html()
+    assert shown == (
+        "<p>It is <em>big</em> [1]</p><ul><li>&lt;b&gt;x&lt;/b&gt;</li></ul>"
+        '<div class="code_wrap"><button title="copy" class="copy_code_button" aria-label='
+        '"Copy code"><span class="copy-text"></span><span class="check"></span></button>'
+        '<pre><code class="language-sh">ls -l</code></pre></div>'
+    )  # the code block still open shows as one; its [n] are links only once it is checked

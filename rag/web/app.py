@@ -80,7 +80,7 @@ def build_ui(live: LiveIndex, settings: Settings):
     from rag.web.handlers import Handlers
     from rag.web.page import build_page
     from rag.web.panel import sources_html
-    from rag.web.render import escape_md
+    from rag.web.reply import escape_md
 
     h = Handlers(live, settings)
     with gr.Blocks(title="Ask your notes", analytics_enabled=False) as demo:
@@ -147,7 +147,7 @@ def serve(engine: Engine, settings: Settings) -> None:
 
     from rag.web.api import add_api
     from rag.web.guard import Guard, Throttle
-    from rag.web.page import PAGE_CSS
+    from rag.web.page import PAGE_CSS, PAGE_JS
     from rag.web.service import Service
     from rag.web.viewer import add_viewer
 
@@ -180,6 +180,7 @@ def serve(engine: Engine, settings: Settings) -> None:
         server_port=settings.port,
         auth=settings.sign_in,
         css=PAGE_CSS,
+        js=PAGE_JS,
         footer_links=[],  # no "Use via API" drawer in the user's way: /api/docs has it
         ssr_mode=False,
         run_history=False,

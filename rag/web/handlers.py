@@ -28,13 +28,10 @@ from rag.search.engine import Hit
 from rag.search.live import LiveIndex
 from rag.settings import Mode, Settings
 from rag.web.feedback import feedback_entry, record_vote
+from rag.web.markup import text_html
 from rag.web.panel import sources_html
-from rag.web.render import (
-    PartialAnswer,
-    chat_markdown,
-    escape_md,
-    reply_markdown,
-)
+from rag.web.render import PartialAnswer, chat_html, nothing_searched_html
+from rag.web.reply import escape_md, reply_markdown
 
 KEPT_CONVERSATIONS = 50  # in the browser's local storage, newest first
 TITLE_CHARS = 60
@@ -111,10 +108,10 @@ class Handlers:
         try:
             searched: Searched = next(events)  # type: ignore[assignment]
         except BadInput as e:  # an empty question: say so, search nothing
-            reply = {"role": "assistant", "content": f"**Nothing searched:** {escape_md(str(e))}."}
+            reply = {"role": "assistant", "content": nothing_searched_html(str(e))}
             yield "", [*history, reply], turns, gr.skip()
             return
-        history.append({"role": "user", "content": escape_md(searched.question)})
+        history.append({"role": "user", "content": text_html(searched.question)})
         turn = Turn(searched.question, mode, None, searched.hits, len(history), self.links)
         turns.append(turn)
         if self.llm is not None and write:
@@ -207,24 +204,24 @@ class Handlers:
 def _quoted(turn: Turn, events: Iterator) -> Iterator[str]:
     """An extractive answer: ready at once, shown whole (no pacing to look like typing)."""
     turn.answer = next(e for e in events if isinstance(e, Done)).answer
-    yield chat_markdown(turn.answer)
+    yield chat_html(turn.answer)
 
 
 def _written(turn: Turn, events: Iterator, notices: tuple[str, ...]) -> Iterator[str]:
     """An LLM's answer as it streams in, then in full with linked [n]; on a fault, the
     extractive answer with a notice replaces what had come (`rag.answer.llm`)."""
     partial = PartialAnswer(notices)
-    yield partial.markdown()
+    yield partial.html()
     shown = time.monotonic()
     for event in events:
         if isinstance(event, Token):
             partial.add(event.text)
             if time.monotonic() - shown >= REDRAW:  # a fast server: fewer, bigger steps
-                yield partial.markdown()
+                yield partial.html()
                 shown = time.monotonic()
         elif isinstance(event, Done):
             turn.answer = event.answer
-    yield chat_markdown(turn.answer)
+    yield chat_html(turn.answer)
 
 
 def _title(question: str) -> str:

@@ -16,7 +16,7 @@ from rag.search.engine import Engine
 from rag.settings import MODES, LLMSettings, Settings
 from rag.web.feedback import REASONS
 from rag.web.panel import PANEL_CSS, sources_html
-from rag.web.render import escape_md
+from rag.web.reply import escape_md
 
 MAX_SOURCES = 10
 # The page's own CSS, beside Gradio's theme: a slider's min and max and a control's info
@@ -27,7 +27,32 @@ PAGE_CSS = """
   color: var(--body-text-color) !important; }
 #chat .bot a[href^="/note/"] { display: inline-block; min-width: 24px; min-height: 24px;
   line-height: 24px; text-align: center; }
+#chat .md p { margin: 0 0 0.6em; }
+#chat .md :is(ul, ol) { margin: 0 0 0.6em; padding-left: 1.4em; }
+#chat .md :not(pre) > code { padding: 1px 4px; border-radius: 4px;
+  background: var(--code-background-fill); font-family: var(--font-mono); font-size: 0.92em; }
+#chat .md pre { margin: 0 0 0.6em; padding: 10px 12px; overflow-x: auto;
+  border-radius: 6px; background: var(--code-background-fill); font-family: var(--font-mono);
+  font-size: 13px; white-space: pre; }
+#chat .copy_code_button .copy-text::before { content: "⧉"; }
+#chat .copy_code_button .check::before { content: "✓"; }
+#chat .md table { margin: 0 0 0.6em; border-collapse: collapse; }
+#chat .md :is(th, td) { padding: 4px 10px;
+  border: 1px solid var(--border-color-primary); }
 """
+
+# A message is HTML (rag.web.render): "Copy message" copies what it shows, as text, not its
+# markup. In the capture phase, before Gradio's own handler, which would copy the HTML.
+PAGE_JS = """() => {
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("#chat button[aria-label='Copy message']");
+    const panel = button && button.closest(".message-buttons");
+    const shown = panel && panel.previousElementSibling?.querySelector(".md");
+    if (!shown) return;
+    event.stopImmediatePropagation();
+    navigator.clipboard.writeText(shown.innerText.trim());
+  }, true);
+}"""
 
 
 @dataclass
@@ -71,7 +96,11 @@ def build_page(
             chatbot = gr.Chatbot(
                 label="Chat",
                 height=560,
-                sanitize_html=True,  # a second guard; escape_md already keeps HTML out
+                # Messages are HTML already (rag.web.render, through rag.web.markup's
+                # allow-list): Gradio does not read them as markdown again, and its own
+                # sanitizer is a second guard.
+                render_markdown=False,
+                sanitize_html=True,
                 allow_tags=False,
                 latex_delimiters=[],  # "$$" in a note is text, not a formula
                 buttons=["copy", "copy_all"],  # no "share": these are private notes

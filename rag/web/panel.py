@@ -4,7 +4,9 @@
     sources_html(answer, hits, why=True)   # plus each hit's BM25 rank, dense rank and score
     sources_html(answer, hits, links=settings.links)   # plus "open in editor" on each card
 
-Everything from the notes is escaped with `html.escape`: a note is shown as text.
+A note's lines are shown one row per line, their markdown rendered by `rag.web.markup`
+(inline code, links, a code block's lines as code, a table's rows as cells): inert HTML,
+whatever a note holds.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import html
 
 from rag.answer.base import DECLINE, SHOWN_LINES, Answer, Citation, marker
 from rag.editor import Editor
-from rag.index.cutting import Chunk, heading_text, location, shown_line
+from rag.index.cutting import Chunk, location, shown_line
 from rag.search.engine import Hit
-from rag.web.render import by_section, citation_url, note_url
+from rag.web.markup import lines_html
+from rag.web.render import by_section, citation_url, heading_html, note_url
 
 
 def sources_html(
@@ -96,17 +99,18 @@ def _cited_card(group: list[Citation], why: str, editor: Editor | None) -> str:
     first = group[0]
     links = " ".join(_loc_link(c, f"{marker(c.n)} ") for c in group) + _editor_link(first, editor)
     marks = {n: c for c in group for n in range(c.start_line, c.end_line + 1)}
-    lines = enumerate(first.excerpt.split("\n"), first.excerpt_start_line)
+    lines = enumerate(lines_html(first.excerpt.split("\n")), first.excerpt_start_line)
     rows = "".join(_row(line, marks.get(n), n) for n, line in lines)
     return _card(first, links, rows, why)
 
 
 def _rows(chunk: Chunk) -> str:
-    return "".join(_row(shown_line(line)) for line in chunk.lines[:SHOWN_LINES])
+    return "".join(map(_row, lines_html([shown_line(x) for x in chunk.lines[:SHOWN_LINES]])))
 
 
 def _row(line: str, cited: Citation | None = None, n: int = 0) -> str:
-    text = html.escape(line) or " "
+    """One line of a note, already HTML; a cited one marked, with its [n] on its first."""
+    text = line or " "
     if cited is None:
         return f'<span class="rag-line">{text}</span>'
     badge = f'<span class="rag-n">{marker(cited.n)}</span>' if n == cited.start_line else ""
@@ -136,7 +140,7 @@ def _editor_link(c: Chunk | Citation, links: Editor | None) -> str:
 
 
 def _heading_html(c: Chunk | Citation) -> str:
-    return html.escape(heading_text(c.heading, c.path))
+    return heading_html(c.heading, c.path)
 
 
 def _card(source: Chunk | Citation, links: str, rows: str, why: str) -> str:
@@ -173,6 +177,9 @@ PANEL_CSS = """
   line-height: 1.45; white-space: pre-wrap; overflow-wrap: anywhere;
   color: var(--body-text-color-subdued); }
 .rag-line { display: block; }
+.rag-excerpt code { font-family: inherit; color: var(--body-text-color); }
+.rag-excerpt .md-cell { display: inline-block; min-width: 10ch; padding: 0 6px;
+  border-left: 1px solid var(--border-color-primary); }
 mark.rag-line { background: #fff3b0; color: #1f2328; box-shadow: inset 3px 0 #d4a72c; }
 .rag-n { float: right; padding: 0 4px; font-weight: 600; color: #6f4a00; }
 .rag-why { margin-top: 6px; font-size: 12px; color: var(--body-text-color); }

@@ -9,8 +9,11 @@ quoted lines are now 1696-1697"); if they are gone, it says that, and marks noth
 
 Only notes are served (`rag.notes.resolve_note`, the rule the indexer and the watcher use):
 `..`, absolute paths, hidden folders and symlinks that lead out of the folder are refused with
-404, the same answer as a missing note, so the viewer cannot be used to probe the disk. Every
-line is HTML-escaped, and the page is sent with a Content-Security-Policy that allows no script.
+404, the same answer as a missing note, so the viewer cannot be used to probe the disk. Each
+line keeps its row and number (so #L123 and the marks work) and has its markdown rendered by
+`rag.web.markup` (inline code, links, a code block's lines as code, a table's rows as cells):
+inert HTML whatever the note holds; and the page is sent with a Content-Security-Policy that
+allows no script.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from rag.errors import NoteRefused
 from rag.index.cutting import relocate, split_lines
 from rag.notes import read_note_text
-from rag.web.render import ROUTE, note_url
+from rag.web.markup import ROUTE, lines_html
+from rag.web.render import note_url
 
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
@@ -38,12 +42,13 @@ HEADERS = {
 
 
 def note_page(rel: str, text: str, start: int | None, end: int | None, notice: str = "") -> str:
-    """The viewer page: every line numbered and escaped; lines start..end marked; a notice
-    (the note changed since the answer) above them."""
+    """The viewer page: every line numbered, its markdown rendered; lines start..end marked;
+    a notice (the note changed since the answer) above them."""
     lines = split_lines(text)
     first = start if start is not None else 0
     last = end if end is not None and end >= first else first
-    rows = "\n".join(_row(n, line, first <= n <= last) for n, line in enumerate(lines, 1))
+    shown = enumerate(lines_html(lines), 1)
+    rows = "\n".join(_row(n, line, first <= n <= last) for n, line in shown)
     span = f"lines {first}-{last}" if last > first else f"line {first}"
     title = html.escape(rel)
     cited = f' <span class="span">{span} cited</span>' if first else ""
@@ -71,8 +76,9 @@ def moved(was: str, now: tuple[int, int] | None) -> str:
 
 
 def _row(n: int, line: str, hit: bool) -> str:
+    """Line `n`, already HTML, with its number; marked if cited."""
     cls = "l hit" if hit else "l"
-    number, text = f'<span class="n">{n}</span>', f'<span class="t">{html.escape(line)}</span>'
+    number, text = f'<span class="n">{n}</span>', f'<span class="t">{line}</span>'
     return f'<div class="{cls}" id="L{n}">{number}{text}</div>'
 
 
@@ -90,6 +96,10 @@ header { position: sticky; top: 0; padding: 8px 16px; background: #f6f8fa;
   border-right: 1px solid #d0d7de; }
 .t { white-space: pre-wrap; overflow-wrap: anywhere; padding: 0 16px 0 12px; }
 .hit { background: #fff8c5; box-shadow: inset 4px 0 #d4a72c; }
+.t code { background: #eff1f3; }
+.md-mark { color: #57606a; }
+.md-cell { display: inline-block; min-width: 12ch; padding: 0 8px; border-left: 1px solid #d0d7de; }
+a { color: #0550ae; }
 .changed { margin: 4px 0 0; color: #9a6700; font-weight: 600; }
 """
 
