@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -314,6 +315,22 @@ def test_copy_and_downvote(chat: Chat, server: Server):
         "end_line": line,
         "text": "  - Max message size (256KB; 1KB-256KB)",
     }
+    votes = Path(server.log.parent / "feedback.jsonl")
+    before = len(votes.read_text().splitlines())
+    page.locator("#chat .bot").last.hover()
+    page.locator("#chat button[aria-label='Feedback']").last.click()  # the flag: reasons
+    page.locator("#chat button", has_text="Wrong lines").last.click()
+    deadline = time.monotonic() + 10  # the second "Saved" toast may sit beside the first
+    while "reason" not in votes.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    again = json.loads(votes.read_text().splitlines()[-1])
+    assert (again["id"], again["vote"], again["reason"]) == (entry["id"], "down", "Wrong lines")
+    assert len(votes.read_text().splitlines()) == before  # replaced, not added
+    page.locator("#chat .bot").last.hover()
+    page.locator("#chat button[aria-label='Feedback']").last.click()
+    page.locator("#chat button", has_text="Wrong lines").last.click()  # again: taken back
+    page.get_by_text("was taken out of feedback.jsonl").wait_for()
+    assert entry["id"] not in votes.read_text()
 
 
 def test_the_empty_chat_offers_examples(chat: Chat):
