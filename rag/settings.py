@@ -119,7 +119,7 @@ class Settings:
     feedback: str = _setting(
         "",
         "RAG_FEEDBACK",
-        "file thumbs-down answers are appended to; unset: feedback.jsonl beside the index folder",
+        "file votes on answers are kept in; unset: feedback.jsonl beside the index folder",
         "--feedback",
         "FILE",
     )
