@@ -329,7 +329,7 @@ def test_copy_and_downvote(chat: Chat, server: Server):
     page.locator("#chat .bot").last.hover()
     page.locator("#chat button[aria-label='Feedback']").last.click()
     page.locator("#chat button", has_text="Wrong lines").last.click()  # again: taken back
-    page.get_by_text("was taken out of feedback.jsonl").wait_for()
+    page.get_by_text("was taken out of feedback.jsonl").first.wait_for()
     assert entry["id"] not in votes.read_text()
 
 
