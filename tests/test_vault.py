@@ -227,15 +227,25 @@ def test_front_matter_aliases_cannot_blow_up():
 # --- search, with the real model ----------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def vault_dirs(tmp_path_factory, embedder) -> tuple[Path, Path]:
-    """A copy of the vault and its index, built once with the real model."""
+def vault_files(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
+    """A folder with notes/ (a copy of the vault) and index/ (built with the real model), made
+    once per session; laid out as tests/test_app.py `app_files`, for `run_app` and `rag mcp`."""
     from rag.index.build import update_index
 
-    base = tmp_path_factory.mktemp("vault")
-    shutil.copytree(VAULT, base / "vault")
-    update_index(base / "vault", base / "index", embedder, 200)
-    return base / "vault", base / "index"
+    base = tmp_path_factory.getbasetemp() / "vault-files"
+    if not (base / "ready").exists():
+        shutil.rmtree(base, ignore_errors=True)
+        shutil.copytree(VAULT, base / "notes")
+        update_index(base / "notes", base / "index", embedder, 200)
+        (base / "ready").touch()
+    return base
+
+
+@pytest.fixture(scope="module")
+def vault_dirs(tmp_path_factory, embedder) -> tuple[Path, Path]:
+    """A copy of the vault and its index."""
+    files = vault_files(tmp_path_factory, embedder)
+    return files / "notes", files / "index"
 
 
 @pytest.fixture(scope="module")
@@ -381,6 +391,15 @@ def test_rag_search_where_on_the_command_line(capsys, vault_dirs):
         ("projects/standup.txt", 4, 5),
         ("projects/standup.txt", 1, 2),
     ]
+    argv = ["search", "broker", "-k", "1", "--json", "--where", "tag:infra", *at]
+    assert main(argv) == 0
+    (hit,) = json.loads(capsys.readouterr().out)["hits"]
+    assert (hit["path"], hit["tags"]) == (
+        "projects/queue-design.md",
+        ["architecture", "infra/queues", "retention"],
+    )
+    assert hit["properties"] == QUEUE_PROPERTIES
+    assert "tags" not in hits[0] and "properties" not in hits[0]  # a note with neither
     assert main(["search", "retries", "--where", "tag:nowhere", *at]) == 2
     assert f"no note in {vault_dirs[0]} matches tag:nowhere" in capsys.readouterr().err
 
