@@ -13,6 +13,9 @@ those lines) lack; "answered" is `status == "answered"`. With `links` (the user'
 every hit and citation carries a "uri" that opens its first line there. A hit or citation
 of a note with tags carries "tags", and with other front-matter properties "properties".
 
+A search or ask may be scoped with "filters": {"where": ["tag:infra", "folder:projects/*"],
+"since": "2026-01-01"}, the strings of the CLI's `--where` and `--since` (`rag.search.filters`).
+
 An LLM's answer adds "cited" (the [n] its text cites) and "uncited"; a follow-up adds
 "searched" (the question as it was searched). A key that does not apply is left out, not null.
 """
@@ -36,11 +39,23 @@ from rag.settings import Mode
 MAX_K = 50  # hits a caller may ask for at once
 
 
+class FiltersIn(BaseModel):
+    """Which notes a question may find: every condition must hold (`rag search --where`)."""
+
+    where: list[str] = Field(
+        default_factory=list,
+        description="tag:NAME (nested tags too), folder:GLOB (folder:projects/*) or a "
+        "front-matter NAME:VALUE (status:draft)",
+    )
+    since: str | None = Field(None, description="YYYY-MM-DD: notes modified on or after it")
+
+
 class SearchIn(BaseModel):
     question: str = Field(description="what to look for, in your words")
     k: int | None = Field(None, ge=1, le=MAX_K, description="hits; unset: the server's -k")
     mode: Mode | None = Field(None, description="retrieval leg(s); unset: the server's")
     as_typed: bool = Field(False, description="search misspelled words as typed")
+    filters: FiltersIn | None = Field(None, description="search only the notes these allow")
 
 
 class TurnIn(BaseModel):
