@@ -414,3 +414,40 @@ def test_a_broad_filter_is_searched_deeper_with_the_same_result(vault_engine, mo
     assert deep[0].tolist() == exact[0].tolist() and len(deep[0]) == 3
     assert deep[1] == pytest.approx(exact[1], abs=1e-6)
     assert mask[deep[0]].all()
+
+
+def test_the_chats_only_notes_matching_box_scopes_its_search(vault_engine, vault_dirs):
+    """The chat page's handler, browser-free: the box takes `--where`'s words."""
+    from rag.search.live import LiveIndex
+    from rag.settings import Settings
+    from rag.web.handlers import Handlers
+
+    notes, index = vault_dirs
+    settings = Settings.from_env(env={}, notes_dir=notes, index_dir=index)
+    h = Handlers(LiveIndex(settings, vault_engine), settings)
+
+    def chat(only: str):
+        *_, (box, messages, turns, panel) = h.chat(
+            "retries", [], [], 2, "hybrid", False, False, True, only
+        )
+        return messages[-1]["content"], turns
+
+    _, turns = chat("folder:projects/*.txt")
+    assert [(x.chunk.path, x.chunk.start_line) for x in turns[-1].hits] == [
+        ("projects/standup.txt", 4),
+        ("projects/standup.txt", 1),
+    ]  # as `rag search retries -k 2 --where folder:projects/*.txt` finds them
+    _, turns = chat('tag:architecture aliases:"MQ design"')  # quoted: a value with a space
+    assert {x.chunk.path for x in turns[-1].hits} == {"projects/queue-design.md"}
+    _, turns = chat("  ")
+    unscoped = vault_engine.search("retries", k=2)  # empty: every note
+    assert [x.chunk.id for x in turns[-1].hits] == [x.chunk.id for x in unscoped]
+    assert {x.chunk.path for x in unscoped} == {"projects/retry-policy.md"}
+    for only, says in [
+        ("tag", "--where takes NAME:VALUE"),
+        ("tag:nowhere", "matches tag:nowhere"),
+        ('aliases:"MQ', "cannot be read: No closing quotation"),
+    ]:
+        reply, turns = chat(only)
+        assert reply.startswith("**Nothing searched:** ") and says in reply, reply
+        assert turns == []  # nothing asked: no turn to follow up on
