@@ -79,7 +79,8 @@ def _chat_session(client, questions: list[str], record, deadline: float) -> None
         if time.perf_counter() > deadline:
             return
         start, first = time.perf_counter(), None
-        job = client.submit(q, history, 5, "hybrid", False, False, True, api_name="/chat")
+        # the page's inputs in order: k, mode, why, write, spelling, "Only notes matching"
+        job = client.submit(q, history, 5, "hybrid", False, False, True, "", api_name="/chat")
         for _ in job:  # each streamed update of the answer
             first = first or time.perf_counter() - start
         history = job.result()[1]

@@ -34,7 +34,7 @@ from rag.quality.evaluate import (
     recheck_votes,
 )
 from rag.search.engine import Engine
-from rag.search.filters import Where
+from rag.search.filters import Where, filtered
 from rag.search.live import open_engine
 from rag.settings import (
     Settings,
@@ -349,13 +349,7 @@ def _engine(settings: Settings, many: bool = False) -> Engine:
 
 def _filtered(engine: Engine, args: argparse.Namespace, settings: Settings) -> Engine:
     """The engine, searching only the notes `--where` and `--since` allow."""
-    where = Where.parse(args.where, args.since)
-    if not where:
-        return engine
-    allowed = where.mask(engine.chunks, settings.notes_dir)
-    if not allowed.any():
-        raise BadInput(f"no note in {settings.notes_dir} matches {where}")
-    return engine.within(allowed)
+    return filtered(engine, Where.parse(args.where, args.since), settings.notes_dir)
 
 
 def _stream(

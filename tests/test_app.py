@@ -400,6 +400,45 @@ def test_api_refuses_bad_input_clearly(server: Server, method, route, body, stat
     assert server.proc.poll() is None
 
 
+def test_api_search_and_ask_take_the_clis_filters_over_a_vault(tmp_path_factory, embedder):
+    from test_vault import QUEUE_PROPERTIES, vault_files
+
+    files = vault_files(tmp_path_factory, embedder)
+    with (
+        run_app(files, tmp_path_factory.mktemp("vault-app")) as vault,
+        httpx.Client(base_url=vault.url + "api/", timeout=60) as api,
+    ):
+        people = {"where": ["folder:people"]}
+        found = api.post("search", json={"question": "meeting", "k": 5, "filters": people})
+        assert found.status_code == 200, found.text
+        hits = {h["path"]: h for h in found.json()["hits"]}
+        assert sorted(hits) == ["people/elodie.md", "people/tokyo.md"]  # only those two
+        assert hits["people/tokyo.md"]["tags"] == ["会議"]
+        assert "tags" not in hits["people/elodie.md"]  # no tags, no key
+        assert "properties" not in hits["people/tokyo.md"]
+
+        question = "what happens to a message when retries fail"
+        draft = {"where": ["status:draft"], "since": "2000-01-01"}
+        asked = api.post("ask", json={"question": question, "filters": draft}).json()
+        cited = asked["citations"] or asked["candidates"]
+        assert cited and {c["path"] for c in cited} == {"projects/queue-design.md"}
+        assert all(c["properties"] == QUEUE_PROPERTIES for c in cited)
+        assert all("infra/queues" in c["tags"] for c in cited)
+
+        for filters, says in [
+            ({"where": ["tag"]}, "--where takes NAME:VALUE (tag:infra, folder:projects/*, "),
+            ({"since": "01/02/2026"}, "--since takes a date as YYYY-MM-DD, not '01/02/2026'"),
+            ({"where": ["tag:nowhere"]}, f"no note in {vault.notes} matches tag:nowhere"),
+        ]:
+            for route in ("search", "ask"):
+                reply = api.post(route, json={"question": "retries", "filters": filters})
+                assert reply.status_code == 400, (route, reply.text)
+                assert reply.json()["detail"].startswith(says), reply.text
+        one = api.post("search", json={"question": "retries", "filters": {"where": "tag:x"}})
+        assert one.status_code == 422  # where is a list, as --where is repeated
+        assert vault.proc.poll() is None
+
+
 # --- sign-in ----------------------------------------------------------------------------
 
 

@@ -227,15 +227,25 @@ def test_front_matter_aliases_cannot_blow_up():
 # --- search, with the real model ----------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def vault_dirs(tmp_path_factory, embedder) -> tuple[Path, Path]:
-    """A copy of the vault and its index, built once with the real model."""
+def vault_files(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
+    """A folder with notes/ (a copy of the vault) and index/ (built with the real model), made
+    once per session; laid out as tests/test_app.py `app_files`, for `run_app` and `rag mcp`."""
     from rag.index.build import update_index
 
-    base = tmp_path_factory.mktemp("vault")
-    shutil.copytree(VAULT, base / "vault")
-    update_index(base / "vault", base / "index", embedder, 200)
-    return base / "vault", base / "index"
+    base = tmp_path_factory.getbasetemp() / "vault-files"
+    if not (base / "ready").exists():
+        shutil.rmtree(base, ignore_errors=True)
+        shutil.copytree(VAULT, base / "notes")
+        update_index(base / "notes", base / "index", embedder, 200)
+        (base / "ready").touch()
+    return base
+
+
+@pytest.fixture(scope="module")
+def vault_dirs(tmp_path_factory, embedder) -> tuple[Path, Path]:
+    """A copy of the vault and its index."""
+    files = vault_files(tmp_path_factory, embedder)
+    return files / "notes", files / "index"
 
 
 @pytest.fixture(scope="module")
@@ -381,6 +391,15 @@ def test_rag_search_where_on_the_command_line(capsys, vault_dirs):
         ("projects/standup.txt", 4, 5),
         ("projects/standup.txt", 1, 2),
     ]
+    argv = ["search", "broker", "-k", "1", "--json", "--where", "tag:infra", *at]
+    assert main(argv) == 0
+    (hit,) = json.loads(capsys.readouterr().out)["hits"]
+    assert (hit["path"], hit["tags"]) == (
+        "projects/queue-design.md",
+        ["architecture", "infra/queues", "retention"],
+    )
+    assert hit["properties"] == QUEUE_PROPERTIES
+    assert "tags" not in hits[0] and "properties" not in hits[0]  # a note with neither
     assert main(["search", "retries", "--where", "tag:nowhere", *at]) == 2
     assert f"no note in {vault_dirs[0]} matches tag:nowhere" in capsys.readouterr().err
 
@@ -395,3 +414,40 @@ def test_a_broad_filter_is_searched_deeper_with_the_same_result(vault_engine, mo
     assert deep[0].tolist() == exact[0].tolist() and len(deep[0]) == 3
     assert deep[1] == pytest.approx(exact[1], abs=1e-6)
     assert mask[deep[0]].all()
+
+
+def test_the_chats_only_notes_matching_box_scopes_its_search(vault_engine, vault_dirs):
+    """The chat page's handler, browser-free: the box takes `--where`'s words."""
+    from rag.search.live import LiveIndex
+    from rag.settings import Settings
+    from rag.web.handlers import Handlers
+
+    notes, index = vault_dirs
+    settings = Settings.from_env(env={}, notes_dir=notes, index_dir=index)
+    h = Handlers(LiveIndex(settings, vault_engine), settings)
+
+    def chat(only: str):
+        *_, (box, messages, turns, panel) = h.chat(
+            "retries", [], [], 2, "hybrid", False, False, True, only
+        )
+        return messages[-1]["content"], turns
+
+    _, turns = chat("folder:projects/*.txt")
+    assert [(x.chunk.path, x.chunk.start_line) for x in turns[-1].hits] == [
+        ("projects/standup.txt", 4),
+        ("projects/standup.txt", 1),
+    ]  # as `rag search retries -k 2 --where folder:projects/*.txt` finds them
+    _, turns = chat('tag:architecture aliases:"MQ design"')  # quoted: a value with a space
+    assert {x.chunk.path for x in turns[-1].hits} == {"projects/queue-design.md"}
+    _, turns = chat("  ")
+    unscoped = vault_engine.search("retries", k=2)  # empty: every note
+    assert [x.chunk.id for x in turns[-1].hits] == [x.chunk.id for x in unscoped]
+    assert {x.chunk.path for x in unscoped} == {"projects/retry-policy.md"}
+    for only, says in [
+        ("tag", "--where takes NAME:VALUE"),
+        ("tag:nowhere", "matches tag:nowhere"),
+        ('aliases:"MQ', "cannot be read: No closing quotation"),
+    ]:
+        reply, turns = chat(only)
+        assert reply.startswith("<p><strong>Nothing searched:</strong> ") and says in reply, reply
+        assert turns == []  # nothing asked: no turn to follow up on

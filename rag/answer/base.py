@@ -45,6 +45,8 @@ class Citation:
     excerpt_start_line: int
     excerpt_end_line: int
     digest: str = ""  # of the cited lines as they were (`span_digest`): found again after edits
+    tags: tuple[str, ...] = ()  # the chunk's (`Chunk.tags`), for the JSON of a citation
+    properties: dict = field(default_factory=dict, hash=False)  # its note's front matter
 
     @classmethod
     def of(cls, n: int, chunk: Chunk, start_line: int, end_line: int) -> Citation:
@@ -60,7 +62,8 @@ class Citation:
         text, excerpt = ("\n".join(map(shown_line, part)) for part in (cited, lines[a:b]))
         where = (excerpt, chunk.start_line + a, chunk.start_line + b - 1)
         digest = span_digest(lines[first : last + 1])
-        return cls(n, chunk.path, chunk.heading, start_line, end_line, text, *where, digest)
+        cited_lines = (n, chunk.path, chunk.heading, start_line, end_line, text)
+        return cls(*cited_lines, *where, digest, chunk.tags, chunk.properties)
 
     @property
     def location(self) -> str:

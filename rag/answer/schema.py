@@ -10,7 +10,11 @@ JSON API (`/api/...`, `rag.web.api`), the MCP tools (`rag.web.mcp`), the chat pa
 "status" is "answered", "partial" (the notes hold the topic, not the asked detail; the
 citations are the closest lines) or "not_found"; "missing" lists the asked terms the notes (or
 those lines) lack; "answered" is `status == "answered"`. With `links` (the user's editor),
-every hit and citation carries a "uri" that opens its first line there.
+every hit and citation carries a "uri" that opens its first line there. A hit or citation
+of a note with tags carries "tags", and with other front-matter properties "properties".
+
+A search or ask may be scoped with "filters": {"where": ["tag:infra", "folder:projects/*"],
+"since": "2026-01-01"}, the strings of the CLI's `--where` and `--since` (`rag.search.filters`).
 
 An LLM's answer adds "cited" (the [n] its text cites) and "uncited"; a follow-up adds
 "searched" (the question as it was searched). A key that does not apply is left out, not null.
@@ -26,6 +30,7 @@ from rag.answer.base import Answer, Citation
 from rag.answer.pipeline import Searched
 from rag.editor import Editor
 from rag.index.build import IndexReport
+from rag.index.cutting import Chunk
 from rag.search.engine import Hit
 from rag.settings import Mode
 
@@ -34,11 +39,23 @@ from rag.settings import Mode
 MAX_K = 50  # hits a caller may ask for at once
 
 
+class FiltersIn(BaseModel):
+    """Which notes a question may find: every condition must hold (`rag search --where`)."""
+
+    where: list[str] = Field(
+        default_factory=list,
+        description="tag:NAME (nested tags too), folder:GLOB (folder:projects/*) or a "
+        "front-matter NAME:VALUE (status:draft)",
+    )
+    since: str | None = Field(None, description="YYYY-MM-DD: notes modified on or after it")
+
+
 class SearchIn(BaseModel):
     question: str = Field(description="what to look for, in your words")
     k: int | None = Field(None, ge=1, le=MAX_K, description="hits; unset: the server's -k")
     mode: Mode | None = Field(None, description="retrieval leg(s); unset: the server's")
     as_typed: bool = Field(False, description="search misspelled words as typed")
+    filters: FiltersIn | None = Field(None, description="search only the notes these allow")
 
 
 class TurnIn(BaseModel):
@@ -67,6 +84,8 @@ class HitOut(BaseModel):
     text: str
     bm25_rank: int | None = Field(description="rank in the keyword leg; null: not in its list")
     dense_rank: int | None = Field(description="rank in the vector leg; null: not in its list")
+    tags: list[str] | None = Field(None, description="the note's tags and the section's own")
+    properties: dict | None = Field(None, description="the note's other front matter")
     uri: str | None = Field(None, description="opens the note at start_line in your editor")
 
 
@@ -79,6 +98,8 @@ class CitationOut(BaseModel):
     start_line: int
     end_line: int
     text: str = Field(description="the cited lines as they are in the note")
+    tags: list[str] | None = Field(None, description="the note's tags and the section's own")
+    properties: dict | None = Field(None, description="the note's other front matter")
     uri: str | None = Field(None, description="opens the note at start_line in your editor")
 
 
@@ -196,7 +217,7 @@ def _hit(h: Hit, links: Editor | None) -> HitOut:
         bm25_rank=h.bm25_rank,
         dense_rank=h.dense_rank,
     )
-    return _linked(out, links)
+    return _linked(_described(out, c), links)
 
 
 def _citation(c: Citation, links: Editor | None) -> CitationOut:
@@ -208,7 +229,17 @@ def _citation(c: Citation, links: Editor | None) -> CitationOut:
         end_line=c.end_line,
         text=c.text,
     )
-    return _linked(out, links)
+    return _linked(_described(out, c), links)
+
+
+def _described(out: HitOut | CitationOut, source: Chunk | Citation):
+    """`out` with its note's tags and properties, each only when there are some (set after
+    construction, like the uri: left out of the JSON otherwise)."""
+    if source.tags:
+        out.tags = list(source.tags)
+    if source.properties:
+        out.properties = dict(source.properties)
+    return out
 
 
 def _linked(out: HitOut | CitationOut, links: Editor | None):

@@ -3,6 +3,7 @@
     where = Where.parse(["tag:infra", "folder:projects/*"], since="2026-01-01")
     allowed = where.mask(engine.chunks, notes_dir)    # one bool per chunk row
     engine.within(allowed).search("retry backoff", k=5)   # both legs search these rows only
+    filtered(engine, where, notes_dir)   # the same, refusing a filter no note meets
 
 `tag:X` holds for a note with the tag X or a tag nested under it (`X/sub`), in its front
 matter or anywhere in its lines; `folder:GLOB` for a note whose path is below a folder the glob
@@ -19,11 +20,15 @@ import os
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rag.errors import BadInput
 from rag.index.cutting import Chunk
+
+if TYPE_CHECKING:
+    from rag.search.engine import Engine
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,17 @@ class Where:
             elif not _has_property(chunks[0].properties, c.name, c.value):
                 return False
         return self.since is None or _modified(notes_dir / path) >= self.since
+
+
+def filtered(engine: Engine, where: Where, notes_dir: Path) -> Engine:
+    """The engine, searching only the notes `where` allows (all of them for no conditions);
+    BadInput when no note meets them, so a scoped question is never silently unscoped."""
+    if not where:
+        return engine
+    allowed = where.mask(engine.chunks, notes_dir)
+    if not allowed.any():
+        raise BadInput(f"no note in {notes_dir} matches {where}")
+    return engine.within(allowed)
 
 
 def _has_property(properties: dict, name: str, value: str) -> bool:

@@ -2,6 +2,7 @@
 `rag search/ask --json` (`rag.answer.schema`), the same sign-in as the page.
 
     POST /api/search   {"question": "max sqs message size", "k": 3}     -> SearchOut
+    POST /api/search   {"question": "backoff", "filters": {"where": ["tag:infra"]}}
     POST /api/ask      {"question": "and the default?", "history": [{"question": "..."}]}
     GET  /api/notes/aws-notes.md?start=1691&end=1693                   -> NoteOut
     GET  /api/status                                                   -> StatusOut
@@ -62,13 +63,13 @@ def api_app(service: Service) -> FastAPI:
     @app.post("/search", response_model_exclude_unset=True)
     def search(body: SearchIn) -> SearchOut:
         """The note sections that best match a question, best first."""
-        return service.search(body.question, body.k, body.mode, body.as_typed)
+        return service.search(body.question, body.k, body.mode, body.as_typed, body.filters)
 
     @app.post("/ask", response_model_exclude_unset=True)
     def ask(body: AskIn) -> AnswerOut:
         """An answer made of cited lines: answered, partial or not_found."""
         history = [Exchange(t.question, t.answer) for t in body.history]
-        return service.ask(body.question, history, body.k, body.mode, body.as_typed)
+        return service.ask(body.question, history, body.k, body.mode, body.as_typed, body.filters)
 
     @app.get("/notes/{path:path}")
     def note(path: str, start: int | None = None, end: int | None = None) -> NoteOut:

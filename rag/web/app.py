@@ -87,7 +87,7 @@ def build_ui(live: LiveIndex, settings: Settings):
         page = build_page(live.engine, settings, live.describe(), settings.llm)
         turns = gr.State([])
         ins = [page.box, page.chatbot, turns, page.k, page.mode, page.why, page.write]
-        ins.append(page.spelling)
+        ins += [page.spelling, page.only]
         outs = [page.box, page.chatbot, turns, page.sources]
         private = dict(api_visibility="private")
         streamed = dict(private, show_progress="hidden", concurrency_id="chat", concurrency_limit=8)

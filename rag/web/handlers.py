@@ -11,6 +11,7 @@ turns, so a short follow-up ("and the default?") is read with the question befor
 from __future__ import annotations
 
 import json
+import shlex
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +25,8 @@ from rag.answer.pipeline import Searched, ask, stream_ask
 from rag.answer.schema import answer_json
 from rag.editor import Editor
 from rag.errors import BadInput
-from rag.search.engine import Hit
+from rag.search.engine import Engine, Hit
+from rag.search.filters import Where, filtered
 from rag.search.live import LiveIndex
 from rag.settings import Mode, Settings
 from rag.web.feedback import feedback_entry, record_vote
@@ -91,23 +93,26 @@ class Handlers:
         except BadInput as e:
             return json.dumps({"question": message, "error": str(e)})
 
-    def chat(self, message, history, turns, k, mode, why, write, spelling=True) -> Iterator[tuple]:
+    def chat(
+        self, message, history, turns, k, mode, why, write, spelling=True, only=""
+    ) -> Iterator[tuple]:
         """Answer into the chat and fill the sources panel: an LLM's tokens as they come, or
         the quoted lines at once. The question box is emptied by the first step only: what
-        the user types while an answer streams is theirs (`gr.skip()` leaves it alone)."""
+        the user types while an answer streams is theirs (`gr.skip()` leaves it alone).
+        `only` scopes the search as `--where` does: "tag:infra folder:projects/*"."""
         history, turns = list(history or []), list(turns or [])
-        events = stream_ask(
-            self.live.engine,  # a re-index swaps it whole; this question keeps its own
-            message,
-            history=[t.exchange() for t in turns],
-            k=int(k),
-            mode=mode,
-            writer=self.writer(write),
-            spelling=spelling,
-        )
         try:
+            events = stream_ask(
+                self.scoped(only),  # a re-index swaps it whole; this question keeps its own
+                message,
+                history=[t.exchange() for t in turns],
+                k=int(k),
+                mode=mode,
+                writer=self.writer(write),
+                spelling=spelling,
+            )
             searched: Searched = next(events)  # type: ignore[assignment]
-        except BadInput as e:  # an empty question: say so, search nothing
+        except BadInput as e:  # an empty question or a bad filter: say so, search nothing
             reply = {"role": "assistant", "content": nothing_searched_html(str(e))}
             yield "", [*history, reply], turns, gr.skip()
             return
@@ -126,6 +131,15 @@ class Handlers:
             shown = shown or turn.answer is not None
             yield box, [*history, reply], turns, panel
             box = gr.skip()
+
+    def scoped(self, only: str | None) -> Engine:
+        """The live engine, searching only the notes `only` allows: the words of
+        `rag search --where` (quote one with spaces: 'aliases:"mq design"'), all must hold."""
+        try:
+            words = shlex.split(only or "")
+        except ValueError as e:  # an unclosed quote
+            raise BadInput(f"the filter {only!r} cannot be read: {e}") from None
+        return filtered(self.live.engine, Where.parse(words), self.settings.notes_dir)
 
     def keep_conversation(self, conversation, messages, turns, saved):
         """Keep this conversation in the browser's storage, newest first: its messages as

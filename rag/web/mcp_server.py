@@ -5,10 +5,12 @@ official `mcp` SDK; over stdio by default, or streamable HTTP on 127.0.0.1 with 
     rag mcp --http --mcp-port 7861          # http://127.0.0.1:7861/mcp
 
 Tools (typed input schemas; structured output in the models of `rag.answer.schema`):
-search, ask, get_note, status, reindex. Resources: `rag://notes/{path}`, a whole note. A bad
-argument, a path outside the notes or a missing index comes back as a tool error with its
-message; the server keeps running. Over HTTP, the Host rule of the chat page applies
-(`rag.web.guard`), and with sign-in on, the same user:password as HTTP Basic auth.
+search, ask, get_note, status, reindex; search and ask take `filters`, the strings of
+`rag search --where/--since`: {"where": ["tag:infra", "folder:projects/*"], "since":
+"2026-01-01"}. Resources: `rag://notes/{path}`, a whole note. A bad argument or filter, a path
+outside the notes or a missing index comes back as a tool error with its message; the server
+keeps running. Over HTTP, the Host rule of the chat page applies (`rag.web.guard`), and with
+sign-in on, the same user:password as HTTP Basic auth.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from rag.answer.base import Exchange
 from rag.answer.schema import (
     MAX_K,
     AnswerOut,
+    FiltersIn,
     NoteOut,
     ReindexOut,
     SearchOut,
@@ -54,6 +57,10 @@ Question = Annotated[str, Field(description="the question, in the user's words")
 K = Annotated[int | None, Field(ge=1, le=MAX_K, description="hits; unset: the server's")]
 Line = Annotated[int | None, Field(ge=1, description="1-based; unset: the first / the last")]
 AsTyped = Annotated[bool, Field(description="search misspelled words as typed")]
+Filters = Annotated[
+    FiltersIn | None,
+    Field(description='only notes these allow: {"where": ["tag:infra"], "since": "2026-01-01"}'),
+]
 
 
 def build_server(service: Service) -> MCPServer:
@@ -61,10 +68,14 @@ def build_server(service: Service) -> MCPServer:
 
     @server.tool(title="Search the notes", annotations=READ_ONLY)
     async def search(
-        query: Question, k: K = None, mode: Mode = "hybrid", as_typed: AsTyped = False
+        query: Question,
+        k: K = None,
+        mode: Mode = "hybrid",
+        as_typed: AsTyped = False,
+        filters: Filters = None,
     ) -> SearchOut:
         """The note sections that best match a query, best first, each with its exact lines."""
-        return await _run(service.search, query, k, mode, as_typed)
+        return await _run(service.search, query, k, mode, as_typed, filters)
 
     @server.tool(title="Ask the notes", annotations=READ_ONLY)
     async def ask(
@@ -74,11 +85,12 @@ def build_server(service: Service) -> MCPServer:
         ] = [],  # noqa: B006  (the SDK reads the default into the schema; never mutated)
         k: K = None,
         as_typed: AsTyped = False,
+        filters: Filters = None,
     ) -> AnswerOut:
         """An answer made of cited lines of the notes: status answered, partial (the topic is
         there, not the asked detail) or not_found (with the nearest sections)."""
         turns = [Exchange(t.question, t.answer) for t in history]
-        return await _run(service.ask, question, turns, k, None, as_typed)
+        return await _run(service.ask, question, turns, k, None, as_typed, filters)
 
     @server.tool(title="Read lines of a note", annotations=READ_ONLY)
     async def get_note(

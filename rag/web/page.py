@@ -68,6 +68,7 @@ class Page:
     reindex: gr.Button
     write: gr.Checkbox  # answers written by the LLM (hidden when none is configured)
     spelling: gr.Checkbox  # misspelled words searched as the notes spell them
+    only: gr.Textbox  # filters, as `--where` takes them: "tag:infra folder:projects/*"
     history: gr.Dataset  # the conversations kept in this browser, newest first
     examples: list[gr.Button]  # example questions, shown while the chat is empty
     examples_row: gr.Row
@@ -144,6 +145,13 @@ def build_page(
                     label="Search a misspelled word as my notes spell it (off: as typed)",
                     elem_id="spelling",
                 )
+                only = gr.Textbox(
+                    "",
+                    label="Only notes matching",
+                    placeholder="tag:infra folder:projects/* status:draft",
+                    info="as rag search --where takes them; all must hold; empty: every note",
+                    elem_id="only",
+                )
                 write = gr.Checkbox(
                     llm is not None,
                     visible=llm is not None,
@@ -169,6 +177,7 @@ def build_page(
         reindex,
         write,
         spelling,
+        only,
         history,
         examples,
         examples_row,

@@ -3,12 +3,14 @@ and the MCP tools (`rag.web.mcp_server`), each returning a model of `rag.answer.
 
     service = Service(live, settings)
     service.search("max sqs message size", k=3)        # SearchOut
+    service.search("backoff", filters=FiltersIn(where=["tag:infra"]))   # those notes only
     service.ask("and the default?", history=[...])      # AnswerOut, the chat's pipeline
     service.note("aws-notes.md", 1691, 1693)            # NoteOut: exact lines, or NoteRefused
     service.status(); service.reindex()
 
-A bad argument (an empty question, k out of range, a path outside the notes) is a RagError
-with a message meant for the caller; each front turns it into its own error reply.
+A bad argument (an empty question, k out of range, a filter that does not parse or that no
+note meets, a path outside the notes) is a RagError with a message meant for the caller; each
+front turns it into its own error reply.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from rag.answer.pipeline import ask, stream_ask
 from rag.answer.schema import (
     MAX_K,
     AnswerOut,
+    FiltersIn,
     NoteOut,
     ReindexOut,
     SearchOut,
@@ -32,6 +35,8 @@ from rag.answer.schema import (
 from rag.errors import BadInput
 from rag.index.cutting import split_lines
 from rag.notes import read_note_text
+from rag.search.engine import Engine
+from rag.search.filters import Where, filtered
 from rag.search.live import LiveIndex
 from rag.settings import Mode, Settings, check_mode
 
@@ -42,10 +47,16 @@ class Service:
         self.links = settings.links
 
     def search(
-        self, query: str, k: int | None = None, mode: str | None = None, as_typed: bool = False
+        self,
+        query: str,
+        k: int | None = None,
+        mode: str | None = None,
+        as_typed: bool = False,
+        filters: FiltersIn | None = None,
     ) -> SearchOut:
-        """The sections that best match `query`, best first."""
-        events = stream_ask(self.live.engine, query, **self._options(k, mode, as_typed))
+        """The sections that best match `query`, best first, among the notes `filters` allow."""
+        options = self._options(k, mode, as_typed)
+        events = stream_ask(self._engine(filters), query, **options)
         return search_out(next(events), self.links)  # type: ignore[arg-type]
 
     def ask(
@@ -55,11 +66,12 @@ class Service:
         k: int | None = None,
         mode: str | None = None,
         as_typed: bool = False,
+        filters: FiltersIn | None = None,
     ) -> AnswerOut:
         """The answer as the chat gives it: an earlier turn makes a short question a follow-up."""
         options = self._options(k, mode, as_typed)
         answer = ask(
-            self.live.engine,
+            self._engine(filters),
             question,
             history=history,
             writer=writer_for(self.settings.llm),
@@ -103,6 +115,13 @@ class Service:
         """Bring the index up to date now; "busy" if another re-index is running."""
         done = self.live.reindex()
         return reindex_out(done.state, done.report, done.error)
+
+    def _engine(self, filters: FiltersIn | None) -> Engine:
+        """The live engine, searching only the notes `filters` allow (the CLI's parser)."""
+        if filters is None:
+            return self.live.engine
+        where = Where.parse(filters.where, filters.since)
+        return filtered(self.live.engine, where, self.settings.notes_dir)
 
     def _options(self, k: int | None, mode: str | None, as_typed: bool) -> dict:
         k = self.settings.top_k if k is None else k
