@@ -5,12 +5,20 @@
     fm.properties                    # {'title': 'Queues', 'aliases': ['MQ'], 'owner': 'ops'}
     body_tags("Fix #infra/queues, not #1984 or `#include`")   # ('infra/queues',)
     visible_text("see [[Queues#Limits|the limits]], [[Queues]]")   # 'see the limits, Queues'
+    link = wikilink("Queues#Limits|the limits")   # link.note, link.subpath, link.alias:
+                                                  # 'Queues', 'Limits', 'the limits'
+    LinkTargets(["infra/Queues.md"]).resolve("queues")   # 'infra/Queues.md'
 
 Front matter is parsed by python-frontmatter's YAML handler (PyYAML's safe loader): `title`,
 `aliases` and `tags` are what the note is called and filed under; every other key is kept as a
 JSON value. A tag is Obsidian's: `#` after a space or a line start, then letters, digits, `_`,
 `-` and `/` (nested tags), at least one of them a letter. A wikilink or an embed is indexed as
 the words a reader sees: the alias, else the note and heading names; nothing is fetched.
+
+A link names its note as Obsidian reads it: by file name without the extension, or by the end
+of its path ("projects/queues"), in any case; when several notes answer to a name, the one in
+the fewest folders wins. The index keeps only the words; `rag.web.markup` resolves the names
+when it shows a note, so renaming a note changes the links to it and nothing else.
 """
 
 from __future__ import annotations
@@ -18,10 +26,14 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import frontmatter
 import yaml
+
+from rag.notes import SUFFIXES
 
 # A tag needs a letter (#1984 is not one) and a space or the line start before it (a#b, a URL's
 # /#anchor and a link's (#anchor) are not tags).
@@ -95,15 +107,61 @@ def visible_text(text: str) -> str:
 
 def _shown(m: re.Match) -> str:
     """[[note]] -> note; [[note#heading]] -> note > heading; [[note|alias]] -> alias."""
-    embed, inner = m.group(1), m.group(2)
+    return wikilink(m.group(2), bool(m.group(1))).words(" > ")
+
+
+@dataclass(frozen=True)
+class WikiLink:
+    note: str  # as written, "" for a heading of the same note ([[#Part]])
+    subpath: str  # what follows the first '#': "Part", "Part#Sub", "^block" or ""
+    alias: str  # the words shown instead, "" for none (an embed's size is none)
+    embed: bool  # ![[...]]
+    inner: str = ""  # all between the brackets
+
+    def words(self, sep: str = " > ") -> str:
+        """What a reader sees: the alias, else the note and its headings (not a ^block)."""
+        if self.alias:
+            return self.alias
+        headings = (h.strip() for h in self.subpath.split("#"))
+        parts = [self.note.removesuffix(".md"), *(h for h in headings if h and h[0] != "^")]
+        return sep.join(p for p in parts if p) or self.inner
+
+
+def wikilink(inner: str, embed: bool = False) -> WikiLink:
+    """What is between a wikilink's brackets, read: `note#sub|alias` (a `\\|` in a table is |)."""
     target, _, alias = inner.replace("\\|", "|").partition("|")
     alias = " ".join(alias.split())
-    if alias and not (embed and _SIZE.fullmatch(alias)):
-        return alias
-    note, *headings = target.split("#")
-    note = note.strip().removesuffix(".md")
-    parts = [note, *(h.strip() for h in headings if h.strip() and not h.strip().startswith("^"))]
-    return " > ".join(p for p in parts if p) or inner
+    if embed and _SIZE.fullmatch(alias):
+        alias = ""
+    note, _, subpath = target.partition("#")
+    return WikiLink(note.strip(), subpath.strip(), alias, embed, inner)
+
+
+class LinkTargets:
+    """The notes a [[link]] may open, by every name a link may call each of them.
+
+    targets = LinkTargets(["a/Queues.md", "Queues.md", "b/x.txt"])
+    targets.resolve("queues"), targets.resolve("a/queues"), targets.resolve("x.txt")
+    # ('Queues.md', 'a/Queues.md', 'b/x.txt')
+    """
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        self._path: dict[str, str] = {}  # a name, folded -> the note it opens
+        for path in sorted(paths, key=lambda p: (p.count("/"), p)):  # fewest folders first
+            suffix = next((s for s in SUFFIXES if path.endswith(s)), "")
+            parts = path.split("/")
+            for i in range(len(parts)):  # the path's ends: "a/b/c.md", "b/c.md", "c.md"
+                tail = "/".join(parts[i:])
+                for name in (tail, tail.removesuffix(suffix)):
+                    self._path.setdefault(_fold(name), path)
+
+    def resolve(self, note: str) -> str | None:
+        """The path of the note a link's name opens, or None."""
+        return self._path.get(_fold(note)) if note else None
+
+
+def _fold(name: str) -> str:
+    return unicodedata.normalize("NFC", name.strip()).casefold()
 
 
 def _items(value: object, split: bool = True) -> list[str]:

@@ -2,6 +2,7 @@
 
     GET /note/aws-notes.md?start=1691&end=1692#L1691   # the page opens scrolled to line 1691
     GET /note/aws-notes.md?start=1691&end=1692&q=3f1c...#L1691   # a citation: found again
+    GET /note/projects/retry-policy.md?heading=Backoff   # a [[wikilink]]: 307 to .md#L7
 
 A citation's link carries the digest of the lines it quotes (`q`). If the note changed since
 the answer and those lines moved, the viewer redirects to where they are now and says so ("the
@@ -14,22 +15,32 @@ line keeps its row and number (so #L123 and the marks work) and has its markdown
 `rag.web.markup` (inline code, links, a code block's lines as code, a table's rows as cells):
 inert HTML whatever the note holds; and the page is sent with a Content-Security-Policy that
 allows no script.
+
+A note's [[wikilinks]] are links to the notes of this folder (`NoteNames` lists them for
+`rag.web.markup`, again only when a folder in it has changed): `?heading=Part#Sub` or
+`?heading=^block` is sent on to that line, or the note is shown from the top, saying the
+heading is not in it.
 """
 
 from __future__ import annotations
 
 import html
+import os
 import re
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 
 from rag.errors import NoteRefused
 from rag.index.cutting import relocate, split_lines
-from rag.notes import read_note_text
-from rag.web.markup import ROUTE, lines_html
+from rag.index.markdown import structure
+from rag.index.obsidian import LinkTargets
+from rag.notes import RULE_FILES, ignore_rules, is_note, read_note_text
+from rag.web.markup import MISSING, ROUTE, lines_html, link_notes
 from rag.web.render import note_url
 
 HEADERS = {
@@ -47,7 +58,7 @@ def note_page(rel: str, text: str, start: int | None, end: int | None, notice: s
     lines = split_lines(text)
     first = start if start is not None else 0
     last = end if end is not None and end >= first else first
-    shown = enumerate(lines_html(lines), 1)
+    shown = enumerate(lines_html(lines, rel), 1)
     rows = "\n".join(_row(n, line, first <= n <= last) for n, line in shown)
     span = f"lines {first}-{last}" if last > first else f"line {first}"
     title = html.escape(rel)
@@ -75,6 +86,77 @@ def moved(was: str, now: tuple[int, int] | None) -> str:
     return f"This note changed since the answer; the quoted {lines} now {where} (was {was})."
 
 
+class NoteNames:
+    """The notes of a folder as wikilink targets, listed again only when one of its folders
+    (or an ignore rule) has changed since: a file's rename changes its folder's time.
+
+        names = NoteNames(Path("notes"))
+        names().resolve("sqs")   # 'aws/sqs.md'
+    """
+
+    RECENT = 2.0  # seconds: a change this close to a listing may share its time; list again
+
+    def __init__(self, notes_dir: Path) -> None:
+        self.root = Path(notes_dir)
+        self._last: tuple[tuple, LinkTargets] = ((), LinkTargets(()))  # (stamp, targets)
+
+    def __call__(self) -> LinkTargets:
+        stamp, targets = self._last
+        if stamp and self._stamp(stamp[0]) == stamp:
+            return targets
+        started = time.time()
+        folders, paths = self._listing()
+        stamp, targets = self._stamp(folders), LinkTargets(paths)
+        settled = max(stamp[1:]) < started - self.RECENT  # else a change may not show in it
+        self._last = (stamp if settled else (), targets)  # one assignment: threads share it
+        return targets
+
+    def _stamp(self, folders: tuple[Path, ...]) -> tuple:
+        return (folders, *map(self._mtime, folders))
+
+    @staticmethod
+    def _mtime(path: Path) -> float:
+        try:
+            return os.stat(path).st_mtime
+        except OSError:
+            return -1.0
+
+    def _listing(self) -> tuple[tuple[Path, ...], list[str]]:
+        """The folders looked in (the rule files too, whose changes count) and the notes
+        found: `rag.notes`'s rule, without reading them."""
+        ignored, root = ignore_rules(self.root), self.root.resolve()
+        folders, paths = [self.root, *(self.root / f for f in RULE_FILES)], []  # even if gone
+        for top, dirs, files in os.walk(self.root):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            folders.append(Path(top))
+            below = Path(top).relative_to(self.root).as_posix()
+            for name in files:
+                rel = name if below == "." else f"{below}/{name}"
+                if is_note(rel) and not ignored.match_file(rel):
+                    path = Path(top, name)
+                    if not path.is_symlink() or path.resolve().is_relative_to(root):
+                        paths.append(rel)
+        return tuple(folders), paths
+
+
+def heading_line(lines: list[str], subpath: str) -> int | None:
+    """The 1-based line a link's `#Part#Sub` (Sub the first under Part) or `#^block` names,
+    or None. Headings match whatever their case, punctuation and spacing, as in Obsidian."""
+    if subpath.startswith("^"):
+        block = re.compile(rf"(^|\s)\^{re.escape(subpath[1:].strip())}\s*$")
+        return next((n for n, line in enumerate(lines, 1) if block.search(line)), None)
+    wanted = [_plain(h) for h in subpath.split("#") if _plain(h)]
+    found = None
+    for i, heading in sorted(structure(lines).headings.items()):
+        if wanted and _plain(heading.text) == wanted[0]:
+            found, wanted = i + 1, wanted[1:]
+    return found if found and not wanted else None
+
+
+def _plain(heading: str) -> str:
+    return " ".join(re.sub(r"[^\w]+", " ", heading).split()).casefold()
+
+
 def _row(n: int, line: str, hit: bool) -> str:
     """Line `n`, already HTML, with its number; marked if cited."""
     cls = "l hit" if hit else "l"
@@ -82,7 +164,8 @@ def _row(n: int, line: str, hit: bool) -> str:
     return f'<div class="{cls}" id="L{n}">{number}{text}</div>'
 
 
-_CSS = """
+_CSS = (
+    """
 body { margin: 0; font: 14px/1.45 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
   color: #1f2328; background: #fff; }
 header { position: sticky; top: 0; padding: 8px 16px; background: #f6f8fa;
@@ -100,14 +183,19 @@ header { position: sticky; top: 0; padding: 8px 16px; background: #f6f8fa;
 .md-mark { color: #57606a; }
 .md-cell { display: inline-block; min-width: 12ch; padding: 0 8px; border-left: 1px solid #d0d7de; }
 a { color: #0550ae; }
+.l:target .t { background: #ddf4ff; }
 .changed { margin: 4px 0 0; color: #9a6700; font-weight: 600; }
 """
+    + f".{MISSING} {{ color: #6e7781; text-decoration: underline dotted; cursor: help; }}\n"
+)
 
 
 def add_viewer(
     app: FastAPI, notes_dir: Path, signed_in: Callable[[Request], Awaitable[bool]]
 ) -> None:
-    """Serve the viewer at /note/{path} on `app`, to requests `signed_in` lets through."""
+    """Serve the viewer at /note/{path} on `app`, to requests `signed_in` lets through; the
+    wikilinks of notes shown anywhere from now on open the notes of `notes_dir`."""
+    link_notes(NoteNames(notes_dir))
 
     @app.get(ROUTE + "/{rel:path}", include_in_schema=False)
     async def view_note(
@@ -117,6 +205,7 @@ def add_viewer(
         end: int | None = None,
         q: str | None = None,  # the cited lines' digest
         was: str | None = None,  # where they were, after a redirect to where they are
+        heading: str | None = None,  # a wikilink's "Part#Sub" or "^block"
     ):
         if not await signed_in(request):
             return PlainTextResponse("Sign in on the chat page first.", 401, headers=HEADERS)
@@ -136,4 +225,9 @@ def add_viewer(
                 return RedirectResponse(url, 307, headers=HEADERS)
             elif was is not None and re.fullmatch(r"\d+(-\d+)?", was):
                 notice = moved(was, now)
+        elif heading and start is None:
+            line = heading_line(split_lines(text), heading)
+            if line is not None:  # to that line: the browser scrolls to it, CSS marks it
+                return RedirectResponse(f"{ROUTE}/{quote(rel)}#L{line}", 307, headers=HEADERS)
+            notice = f"There is no heading “{heading}” in this note: it is shown from the top."
         return HTMLResponse(note_page(rel, text, start, end, notice), headers=HEADERS)
