@@ -284,7 +284,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """The chat page, as app.py serves it, for any notes folder."""
     from rag.web.app import serve
 
-    serve(_engine(settings, many=True), settings)
+    serve(_engine(settings, many=True, server=True), settings)
     return 0
 
 
@@ -295,7 +295,7 @@ def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
     from rag.web.service import Service
 
     with contextlib.redirect_stdout(sys.stderr):  # a library's print must not break stdio
-        live = LiveIndex(settings, _engine(settings, many=True))
+        live = LiveIndex(settings, _engine(settings, many=True, server=True))
     live.keep_fresh()
     mcp_server.serve(Service(live, settings), http=args.http)
     return 0
@@ -339,9 +339,10 @@ def cmd_beir(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _engine(settings: Settings, many: bool = False) -> Engine:
-    """The engine; `many` questions to come: open the embedder's fast path for them."""
-    engine = open_engine(settings)
+def _engine(settings: Settings, many: bool = False, server: bool = False) -> Engine:
+    """The engine; `many` questions to come: open the embedder's fast path for them. A
+    `server` keeps its index fresh: a missing one is built in two passes (`open_engine`)."""
+    engine = open_engine(settings, first_pass=server)
     if many:
         warm_up(engine.embedder)
     return engine

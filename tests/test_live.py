@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import re
 import threading
 import time
 from pathlib import Path
@@ -149,3 +150,34 @@ def test_time_ago_reads_like_a_person_says_it():
     said += [time_ago(s, now) for s in ("2026-12-01T09:00:00Z", "2026-11-30T12:00:00Z")]
     said += [time_ago(s, now) for s in ("2026-11-28T11:00:00Z", "not a time")]
     assert said == ["just now", "3 min ago", "3 h ago", "1 day ago", "3 days ago", "not a time"]
+
+
+def test_a_server_on_a_first_pass_embeds_the_lines_in_the_background(tmp_path, embedder):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    lines = "\n".join(f"- Queue setting {i}: value {i * 7}" for i in range(40))
+    (notes / "queues.md").write_text(f"# Queues\n\n## Settings\n\n{lines}\n")
+    settings = Settings.from_env(env={}, notes_dir=notes, index_dir=tmp_path / "index")
+    update_index(notes, settings.index_dir, embedder, settings.max_chunk_tokens, lines=False)
+    index = load_index(settings.index_dir, embedder.name, embedder.dim, settings.max_chunk_tokens)
+    live = LiveIndex(settings, Engine(index, embedder))
+    assert live.status().lines_pending >= 40
+    assert "answers improve once every line is embedded" in live.describe()
+    seen: list[str] = []
+    real_step = live._step
+
+    def step(done: int, total: int) -> None:  # what the page's status line shows meanwhile
+        real_step(done, total)
+        seen.append(live.describe())
+
+    live._step = step
+    stop = live.keep_fresh()
+    try:
+        deadline = time.monotonic() + 60
+        while live.status().lines_pending and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+    assert live.status().lines_pending == 0 and live.engine.index.units.size >= 40
+    assert any(re.search(r"indexing: [\d,]+/[\d,]+ texts embedded", s) for s in seen), seen
+    assert "answers improve" not in live.describe()

@@ -12,11 +12,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag.errors import IndexBusy
 from rag.index.build import index_lock, update_index
-from rag.index.store import current_generation, load_index
+from rag.index.store import current_generation, lines_pending, load_index
 from rag.search.engine import Engine
 
 RAG = str(Path(sys.executable).parent / "rag")
@@ -198,3 +199,29 @@ def test_an_index_from_an_older_tokenizer_is_cut_again_not_embedded_again(copy, 
     report = update(notes, index, embedder)
     assert "chunker settings changed" in report.rebuild_reason and report.embedded == 0
     assert engine(index, embedder).search("max sqs message size", k=1, mode="bm25")
+
+
+def test_a_first_pass_embeds_chunks_only_and_the_next_update_adds_the_lines(tmp_path, embedder):
+    notes = tmp_path / "notes"
+    shutil.copytree(Path(__file__).parent.parent / "notes", notes)
+    index = tmp_path / "index"
+    first = update(notes, index, embedder, lines=False)
+    partial = load_index(index, embedder.name, embedder.dim, 200)
+    assert first.written and partial.units.size == 0 and partial.manifest.units == 0
+    pending = lines_pending(partial)
+    assert pending == sum(len(c.vector_units) for c in partial.chunks) > 1000
+    # It answers: a section with several lines is scored by its own vector alone.
+    hits = Engine(partial, embedder).search("maximum size of an SQS message", k=5)
+    assert all(h.unit_scores is None for h in hits) and any("256" in h.chunk.text for h in hits)
+    # A first pass again (a server restarted) leaves it; a full update adds only the lines.
+    assert not update(notes, index, embedder, lines=False).written
+    second = update(notes, index, embedder)
+    whole = load_index(index, embedder.name, embedder.dim, 200)
+    assert second.written and second.embedded == 0  # every chunk vector was kept
+    assert lines_pending(whole) == 0 and whole.units.size == pending
+    assert np.array_equal(whole.dense.vectors(), partial.dense.vectors())
+    # The same as building it whole in one go, row for row.
+    update(notes, tmp_path / "one-go", embedder)
+    one_go = load_index(tmp_path / "one-go", embedder.name, embedder.dim, 200)
+    assert np.allclose(whole.units.vectors(), one_go.units.vectors(), atol=1e-6)
+    assert not update(notes, index, embedder).written  # whole and unchanged: nothing to do

@@ -145,6 +145,9 @@ class StatusOut(BaseModel):
     indexed_at: str = Field(description="UTC time the live index was written")
     indexing: bool = Field(description="a re-index is running")
     stale: bool = Field(description="the notes changed since the live index was built")
+    lines_pending: int = Field(
+        0, description="line vectors still to embed after a first pass (answers improve after)"
+    )
     error: str = Field(description="why the last re-index failed, if it did")
 
 

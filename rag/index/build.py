@@ -8,6 +8,10 @@ in the live generation keeps it (a renamed note embeds nothing). Those vectors a
 only from a generation whose files match their checksums, so damage is never copied forward.
 One process updates an index at a time (`index/.lock`, released by the kernel even after
 kill -9).
+
+A first pass (`lines=False`) embeds only the chunks, a third of the model's work on the default
+notes: a server answers from it (each chunk scored by its own vector) while the line vectors
+are embedded; the next update, even after a crash, adds them and keeps the chunk vectors.
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ from rag.index.store import (
     chunker_settings,
     clean_old_generations,
     current_generation,
+    lines_pending,
     load_index,
+    unit_counts,
     verified_at_load,
     verify_generation,
     write_generation,
@@ -76,6 +82,7 @@ def update_index(
     dry_run: bool = False,
     progress: Progress | None = None,
     lock_wait: float = 60.0,
+    lines: bool = True,
 ) -> IndexReport:
     started = time.perf_counter()
     with nullcontext() if dry_run else index_lock(index_dir, lock_wait):
@@ -86,10 +93,11 @@ def update_index(
         old, reason = _previous(index_dir, embedder, max_tokens, full, verify=not dry_run)
         old_files = old.manifest.files if old and not reason else {}
         chunks, changed_files = _chunks(notes, old, old_files, embedder, max_tokens)
-        vectors = VectorPlan(old, chunks)
+        vectors = VectorPlan(old, chunks, lines)
         report = _report(notes, skipped, old, chunks, vectors, changed_files, reason, dry_run)
         same = old is not None and [c.id for c in chunks] == [c.id for c in old.chunks]
-        if dry_run or (same and old_files == fingerprints(notes)):
+        whole = old is not None and (not lines or lines_pending(old) == 0)
+        if dry_run or (same and whole and old_files == fingerprints(notes)):
             report.seconds = time.perf_counter() - started
             return report
         chunk_vectors, unit_vectors = vectors.build(embedder, progress)
@@ -103,7 +111,7 @@ def update_index(
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )
         dense, units = DenseIndex.build(chunk_vectors), DenseIndex.build(unit_vectors)
-        gen = write_generation(index_dir, chunks, dense, units, manifest)
+        gen = write_generation(index_dir, chunks, dense, units, manifest, vectors.counts)
         report.written = True
         report.seconds = time.perf_counter() - started
         log.debug("wrote %s: %d chunks, %d embedded", gen.name, report.chunks, report.embedded)
@@ -148,22 +156,32 @@ def _chunks(
     return chunks, changed
 
 
-def vector_texts(chunks: list[Chunk]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """(hash, text) of every chunk vector and every unit vector, in index row order."""
+def vector_texts(
+    chunks: list[Chunk], counts: np.ndarray | None = None
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(hash, text) of every chunk vector and every unit vector, in index row order; `counts`:
+    how many unit vectors each chunk has (all of its units, or none), when not all."""
     chunk_items = [(c.content_hash, c.indexed_text) for c in chunks]
-    unit_items = [(c.unit_hash(u), c.unit_indexed_text(u)) for c in chunks for u in c.vector_units]
+    unit_items = [
+        (c.unit_hash(u), c.unit_indexed_text(u))
+        for i, c in enumerate(chunks)
+        if counts is None or counts[i]
+        for u in c.vector_units
+    ]
     return chunk_items, unit_items
 
 
 class VectorPlan:
-    """Which vectors of a new generation are re-used (by text hash) and which are embedded."""
+    """Which vectors of a new generation are re-used (by text hash) and which are embedded;
+    without `lines`, chunk vectors only (a first pass)."""
 
-    def __init__(self, old: StoredIndex | None, chunks: list[Chunk]) -> None:
+    def __init__(self, old: StoredIndex | None, chunks: list[Chunk], lines: bool = True) -> None:
         self.old = old
-        self.chunk_items, self.unit_items = vector_texts(chunks)
+        self.counts = unit_counts(chunks) if lines else np.zeros(len(chunks), dtype=np.int64)
+        self.chunk_items, self.unit_items = vector_texts(chunks, self.counts)
         self.old_rows: dict[str, int] = {}  # hash -> row in old chunk rows + old unit rows
         if old:
-            old_chunks, old_units = vector_texts(old.chunks)
+            old_chunks, old_units = vector_texts(old.chunks, old.unit_counts)
             for row, (h, _) in enumerate([*old_chunks, *old_units]):
                 self.old_rows.setdefault(h, row)
         self.missing = {  # hash -> text, for text no old vector was made from

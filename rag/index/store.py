@@ -86,6 +86,11 @@ def unit_counts(chunks: list[Chunk]) -> np.ndarray:
     return np.fromiter((len(c.vector_units) for c in chunks), dtype=np.int64, count=len(chunks))
 
 
+def lines_pending(index: StoredIndex) -> int:
+    """Unit (line) vectors a first pass left out: 0 for a whole index."""
+    return int(unit_counts(index.chunks).sum() - index.unit_counts.sum())
+
+
 def chunker_settings(max_tokens: int) -> dict:
     """How the notes were cut and tokenized: a change re-cuts them (vectors kept)."""
     return {"version": CUT_VERSION, "max_tokens": max_tokens, "tokenizer": TOKENIZER_VERSION}
@@ -219,9 +224,15 @@ def verify_generation(gen: Path) -> list[str]:
 
 
 def write_generation(
-    index_dir: Path, chunks: list[Chunk], dense: DenseIndex, units: DenseIndex, manifest: Manifest
+    index_dir: Path,
+    chunks: list[Chunk],
+    dense: DenseIndex,
+    units: DenseIndex,
+    manifest: Manifest,
+    counts: np.ndarray | None = None,
 ) -> Path:
-    """Write a complete new generation and make it the live one; returns its folder.
+    """Write a complete new generation and make it the live one; returns its folder. `counts`:
+    unit vectors per chunk, when a first pass left them out (`rag.index.build`).
 
     A failure (disk full, read-only folder) leaves the live generation as it was and nothing
     of the new one behind: IndexUnwritable says why."""
@@ -237,7 +248,8 @@ def write_generation(
     try:
         index_dir.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
-        _write_files(tmp, chunks, dense, units, manifest, previous)
+        counts = unit_counts(chunks) if counts is None else counts
+        _write_files(tmp, chunks, dense, units, manifest, counts, previous)
         os.replace(tmp, gen)  # a finished generation never has a ".tmp" name
         _fsync(index_dir)
         pointer_tmp.write_text(gen.name + "\n", encoding="utf-8")
@@ -263,6 +275,7 @@ def _write_files(
     dense: DenseIndex,
     units: DenseIndex,
     manifest: Manifest,
+    counts: np.ndarray,
     previous: Path | None,
 ) -> None:
     with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as f:
@@ -271,7 +284,7 @@ def _write_files(
     dense.save(tmp / "dense.faiss")
     units.save(tmp / "units.faiss")
     Postings.from_docs([tokenize(c.indexed_text) for c in chunks]).save(tmp)
-    np.save(tmp / "unit_counts.npy", unit_counts(chunks), allow_pickle=False)
+    np.save(tmp / "unit_counts.npy", counts, allow_pickle=False)
     checksums = {name: _sha256(tmp / name) for name in FILES}
     sizes = {name: (tmp / name).stat().st_size for name in FILES}
     previous_name = previous.name if previous else ""

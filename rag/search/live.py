@@ -1,7 +1,7 @@
 """The engine a program serves: opened (the index built first if missing), kept up to date.
 
     engine = open_engine(settings)      # load the model and the index once
-    live = LiveIndex(settings, engine)
+    live = LiveIndex(settings, engine)  # open_engine(settings, first_pass=True): a server's
     live.engine.search("sqs size")      # always a complete generation
     live.reindex()                      # Reindexed("done" | "busy" | "failed", report, error)
     stop = live.watch()                 # re-index when notes change; stop.set() ends it
@@ -25,7 +25,13 @@ from typing import Literal
 from rag.errors import IndexIncompatible, IndexMissing, IndexProblem, NotesError, RagError
 from rag.index.build import IndexReport, update_index
 from rag.index.embedding import Embedder, SentenceTransformerEmbedder
-from rag.index.store import current_generation, incompatibility, load_index, read_manifest
+from rag.index.store import (
+    current_generation,
+    incompatibility,
+    lines_pending,
+    load_index,
+    read_manifest,
+)
 from rag.notes import fingerprints, load_notes, require_notes, watched
 from rag.search.engine import Engine, Tuning
 from rag.settings import Settings
@@ -51,9 +57,14 @@ def time_ago(stamp: str, now: float | None = None) -> str:
     return "just now"
 
 
-def open_engine(settings: Settings, tuning: Tuning | None = None) -> Engine:
+def open_engine(
+    settings: Settings, tuning: Tuning | None = None, first_pass: bool = False
+) -> Engine:
     """Load the model and the index once; a missing index is built first, and an index cut
-    with other settings is cut again (its vectors kept); another model's is refused."""
+    with other settings is cut again (its vectors kept); another model's is refused.
+
+    `first_pass`: a missing index is built from chunk vectors alone, a third of the work, for a
+    server whose `LiveIndex.keep_fresh` then adds the line vectors while it answers."""
     require_notes(settings.notes_dir)  # before the model: a wrong --notes fails at once
     embedder = SentenceTransformerEmbedder(settings.model)
     tokens = settings.max_chunk_tokens
@@ -67,7 +78,8 @@ def open_engine(settings: Settings, tuning: Tuning | None = None) -> Engine:
             log.info("No index in %s yet: building it from %s ...", *where)
         else:
             log.info("%s: updating the index (unchanged text keeps its vectors) ...", e.reason)
-        report = update_index(settings.notes_dir, settings.index_dir, embedder, tokens)
+        lines = not (first_pass and isinstance(e, IndexMissing))
+        report = update_index(settings.notes_dir, settings.index_dir, embedder, tokens, lines=lines)
         done = (report.files, report.chunks, report.seconds)
         log.info("Indexed %d files into %d chunks in %.1fs.", *done)
         index = load_index(settings.index_dir, embedder.name, embedder.dim, tokens)
@@ -99,7 +111,9 @@ class Status:
     chunks: int
     indexed_at: str  # UTC time the live generation was written
     indexing: bool
+    progress: tuple[int, int] | None  # texts embedded so far, of how many, while indexing
     stale: bool  # notes on disk differ from what the live generation was built from
+    lines_pending: int  # line vectors a first pass left out, still to embed
     last_report: IndexReport | None
     error: str  # why the last re-index failed, if it did
 
@@ -110,6 +124,7 @@ class LiveIndex:
         self._busy = threading.Lock()  # one re-index at a time within this process
         self._last: IndexReport | None = None
         self._error = ""
+        self._progress: tuple[int, int] | None = None  # (texts embedded, of) in this re-index
 
     def reindex(self) -> Reindexed:
         """Bring the index up to date and swap the engine in, unless one is running already."""
@@ -117,7 +132,9 @@ class LiveIndex:
             return Reindexed("busy")
         try:
             s, engine = self.settings, self.engine
-            report = update_index(s.notes_dir, s.index_dir, engine.embedder, s.max_chunk_tokens)
+            report = update_index(
+                s.notes_dir, s.index_dir, engine.embedder, s.max_chunk_tokens, progress=self._step
+            )
             if report.written:
                 e = engine.embedder
                 index = load_index(s.index_dir, e.name, e.dim, s.max_chunk_tokens)
@@ -130,13 +147,17 @@ class LiveIndex:
             log.warning("re-indexing %s failed: %s", self.settings.notes_dir, e, exc_info=bug)
             return Reindexed("failed", error=self._error)
         finally:
+            self._progress = None
             self._busy.release()
+
+    def _step(self, done: int, total: int) -> None:
+        self._progress = (done, total)
 
     def keep_fresh(self) -> threading.Event:
         """Watch the notes from now on, and catch up at once with edits made while nothing
         was watching (in the background). The returned event stops the watching."""
         stop = self.watch()
-        if self.stale():
+        if self.stale() or lines_pending(self.engine.index):
             self.reindex_in_background()
         return stop
 
@@ -162,8 +183,12 @@ class LiveIndex:
         state = "up to date"
         if st.indexing:
             state = "re-indexing now"
+            if st.progress:
+                state = f"indexing: {st.progress[0]:,}/{st.progress[1]:,} texts embedded"
         elif st.stale:
             state = "stale: notes changed"
+        if st.lines_pending:  # a first pass: each section is found by its own vector for now
+            state += "; answers improve once every line is embedded"
         notes = f"{st.files} note" + ("" if st.files == 1 else "s")
         when = time_ago(st.indexed_at)
         line = f"Index: {notes}, {st.chunks} sections, updated {when} ({state})"
@@ -176,7 +201,9 @@ class LiveIndex:
             chunks=manifest.chunks,
             indexed_at=manifest.created,
             indexing=self.indexing,
+            progress=self._progress,
             stale=self.stale(),
+            lines_pending=lines_pending(self.engine.index),
             last_report=self._last,
             error=self._error,
         )

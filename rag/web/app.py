@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args, "app")
     try:
         settings = settings_from_args(args)
-        engine = open_engine(settings)
+        engine = open_engine(settings, first_pass=True)  # serve sooner; lines follow
         warm_up(engine.embedder)  # questions through ONNX Runtime from the first one
     except RagError as e:
         print(f"app: error: {e}", file=sys.stderr)

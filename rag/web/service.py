@@ -108,6 +108,7 @@ class Service:
             indexed_at=st.indexed_at,
             indexing=st.indexing,
             stale=st.stale,
+            lines_pending=st.lines_pending,
             error=st.error,
         )
 
