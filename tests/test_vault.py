@@ -437,6 +437,8 @@ def test_the_chats_only_notes_matching_box_scopes_its_search(vault_engine, vault
         ("projects/standup.txt", 4),
         ("projects/standup.txt", 1),
     ]  # as `rag search retries -k 2 --where folder:projects/*.txt` finds them
+    _, since = chat("since:2000-01-01 folder:projects/*.txt")  # --since's date, in the box
+    assert [x.chunk.id for x in since[-1].hits] == [x.chunk.id for x in turns[-1].hits]
     _, turns = chat('tag:architecture aliases:"MQ design"')  # quoted: a value with a space
     assert {x.chunk.path for x in turns[-1].hits} == {"projects/queue-design.md"}
     _, turns = chat("  ")
@@ -447,6 +449,9 @@ def test_the_chats_only_notes_matching_box_scopes_its_search(vault_engine, vault
         ("tag", "--where takes NAME:VALUE"),
         ("tag:nowhere", "matches tag:nowhere"),
         ('aliases:"MQ', "cannot be read: No closing quotation"),
+        ("since:2999-01-01", "matches since 2999-01-01"),
+        ("since:last-week", "--since takes a date as YYYY-MM-DD"),
+        ("since:2026-01-01 Since:2026-02-01", "more than one since: date"),
     ]:
         reply, turns = chat(only)
         assert reply.startswith("<p><strong>Nothing searched:</strong> ") and says in reply, reply

@@ -134,12 +134,18 @@ class Handlers:
 
     def scoped(self, only: str | None) -> Engine:
         """The live engine, searching only the notes `only` allows: the words of
-        `rag search --where` (quote one with spaces: 'aliases:"mq design"'), all must hold."""
+        `rag search --where` (quote one with spaces: 'aliases:"mq design"'), all must hold,
+        and `since:YYYY-MM-DD` for `--since`."""
         try:
             words = shlex.split(only or "")
         except ValueError as e:  # an unclosed quote
             raise BadInput(f"the filter {only!r} cannot be read: {e}") from None
-        return filtered(self.live.engine, Where.parse(words), self.settings.notes_dir)
+        since = [w.partition(":")[2] for w in words if w.lower().startswith("since:")]
+        if len(since) > 1:
+            raise BadInput(f"the filter {only!r} names more than one since: date")
+        words = [w for w in words if not w.lower().startswith("since:")]
+        where = Where.parse(words, since=since[0] if since else None)
+        return filtered(self.live.engine, where, self.settings.notes_dir)
 
     def keep_conversation(self, conversation, messages, turns, saved):
         """Keep this conversation in the browser's storage, newest first: its messages as

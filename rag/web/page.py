@@ -39,6 +39,7 @@ PAGE_CSS = """
 #chat .md table { margin: 0 0 0.6em; border-collapse: collapse; }
 #chat .md :is(th, td) { padding: 4px 10px;
   border: 1px solid var(--border-color-primary); }
+#chat .missing-note, #sources .missing-note { text-decoration: underline dotted; cursor: help; }
 """
 
 # A message is HTML (rag.web.render): "Copy message" copies what it shows, as text, not its
@@ -148,8 +149,9 @@ def build_page(
                 only = gr.Textbox(
                     "",
                     label="Only notes matching",
-                    placeholder="tag:infra folder:projects/* status:draft",
-                    info="as rag search --where takes them; all must hold; empty: every note",
+                    placeholder="tag:infra folder:projects/* status:draft since:2026-01-01",
+                    info="rag search --where's words, since:DATE for --since; all must hold; "
+                    "empty: every note",
                     elem_id="only",
                 )
                 write = gr.Checkbox(
