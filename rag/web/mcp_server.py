@@ -15,6 +15,7 @@ sign-in on, the same user:password as HTTP Basic auth.
 
 from __future__ import annotations
 
+import json
 import logging
 from functools import partial
 from typing import Annotated
@@ -23,7 +24,7 @@ import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp_types import ToolAnnotations
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
 from rag.answer.base import Exchange
@@ -127,12 +128,18 @@ def build_server(service: Service) -> MCPServer:
     return server
 
 
-async def _run(fn, *args):
-    """`fn(*args)` off the event loop; a RagError becomes a tool error with its message."""
+async def _run(fn, *args) -> CallToolResult:
+    """`fn(*args)` off the event loop; a RagError becomes a tool error with its message.
+
+    The result goes out as the JSON API and `--json` write it: a key left unset (a note's
+    `tags`, `uri`) is left out, not sent as null, which the SDK's own dump would do."""
     try:
-        return await anyio.to_thread.run_sync(partial(fn, *args))
+        out = await anyio.to_thread.run_sync(partial(fn, *args))
     except RagError as e:
         raise ToolError(str(e)) from None
+    data = out.model_dump(mode="json", exclude_unset=True)
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
 
 
 def http_app(server: MCPServer, settings: Settings):
