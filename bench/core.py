@@ -42,6 +42,9 @@ def main(work: Path) -> dict:
     notes, index = work / "notes", work / "index"
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(ROOT / "notes", notes)
+    with timer() as t:  # what a server builds before it serves (rag.search.live.open_engine)
+        report = update_index(notes, work / "first-pass", embedder, 200, lines=False)
+    out["first_pass"] = {"s": t.seconds, "chunks": report.chunks, "embedded": report.embedded}
     with timer() as t:
         report = update_index(notes, index, embedder, 200, full=True)
     out["build"] = {"s": t.seconds, "chunks": report.chunks, "embedded": report.embedded}

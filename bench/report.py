@@ -51,6 +51,13 @@ def _targets(r: dict) -> list[str]:
     rows = [
         _target("hybrid search p50, default notes", _get(core, "search", "p50_ms"), 15, "ms"),
         _target("ask p50, default notes", _get(core, "ask", "p50_ms"), 25, "ms"),
+        _target("full build, default notes", _get(core, "build", "s"), 10, "s"),
+        _target(
+            "first pass, default notes (the page serves after it)",
+            _get(core, "first_pass", "s"),
+            10,
+            "s",
+        ),
         _target("one-line re-index", _get(core, "reindex_one_line", "median_s"), 1.0, "s"),
     ]
     recalls = {
@@ -127,6 +134,10 @@ def _core(c: dict, served: dict | None) -> list[str]:
         (
             f"full index build: {b.get('chunks')} chunks, {b.get('embedded')} new",
             f"{b.get('s', 0):.1f} s ({b.get('chunks_per_s', 0):.1f} chunks/s)",
+        ),
+        (
+            "first pass: section vectors only, what a server builds before serving",
+            f"{_get(c, 'first_pass', 's', default=0):.1f} s",
         ),
         (
             "one-line edit, re-indexed (median of 3)",
