@@ -1,5 +1,5 @@
 """Notes in any language: Chinese and Japanese found inside sentences (character bigrams),
-accented Latin words matched without accents, and a CJK question answered, not declined for
+Hindi words whole with their vowel signs, accented Latin words matched without accents, and a CJK question answered, not declined for
 its bigrams; a question the notes do not cover still declined. Real model, real index."""
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ NOTES = {
     "beijing.md": "# 北京笔记\n\n## 故宫\n\n- 故宫有九千多间房屋，是明清两代的皇宫。\n",
     "food.md": "# Cuisine\n\n## Café culture\n\n- A café crème is an espresso with cream.\n"
     "- The crêpe stand opens at nine.\n",
+    "india.md": "# यात्रा नोट्स\n\n## दिल्ली\n\n- लाल किला दिल्ली में है।\n"
+    "- कुतुब मीनार की ऊंचाई 73 मीटर है।\n",
 }
 
 
@@ -28,6 +30,8 @@ def test_cjk_runs_become_bigrams_and_accents_fold():
     assert tokenize("Café crème, naïve") == ["cafe", "creme", "naive"]
     assert tokenize("서울특별시") == ["서울", "울특", "특별", "별시"]
     assert is_cjk("東京") and not is_cjk("cafe") and not is_cjk("s3")
+    # A vowel sign is a mark, not a letter: the word keeps it (\w+ cut हिन्दी into ह न द).
+    assert tokenize("हिन्दी भाषा, தமிழ்") == ["हिन्दी", "भाषा", "தமிழ்"]
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +52,7 @@ def engine(tmp_path_factory, embedder) -> Engine:
         ("故宫有多少间房屋", "beijing.md", 5),  # "how many rooms has the Forbidden City"
         ("cafe creme", "food.md", 5),
         ("crepe stand hours", "food.md", 6),
+        ("कुतुब मीनार की ऊंचाई", "india.md", 6),  # "the height of Qutub Minar"
     ],
 )
 def test_questions_in_any_language_cite_the_right_line(engine, question, path, line):

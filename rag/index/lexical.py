@@ -22,9 +22,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import regex
 
 # Words joined by : . _ / - stay one token too (iam:PassRole, s3.amazonaws.com, x-amz-date).
-_WORD = re.compile(r"[^\W_]+(?:[:._/\-][^\W_]+)*")
+# A word is letters and digits with their marks: in Devanagari, Bengali or Tamil a vowel sign
+# is a mark (\p{M}), which \w leaves out, so re's \w+ cut हिन्दी into ह, न, द.
+_WORD = regex.compile(r"[\p{L}\p{N}][\p{L}\p{N}\p{M}]*(?:[:._/\-][\p{L}\p{N}][\p{L}\p{N}\p{M}]*)*")
 _JOINER = re.compile(r"[:._/\-]")
 # Case changes split camelCase (ChangeMessageVisibility); a digit run splits off the front of a
 # number with a unit (256KB, 12h) but not from a name (s3, gp3, ec2).
@@ -101,7 +104,7 @@ def _stem(word: str) -> str:
     return word
 
 
-TOKENIZER_VERSION = 2  # bump when tokenize() changes: saved postings are then rebuilt
+TOKENIZER_VERSION = 3  # bump when tokenize() changes: saved postings are then rebuilt
 ARRAYS = ("indptr", "docs", "tfs", "doc_len")
 POSTINGS_FILES = ("bm25.json", *(f"bm25.{name}.npy" for name in ARRAYS))
 

@@ -17,11 +17,11 @@ Nothing here knows the notes' subject: only their words.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
+import regex
 from symspellpy import SymSpell, Verbosity
 from wordfreq import zipf_frequency
 
@@ -32,7 +32,7 @@ COMMON_ZIPF = 4.0  # and this frequent, an everyday word
 SALIENT_ZIPF = 3.3  # a term rarer than this in English names something
 NAME_ZIPF = 2.0  # rarer still: a product or a proper name rather than a rare word
 MIN_FIX_LENGTH = 4  # shorter words have too many neighbours to be corrected safely
-_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+_WORD = regex.compile(r"\p{L}[\p{L}\p{M}]*")  # a word, with its marks (lexical._WORD)
 
 
 @dataclass(frozen=True)
