@@ -1,6 +1,7 @@
 """Notes in any language: Chinese and Japanese found inside sentences (character bigrams),
-Hindi words whole with their vowel signs, accented Latin words matched without accents, and a CJK question answered, not declined for
-its bigrams; a question the notes do not cover still declined. Real model, real index."""
+Hindi words whole with their vowel signs, accented Latin words matched without accents, and
+a CJK question answered, not declined for its bigrams; a question the notes do not cover
+still declined. Real model, real index."""
 
 from __future__ import annotations
 
