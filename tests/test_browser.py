@@ -385,6 +385,49 @@ def test_axe_finds_no_critical_or_serious_violation(chat: Chat, server: Server, 
     assert page.locator("h1").count() == 1
 
 
+def test_escape_closes_the_settings_and_the_sidebar_and_returns_to_the_box(chat: Chat):
+    page = chat.page
+    page.fill(BOX, "a draft")
+    page.click("#settings button.label-wrap")
+    radio = page.get_by_role("radio", name="bm25")
+    radio.focus()
+    page.keyboard.press("Escape")
+    radio.wait_for(state="hidden")
+    assert page.locator("#settings button.label-wrap.open").count() == 0
+    assert page.evaluate("document.activeElement.matches('#question textarea')")
+    assert page.input_value(BOX) == "a draft"  # what the user typed stays
+    page.locator("#conversations button[aria-label='Toggle Sidebar']").first.click()
+    page.locator("#conversations.open").wait_for()
+    page.keyboard.press("Escape")
+    page.locator("#conversations.open").wait_for(state="detached")
+    assert page.evaluate("document.activeElement.matches('#question textarea')")
+
+
+def test_the_retrieval_modes_are_one_keyboard_radio_group(chat: Chat):
+    page = chat.page
+    page.click("#settings button.label-wrap")
+    group = page.get_by_role("radiogroup", name="Retrieval mode")
+    radios = group.get_by_role("radio")
+    assert radios.count() == 3
+    radios.first.focus()  # hybrid, the chosen one
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate("document.activeElement.value") == "bm25"
+    assert [r.is_checked() for r in radios.all()] == [False, True, False]
+    page.keyboard.press("Tab")  # one Tab stop: out of the group, not to "dense"
+    assert page.evaluate("document.activeElement.type") != "radio"
+    page.keyboard.press("Shift+Tab")  # back in, on the chosen one
+    assert page.evaluate("document.activeElement.value") == "bm25"
+    page.get_by_label("Why this source: BM25 rank, dense rank and fused score").check()
+    chat.ask(SQS_QUESTION)  # the server searched as the keyboard chose: bm25 alone
+    why = page.locator("#sources .rag-card .rag-why").first.inner_text()
+    assert why.startswith("BM25 rank #1 · dense rank not found · score "), why
+    dense = group.get_by_role("radio", name="dense")
+    dense.click()  # by mouse: the pointer stays on it while the next question is typed
+    page.focus(BOX)
+    colour = "(r) => getComputedStyle(r).backgroundColor"
+    assert dense.evaluate(colour) != radios.first.evaluate(colour)  # the chosen dot shows
+
+
 # --- the notes' markdown, rendered ----------------------------------------------------------
 
 

@@ -22,6 +22,9 @@ MAX_SOURCES = 10
 # The page's own CSS, beside Gradio's theme: a slider's min and max and a control's info
 # line are drawn at 1.9:1 contrast (axe: serious); here in the text colour.
 # A citation's [n] is a target of at least 24x24 px (WCAG 2.5.8), not the digit's 8x22.
+# Gradio's own hover colour for a radio outranks its "checked" one: the chosen mode, with the
+# pointer still on it after the click, showed a white dot on white. The question box had no
+# focus ring (outline: none), so one is drawn around it.
 PAGE_CSS = """
 #settings .min_value, #settings .max_value, #settings .info-text {
   color: var(--body-text-color) !important; }
@@ -39,6 +42,10 @@ PAGE_CSS = """
 #chat .md table { margin: 0 0 0.6em; border-collapse: collapse; }
 #chat .md :is(th, td) { padding: 4px 10px;
   border: 1px solid var(--border-color-primary); }
+#settings input[type="radio"]:checked:hover { border-color: var(--checkbox-border-color-selected);
+  background-color: var(--checkbox-background-color-selected); }
+#settings input[type="radio"]:focus-visible, #question:focus-within {
+  outline: 2px solid var(--color-accent); outline-offset: 2px; }
 """
 
 # A message is HTML (rag.web.render): "Copy message" copies what it shows, as text, not its
@@ -52,6 +59,34 @@ PAGE_JS = """() => {
     event.stopImmediatePropagation();
     navigator.clipboard.writeText(shown.innerText.trim());
   }, true);
+  // Escape closes what is open over the page (the settings, the conversations, a toast) and
+  // goes back to the question box, leaving its text as it is.
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || event.isComposing) return;
+    const open = "#settings button.label-wrap.open, #conversations.open > button.toggle-button,"
+      + " button[data-testid='toast-close']";
+    document.querySelectorAll(open).forEach((button) => button.click());
+    document.querySelector("#question textarea")?.focus();
+  });
+  // Gradio names each radio of a gr.Radio apart ("radio-1", "radio-2", ... and new names on
+  // every change), so a group is three Tab stops and arrows move nothing. One name per group
+  // makes it the browser's own radio group: one Tab stop, arrows choose (Gradio follows).
+  let groups = 0;
+  const group = () => {
+    for (const radio of document.querySelectorAll("fieldset input[type=radio][name^='radio-']")) {
+      const set = radio.closest("fieldset");
+      if (!set.dataset.ragGroup) {
+        set.dataset.ragGroup = `rag-group-${++groups}`;
+        set.setAttribute("role", "radiogroup");
+        const label = set.querySelector("[data-testid='block-info']");
+        if (label) set.setAttribute("aria-label", label.textContent.trim());
+      }
+      radio.name = set.dataset.ragGroup;
+    }
+  };
+  group();
+  new MutationObserver(group).observe(document.body,
+    {childList: true, subtree: true, attributes: true, attributeFilter: ["name"]});
 }"""
 
 
