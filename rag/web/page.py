@@ -89,6 +89,46 @@ PAGE_JS = """() => {
     {childList: true, subtree: true, attributes: true, attributeFilter: ["name"]});
 }"""
 
+# The theme: light, dark or the system's, kept in this browser (localStorage). Gradio draws
+# dark when <body> has the class "dark" (from ?__theme=dark, or the system's preference, which
+# it follows live); a choice made here is applied after that, and again after each change of
+# the system's preference, which Gradio would otherwise follow.
+THEMES = ("light", "dark", "system")
+THEME_HTML = (
+    '<fieldset class="rag-theme"><legend>Theme</legend>'
+    + "".join(
+        f'<label><input type="radio" name="rag-theme" value="{t}">{t.title()}</label>'
+        for t in THEMES
+    )
+    + "</fieldset>"
+)
+THEME_CSS = """
+.rag-theme { display: flex; align-items: center; gap: 12px; margin: 0; padding: 0; border: 0;
+  font-size: 13px; color: var(--body-text-color); }
+.rag-theme legend { float: left; padding: 0; }
+.rag-theme label { display: inline-flex; align-items: center; gap: 4px; cursor: pointer; }
+.rag-theme input { margin: 0; accent-color: var(--color-accent); }
+.rag-theme input:focus-visible { outline: 2px solid var(--color-accent); outline-offset: 2px; }
+"""
+THEME_JS = """
+const system = window.matchMedia("(prefers-color-scheme: dark)");
+const read = () => { try { return localStorage.getItem("rag-theme"); } catch { return null; } };
+const asked = new URL(location.href).searchParams.get("__theme");
+let theme = [read(), asked].find((t) => ["light", "dark", "system"].includes(t)) || "system";
+const apply = () => {
+  const dark = theme === "dark" || (theme === "system" && system.matches);
+  document.body.classList.toggle("dark", dark);
+  element.querySelector(`input[value=${theme}]`).checked = true;
+};
+element.addEventListener("change", (event) => {
+  theme = event.target.value;
+  try { localStorage.setItem("rag-theme", theme); } catch {}
+  apply();
+});
+system.addEventListener("change", apply);
+apply();
+"""
+
 
 @dataclass
 class Page:
@@ -101,6 +141,7 @@ class Page:
     why: gr.Checkbox
     status: gr.Markdown
     reindex: gr.Button
+    theme: gr.HTML  # light / dark / system, all in the browser
     write: gr.Checkbox  # answers written by the LLM (hidden when none is configured)
     spelling: gr.Checkbox  # misspelled words searched as the notes spell them
     only: gr.Textbox  # filters, as `--where` takes them: "tag:infra folder:projects/*"
@@ -126,6 +167,9 @@ def build_page(
     gr.Markdown(intro(engine, folder, llm), elem_id="intro")
     with gr.Row():
         status_line = gr.Markdown(escape_md(status), elem_id="index-status")
+        theme = gr.HTML(
+            THEME_HTML, css_template=THEME_CSS, js_on_load=THEME_JS, scale=0, elem_id="theme"
+        )
         reindex = gr.Button("Re-index", size="sm", variant="secondary", scale=0)
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
@@ -210,6 +254,7 @@ def build_page(
         why,
         status_line,
         reindex,
+        theme,
         write,
         spelling,
         only,
