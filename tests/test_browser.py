@@ -398,6 +398,7 @@ def test_axe_finds_no_critical_or_serious_violation_in_the_dark_theme(chat: Chat
     page = chat.page
     page.get_by_role("radio", name="Dark").check()
     assert _dark(page)
+    page.wait_for_function("document.getAnimations().length === 0")  # colours in transition
     app = "getComputedStyle(document.querySelector('gradio-app')).backgroundColor"
     background = page.evaluate(app)
     assert background != "rgb(255, 255, 255)", background  # the theme's colours followed
@@ -466,6 +467,7 @@ def test_the_retrieval_modes_are_one_keyboard_radio_group(chat: Chat):
     page = chat.page
     page.click("#settings button.label-wrap")
     group = page.get_by_role("radiogroup", name="Retrieval mode")
+    group.wait_for()  # the settings' controls render as they open, then become a group
     radios = group.get_by_role("radio")
     assert radios.count() == 3
     radios.first.focus()  # hybrid, the chosen one
