@@ -385,6 +385,110 @@ def test_axe_finds_no_critical_or_serious_violation(chat: Chat, server: Server, 
     assert page.locator("h1").count() == 1
 
 
+def _dark(page) -> bool:
+    return page.evaluate("document.body.classList.contains('dark')")
+
+
+def _theme_shown(page, theme: str) -> None:
+    """Wait until the theme toggle shows `theme` chosen (it is set as the page loads)."""
+    page.wait_for_function(f"document.querySelector('#theme input:checked')?.value === '{theme}'")
+
+
+def test_axe_finds_no_critical_or_serious_violation_in_the_dark_theme(chat: Chat, capsys):
+    page = chat.page
+    page.get_by_role("radio", name="Dark").check()
+    assert _dark(page)
+    page.wait_for_function("document.getAnimations().length === 0")  # colours in transition
+    app = "getComputedStyle(document.querySelector('gradio-app')).backgroundColor"
+    background = page.evaluate(app)
+    assert background != "rgb(255, 255, 255)", background  # the theme's colours followed
+    problems = _axe(page, "empty chat, dark", capsys)
+    chat.ask(SQS_QUESTION)
+    chat.ask("What is the capital of France?")
+    page.click("#settings button.label-wrap")
+    page.locator("#settings input[type=checkbox]").first.check()
+    page.locator("#sources .rag-others summary").first.click()
+    problems += _axe(page, "answered, settings and why open, dark", capsys)
+    assert problems == [], "\n".join(problems)
+    chat.ask(SQS_QUESTION)  # the cited line's highlight is a dark one, not a glaring light one
+    mark = page.locator("#sources mark.rag-line").first
+    assert mark.evaluate("(m) => getComputedStyle(m).backgroundColor") == "rgb(67, 53, 0)"
+    _screenshot(chat, "dark.png")
+
+
+def test_the_theme_choice_is_kept_across_a_reload(chat: Chat):
+    page = chat.page  # the system's preference: light (Playwright's default)
+    _theme_shown(page, "system")
+    assert not _dark(page)
+    page.get_by_role("radio", name="Dark").check()
+    assert _dark(page)
+    page.reload()
+    page.wait_for_selector(BOX)
+    _theme_shown(page, "dark")
+    assert _dark(page)
+    page.get_by_role("radio", name="Light").check()
+    # Gradio follows the system's preference live; a choice made here outranks it. The page's
+    # listeners run before this one, added last (in the order their queries were made).
+    changed = "new Promise((done) => matchMedia('(prefers-color-scheme: dark)')"
+    page.evaluate(f"() => {{ window.__changed = {changed}.addEventListener('change', done)); }}")
+    page.emulate_media(color_scheme="dark")
+    page.evaluate("window.__changed")
+    assert not _dark(page)
+    page.reload()
+    page.wait_for_selector(BOX)
+    _theme_shown(page, "light")
+    assert not _dark(page)
+    page.get_by_role("radio", name="System").check()  # back to following the system, live
+    assert _dark(page)
+    page.emulate_media(color_scheme="light")
+    page.wait_for_function("!document.body.classList.contains('dark')")
+    assert page.evaluate("localStorage.getItem('rag-theme')") == "system"
+
+
+def test_escape_closes_the_settings_and_the_sidebar_and_returns_to_the_box(chat: Chat):
+    page = chat.page
+    page.fill(BOX, "a draft")
+    page.click("#settings button.label-wrap")
+    radio = page.get_by_role("radio", name="bm25")
+    radio.focus()
+    page.keyboard.press("Escape")
+    radio.wait_for(state="hidden")
+    assert page.locator("#settings button.label-wrap.open").count() == 0
+    assert page.evaluate("document.activeElement.matches('#question textarea')")
+    assert page.input_value(BOX) == "a draft"  # what the user typed stays
+    page.locator("#conversations button[aria-label='Toggle Sidebar']").first.click()
+    page.locator("#conversations.open").wait_for()
+    page.keyboard.press("Escape")
+    page.locator("#conversations.open").wait_for(state="detached")
+    assert page.evaluate("document.activeElement.matches('#question textarea')")
+
+
+def test_the_retrieval_modes_are_one_keyboard_radio_group(chat: Chat):
+    page = chat.page
+    page.click("#settings button.label-wrap")
+    group = page.get_by_role("radiogroup", name="Retrieval mode")
+    group.wait_for()  # the settings' controls render as they open, then become a group
+    radios = group.get_by_role("radio")
+    assert radios.count() == 3
+    radios.first.focus()  # hybrid, the chosen one
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate("document.activeElement.value") == "bm25"
+    assert [r.is_checked() for r in radios.all()] == [False, True, False]
+    page.keyboard.press("Tab")  # one Tab stop: out of the group, not to "dense"
+    assert page.evaluate("document.activeElement.type") != "radio"
+    page.keyboard.press("Shift+Tab")  # back in, on the chosen one
+    assert page.evaluate("document.activeElement.value") == "bm25"
+    page.get_by_label("Why this source: BM25 rank, dense rank and fused score").check()
+    chat.ask(SQS_QUESTION)  # the server searched as the keyboard chose: bm25 alone
+    why = page.locator("#sources .rag-card .rag-why").first.inner_text()
+    assert why.startswith("BM25 rank #1 · dense rank not found · score "), why
+    dense = group.get_by_role("radio", name="dense")
+    dense.click()  # by mouse: the pointer stays on it while the next question is typed
+    page.focus(BOX)
+    colour = "(r) => getComputedStyle(r).backgroundColor"
+    assert dense.evaluate(colour) != radios.first.evaluate(colour)  # the chosen dot shows
+
+
 # --- the notes' markdown, rendered ----------------------------------------------------------
 
 

@@ -22,6 +22,9 @@ MAX_SOURCES = 10
 # The page's own CSS, beside Gradio's theme: a slider's min and max and a control's info
 # line are drawn at 1.9:1 contrast (axe: serious); here in the text colour.
 # A citation's [n] is a target of at least 24x24 px (WCAG 2.5.8), not the digit's 8x22.
+# Gradio's own hover colour for a radio outranks its "checked" one: the chosen mode, with the
+# pointer still on it after the click, showed a white dot on white. The question box had no
+# focus ring (outline: none), so one is drawn around it.
 PAGE_CSS = """
 #settings .min_value, #settings .max_value, #settings .info-text {
   color: var(--body-text-color) !important; }
@@ -40,6 +43,10 @@ PAGE_CSS = """
 #chat .md :is(th, td) { padding: 4px 10px;
   border: 1px solid var(--border-color-primary); }
 #chat .missing-note, #sources .missing-note { text-decoration: underline dotted; cursor: help; }
+#settings input[type="radio"]:checked:hover { border-color: var(--checkbox-border-color-selected);
+  background-color: var(--checkbox-background-color-selected); }
+#settings input[type="radio"]:focus-visible, #question:focus-within {
+  outline: 2px solid var(--color-accent); outline-offset: 2px; }
 """
 
 # A message is HTML (rag.web.render): "Copy message" copies what it shows, as text, not its
@@ -53,7 +60,75 @@ PAGE_JS = """() => {
     event.stopImmediatePropagation();
     navigator.clipboard.writeText(shown.innerText.trim());
   }, true);
+  // Escape closes what is open over the page (the settings, the conversations, a toast) and
+  // goes back to the question box, leaving its text as it is.
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || event.isComposing) return;
+    const open = "#settings button.label-wrap.open, #conversations.open > button.toggle-button,"
+      + " button[data-testid='toast-close']";
+    document.querySelectorAll(open).forEach((button) => button.click());
+    document.querySelector("#question textarea")?.focus();
+  });
+  // Gradio names each radio of a gr.Radio apart ("radio-1", "radio-2", ... and new names on
+  // every change), so a group is three Tab stops and arrows move nothing. One name per group
+  // makes it the browser's own radio group: one Tab stop, arrows choose (Gradio follows).
+  let groups = 0;
+  const group = () => {
+    for (const radio of document.querySelectorAll("fieldset input[type=radio][name^='radio-']")) {
+      const set = radio.closest("fieldset");
+      if (!set.dataset.ragGroup) {
+        set.dataset.ragGroup = `rag-group-${++groups}`;
+        set.setAttribute("role", "radiogroup");
+        const label = set.querySelector("[data-testid='block-info']");
+        if (label) set.setAttribute("aria-label", label.textContent.trim());
+      }
+      radio.name = set.dataset.ragGroup;
+    }
+  };
+  group();
+  new MutationObserver(group).observe(document.body,
+    {childList: true, subtree: true, attributes: true, attributeFilter: ["name"]});
 }"""
+
+# The theme: light, dark or the system's, kept in this browser (localStorage). Gradio draws
+# dark when <body> has the class "dark" (from ?__theme=dark, or the system's preference, which
+# it follows live); a choice made here is applied after that, and again after each change of
+# the system's preference, which Gradio would otherwise follow.
+THEMES = ("light", "dark", "system")
+THEME_HTML = (
+    '<fieldset class="rag-theme"><legend>Theme</legend>'
+    + "".join(
+        f'<label><input type="radio" name="rag-theme" value="{t}">{t.title()}</label>'
+        for t in THEMES
+    )
+    + "</fieldset>"
+)
+THEME_CSS = """
+.rag-theme { display: flex; align-items: center; gap: 12px; margin: 0; padding: 0; border: 0;
+  font-size: 13px; color: var(--body-text-color); }
+.rag-theme legend { float: left; padding: 0; }
+.rag-theme label { display: inline-flex; align-items: center; gap: 4px; cursor: pointer; }
+.rag-theme input { margin: 0; accent-color: var(--color-accent); }
+.rag-theme input:focus-visible { outline: 2px solid var(--color-accent); outline-offset: 2px; }
+"""
+THEME_JS = """
+const system = window.matchMedia("(prefers-color-scheme: dark)");
+const read = () => { try { return localStorage.getItem("rag-theme"); } catch { return null; } };
+const asked = new URL(location.href).searchParams.get("__theme");
+let theme = [read(), asked].find((t) => ["light", "dark", "system"].includes(t)) || "system";
+const apply = () => {
+  const dark = theme === "dark" || (theme === "system" && system.matches);
+  document.body.classList.toggle("dark", dark);
+  element.querySelector(`input[value=${theme}]`).checked = true;
+};
+element.addEventListener("change", (event) => {
+  theme = event.target.value;
+  try { localStorage.setItem("rag-theme", theme); } catch {}
+  apply();
+});
+system.addEventListener("change", apply);
+apply();
+"""
 
 
 @dataclass
@@ -67,6 +142,7 @@ class Page:
     why: gr.Checkbox
     status: gr.Markdown
     reindex: gr.Button
+    theme: gr.HTML  # light / dark / system, all in the browser
     write: gr.Checkbox  # answers written by the LLM (hidden when none is configured)
     spelling: gr.Checkbox  # misspelled words searched as the notes spell them
     only: gr.Textbox  # filters, as `--where` takes them: "tag:infra folder:projects/*"
@@ -92,6 +168,9 @@ def build_page(
     gr.Markdown(intro(engine, folder, llm), elem_id="intro")
     with gr.Row():
         status_line = gr.Markdown(escape_md(status), elem_id="index-status")
+        theme = gr.HTML(
+            THEME_HTML, css_template=THEME_CSS, js_on_load=THEME_JS, scale=0, elem_id="theme"
+        )
         reindex = gr.Button("Re-index", size="sm", variant="secondary", scale=0)
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
@@ -177,6 +256,7 @@ def build_page(
         why,
         status_line,
         reindex,
+        theme,
         write,
         spelling,
         only,

@@ -161,6 +161,8 @@ def _why(h: Hit, fused: bool) -> str:
     )
 
 
+# Gradio nests this in the panel's own scope (`#html-... { ... }`): `.dark &` is the panel
+# under the dark theme, whose highlight is a dark yellow rather than a glaring light one.
 PANEL_CSS = """
 .rag-sources { font-size: 14px; }
 .rag-empty { color: var(--body-text-color); padding: 8px 0; }
@@ -182,6 +184,8 @@ PANEL_CSS = """
   border-left: 1px solid var(--border-color-primary); }
 mark.rag-line { background: #fff3b0; color: #1f2328; box-shadow: inset 3px 0 #d4a72c; }
 .rag-n { float: right; padding: 0 4px; font-weight: 600; color: #6f4a00; }
+.dark & mark.rag-line { background: #433500; color: #fde68a; }
+.dark & .rag-n { color: #ffd866; }
 .rag-why { margin-top: 6px; font-size: 12px; color: var(--body-text-color); }
 .rag-others summary { cursor: pointer; color: var(--body-text-color); }
 .rag-others ul { margin: 4px 0 0; padding-left: 18px; }
