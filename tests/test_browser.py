@@ -381,8 +381,15 @@ def test_axe_finds_no_critical_or_serious_violation(chat: Chat, server: Server, 
     line = line_of(server.notes / "aws-notes.md", "Max message size (256KB")
     page.goto(f"{server.url}note/aws-notes.md?start={line}&end={line}")
     problems += _axe(page, "viewer", capsys)
-    assert problems == [], "\n".join(problems)
     assert page.locator("h1").count() == 1
+    page.emulate_media(color_scheme="dark")  # the viewer follows the system's theme
+    try:
+        background = "getComputedStyle(document.body).backgroundColor"
+        assert page.evaluate(background) == "rgb(13, 17, 23)"
+        problems += _axe(page, "viewer, dark", capsys)
+    finally:
+        page.emulate_media(color_scheme="light")
+    assert problems == [], "\n".join(problems)
 
 
 def _dark(page) -> bool:

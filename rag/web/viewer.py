@@ -187,6 +187,21 @@ a { color: #0550ae; }
 .changed { margin: 4px 0 0; color: #9a6700; font-weight: 600; }
 """
     + f".{MISSING} {{ color: #6e7781; text-decoration: underline dotted; cursor: help; }}\n"
+    # The system's dark theme (the page allows no script, so the chat's own toggle cannot
+    # reach it): every text at 4.5:1 or more on its background, as in the light one.
+    + """@media (prefers-color-scheme: dark) {
+body { color: #e6edf3; background: #0d1117; }
+header { background: #161b22; border-bottom-color: #30363d; }
+.span, .changed { color: #d29922; }
+.ro, .n, .md-mark, .missing-note { color: #8d96a0; }
+.n, .md-cell { border-color: #30363d; }
+.hit { background: #3b2e00; box-shadow: inset 4px 0 #d29922; }
+.hit .n { color: #c9d1d9; }
+.t code { background: #343942; }
+a { color: #4493f8; }
+.l:target .t { background: #0c2d6b; }
+}
+"""
 )
 
 
