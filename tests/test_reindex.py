@@ -17,7 +17,7 @@ import pytest
 
 from rag.errors import IndexBusy
 from rag.index.build import index_lock, update_index
-from rag.index.store import current_generation, lines_pending, load_index
+from rag.index.store import current_generation, load_index
 from rag.search.engine import Engine
 
 RAG = str(Path(sys.executable).parent / "rag")
@@ -208,7 +208,7 @@ def test_a_first_pass_embeds_chunks_only_and_the_next_update_adds_the_lines(tmp_
     first = update(notes, index, embedder, lines=False)
     partial = load_index(index, embedder.name, embedder.dim, 200)
     assert first.written and partial.units.size == 0 and partial.manifest.units == 0
-    pending = lines_pending(partial)
+    pending = partial.lines_pending
     assert pending == sum(len(c.vector_units) for c in partial.chunks) > 1000
     # It answers: a section with several lines is scored by its own vector alone.
     hits = Engine(partial, embedder).search("maximum size of an SQS message", k=5)
@@ -218,7 +218,7 @@ def test_a_first_pass_embeds_chunks_only_and_the_next_update_adds_the_lines(tmp_
     second = update(notes, index, embedder)
     whole = load_index(index, embedder.name, embedder.dim, 200)
     assert second.written and second.embedded == 0  # every chunk vector was kept
-    assert lines_pending(whole) == 0 and whole.units.size == pending
+    assert whole.lines_pending == 0 and whole.units.size == pending
     assert np.array_equal(whole.dense.vectors(), partial.dense.vectors())
     # The same as building it whole in one go, row for row.
     update(notes, tmp_path / "one-go", embedder)

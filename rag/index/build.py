@@ -36,7 +36,6 @@ from rag.index.store import (
     chunker_settings,
     clean_old_generations,
     current_generation,
-    lines_pending,
     load_index,
     unit_counts,
     verified_at_load,
@@ -96,7 +95,7 @@ def update_index(
         vectors = VectorPlan(old, chunks, lines)
         report = _report(notes, skipped, old, chunks, vectors, changed_files, reason, dry_run)
         same = old is not None and [c.id for c in chunks] == [c.id for c in old.chunks]
-        whole = old is not None and (not lines or lines_pending(old) == 0)
+        whole = old is not None and (not lines or old.lines_pending == 0)
         if dry_run or (same and whole and old_files == fingerprints(notes)):
             report.seconds = time.perf_counter() - started
             return report

@@ -26,6 +26,7 @@ import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -80,15 +81,16 @@ class StoredIndex:
     unit_counts: np.ndarray  # unit vectors of each chunk, in row order
     generation: Path
 
+    @cached_property
+    def lines_pending(self) -> int:
+        """Unit (line) vectors a first pass left out: 0 for a whole index. Counted once: the
+        status line asks for it every few seconds."""
+        return int(unit_counts(self.chunks).sum() - self.unit_counts.sum())
+
 
 def unit_counts(chunks: list[Chunk]) -> np.ndarray:
     """Unit vectors per chunk, in row order."""
     return np.fromiter((len(c.vector_units) for c in chunks), dtype=np.int64, count=len(chunks))
-
-
-def lines_pending(index: StoredIndex) -> int:
-    """Unit (line) vectors a first pass left out: 0 for a whole index."""
-    return int(unit_counts(index.chunks).sum() - index.unit_counts.sum())
 
 
 def chunker_settings(max_tokens: int) -> dict:

@@ -25,13 +25,7 @@ from typing import Literal
 from rag.errors import IndexIncompatible, IndexMissing, IndexProblem, NotesError, RagError
 from rag.index.build import IndexReport, update_index
 from rag.index.embedding import Embedder, SentenceTransformerEmbedder
-from rag.index.store import (
-    current_generation,
-    incompatibility,
-    lines_pending,
-    load_index,
-    read_manifest,
-)
+from rag.index.store import current_generation, incompatibility, load_index, read_manifest
 from rag.notes import fingerprints, load_notes, require_notes, watched
 from rag.search.engine import Engine, Tuning
 from rag.settings import Settings
@@ -157,7 +151,7 @@ class LiveIndex:
         """Watch the notes from now on, and catch up at once with edits made while nothing
         was watching (in the background). The returned event stops the watching."""
         stop = self.watch()
-        if self.stale() or lines_pending(self.engine.index):
+        if self.stale() or self.engine.index.lines_pending:
             self.reindex_in_background()
         return stop
 
@@ -203,7 +197,7 @@ class LiveIndex:
             indexing=self.indexing,
             progress=self._progress,
             stale=self.stale(),
-            lines_pending=lines_pending(self.engine.index),
+            lines_pending=self.engine.index.lines_pending,
             last_report=self._last,
             error=self._error,
         )
