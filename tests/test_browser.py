@@ -94,7 +94,8 @@ _WATCH = """(users) => {
     if (done.test(text)) t.full = now;
   };
   window.__ragCheck = () => { check(); return t.full !== null; };
-  new MutationObserver(check).observe(document.querySelector("#chat"),
+  // The whole body, not #chat: Gradio may render or replace the chat element after the box.
+  new MutationObserver(check).observe(document.body,
                                       {childList: true, subtree: true, characterData: true});
 }"""
 
@@ -114,6 +115,7 @@ def chat(browser, server: Server):
     page.on("dialog", refuse)
     page.goto(server.url)
     page.wait_for_selector(BOX, timeout=30_000)
+    page.wait_for_selector("#chat", state="attached", timeout=30_000)
     yield Chat(page, dialogs)
     context.close()
     assert dialogs == [], f"a dialog opened: {dialogs}"
