@@ -282,9 +282,10 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """The chat page, as app.py serves it, for any notes folder."""
+    from rag.search.live import serving
     from rag.web.app import serve
 
-    serve(_engine(settings, many=True, server=True), settings)
+    serve(serving(settings), settings)
     return 0
 
 

@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -930,3 +931,59 @@ def test_kept_conversations_round_trip_and_survive_bad_storage(aws_settings):
         assert h.reopen(0, bad) == (gr.skip(),) * 4
     shown, turns, _, reopened = h.reopen(0, [{"messages": ["x", 3], "questions": [], "id": 1}])
     assert (shown, turns, reopened) == ([], [], 1)  # only well-formed messages
+
+
+def test_a_question_asked_before_the_first_index_waits_and_is_answered(aws_settings, aws_engine):
+    """The page serves while the first index is built; a question asked then shows how far
+    the build is, keeps what the user types next, and is answered once the index is in."""
+    import gradio as gr
+
+    from rag.search.live import LiveIndex
+    from rag.web.handlers import Handlers
+
+    live = LiveIndex(aws_settings, None)  # as `LiveIndex.first_build` starts, before its thread
+    live._busy.acquire()
+    live._step(120, 451)
+    h = Handlers(live, aws_settings)
+    assert "building the first index of your notes (120/451 texts embedded)" in live.describe()
+    status, shown, intro, *examples = h.tick(live.version)
+    assert "120/451" in status and shown == intro == gr.skip()  # the first screen stays
+    steps = h.chat("max sqs message size", [], [], 5, "hybrid", False, False)
+    box, shown_chat, turns, panel = next(steps)  # at once, while nothing is indexed
+    assert box == "" and turns == [] and panel == gr.skip()
+    assert shown_chat[0]["content"] == "max sqs message size"
+    assert "120/451 texts embedded" in shown_chat[1]["content"]
+
+    def index_arrives() -> None:  # what `_build_first` does once the first pass is written
+        time.sleep(1.5)
+        live._engine, live.version = aws_engine, 1
+        live._progress = None
+        live._busy.release()
+        live._ready.set()
+
+    threading.Thread(target=index_arrives).start()
+    rest = list(steps)
+    assert all(box == gr.skip() for box, *_ in rest)  # the box is emptied once, at the start
+    box, shown_chat, turns, panel = rest[-1]
+    assert [t.asked for t in turns] == ["max sqs message size"] and panel != gr.skip()
+    assert "256" in shown_chat[-1]["content"] and "Sources" in shown_chat[-1]["content"]
+    status, shown, intro, *examples = h.tick(0)  # the page's first screen, made again
+    assert shown == 1 and "Topics:" in intro and "being indexed" not in intro
+    assert [b.value for b in examples if b.visible], "no example question once indexed"
+
+
+def test_a_first_index_that_cannot_be_built_says_why(aws_settings):
+    from rag.errors import IndexProblem
+    from rag.search.live import LiveIndex
+    from rag.web.handlers import Handlers
+
+    live = LiveIndex(aws_settings, None)
+    live._error = "the first index could not be built: disk full"
+    live._ready.set()
+    assert live.describe() == "Index: none yet; the first index could not be built: disk full"
+    with pytest.raises(IndexProblem, match="disk full"):
+        _ = live.engine
+    (_, shown_chat, turns, _), *more = Handlers(live, aws_settings).chat(
+        "max sqs message size", [], [], 5, "hybrid", False, False
+    )
+    assert more == [] and turns == [] and "disk full" in shown_chat[-1]["content"]

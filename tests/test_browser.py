@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import statistics
 import time
 from dataclasses import dataclass
@@ -351,6 +352,37 @@ def test_the_empty_chat_offers_examples(chat: Chat):
     )
     assert chat.page.locator("#chat .user").first.inner_text() == text
     chat.page.locator("#examples").wait_for(state="hidden")  # the chat is no longer empty
+
+
+def test_the_page_serves_before_the_first_index_and_answers_once_it_is_in(
+    browser, tmp_path, aws_settings
+):
+    """A newcomer's first `make app`: no index yet. The page serves while it is built, a
+    question asked at once is answered when the first pass is in, and the first screen fills
+    in (topics, examples) without a reload."""
+    files = tmp_path / "files"
+    shutil.copytree(aws_settings.notes_dir, files / "notes")  # and no index/
+    with run_app(files, tmp_path) as server:
+        context = browser.new_context(viewport={"width": 1360, "height": 960})
+        page = context.new_page()
+        page.goto(server.url)
+        page.wait_for_selector(BOX, timeout=30_000)
+        page.wait_for_selector("#chat", state="attached")
+        chat = Chat(page, [])
+        chat.ask(SQS_QUESTION, timeout_ms=180_000)  # waits for the first pass, however long
+        assert "256" in chat.answer() and "Sources" in chat.answer()
+        intro = page.locator("#intro")
+        page.wait_for_function(  # the next status tick brings the first screen
+            "document.querySelector('#intro').innerText.includes('Topics:')", timeout=30_000
+        )
+        assert "being indexed" not in intro.inner_text()
+        page.click("#new-chat")  # an empty chat again: the examples made from the index
+        examples = page.locator("#examples button.example")
+        examples.first.wait_for(timeout=10_000)
+        assert examples.count() == 4 and examples.first.inner_text().startswith("What do my")
+        status = page.locator("#index-status").inner_text()
+        assert re.match(r"Index: 1 note, 451 sections, updated ", status), status
+        context.close()
 
 
 # --- accessibility ------------------------------------------------------------------------

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from rag.answer.pipeline import ask
+from rag.errors import IndexProblem
 from rag.index.build import update_index
 from rag.index.store import load_index
 from rag.search.engine import Engine
-from rag.search.live import LiveIndex
+from rag.search.live import LiveIndex, serving
 from rag.settings import Settings
 
 
@@ -181,3 +182,41 @@ def test_a_server_on_a_first_pass_embeds_the_lines_in_the_background(tmp_path, e
     assert live.status().lines_pending == 0 and live.engine.index.units.size >= 40
     assert any(re.search(r"indexing: [\d,]+/[\d,]+ texts embedded", s) for s in seen), seen
     assert "answers improve" not in live.describe()
+
+
+def test_a_server_without_an_index_starts_at_once_and_builds_it_in_the_background(
+    tmp_path, embedder
+):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    lines = "\n".join(f"- Queue setting {i}: value {i * 7}" for i in range(40))
+    (notes / "queues.md").write_text(f"# Queues\n\n## Settings\n\n{lines}\n")
+    settings = Settings.from_env(env={}, notes_dir=notes, index_dir=tmp_path / "index")
+    live = serving(settings)  # returns before the model is even loaded
+    assert live.current is None and live.status().indexing and live.version == 0
+    assert live.describe().startswith("Index: building the first index of your notes (")
+    engine = live.engine  # waits for the first pass
+    assert live.ready and live.version >= 1 and len(engine.chunks) >= 1
+    answer = ask(engine, "what is the value of queue setting 3")
+    assert answer.status == "answered"
+    deadline = time.monotonic() + 60  # then the line vectors, by keep_fresh
+    while live.status().lines_pending or live.indexing:
+        assert time.monotonic() < deadline, live.describe()
+        time.sleep(0.1)
+    assert live.engine.index.units.size >= 40 and live.version >= 2
+    again = serving(settings)  # a restart: the index is there, opened at once
+    assert again.ready and again.current is not None and not again.status().indexing
+
+
+def test_a_first_index_that_fails_is_said_and_questions_get_the_reason(tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.md").write_text("# A\n\ntext\n")
+    (tmp_path / "file").write_text("not a folder")
+    index_dir = tmp_path / "file" / "index"  # cannot be made: its parent is a file
+    settings = Settings.from_env(env={}, notes_dir=notes, index_dir=index_dir)
+    live = LiveIndex.first_build(settings)
+    assert live.wait_ready(60)
+    with pytest.raises(IndexProblem, match="the first index could not be built"):
+        _ = live.engine
+    assert live.describe().startswith("Index: none yet; the first index could not be built: ")

@@ -237,6 +237,8 @@ def _embed(embedder: Embedder, texts: list[str], progress: Progress | None) -> n
     texts of about its own length (3-9% more texts/s in bench runs: docs/benchmarks.md)."""
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    if progress and texts:
+        progress(0, len(texts))
     for start in range(0, len(texts), EMBED_BATCH):
         rows = order[start : start + EMBED_BATCH]
         out[rows] = embedder.embed([texts[i] for i in rows])

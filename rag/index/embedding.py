@@ -61,7 +61,7 @@ class SentenceTransformerEmbedder:
         self._tokenizer = self.model.tokenizer
         self.batch_size = batch_size
         self.dim = int(self.model.get_embedding_dimension())
-        self.name = _model_name(path)
+        self.name = model_name(path)
         self.max_tokens = int(self.model.max_seq_length)
         self.path, self.cache_dir = path, cache_dir or _user_cache() / "rag" / "onnx"
         self._fast: OnnxEncoder | None = None  # opened by fast_path()
@@ -122,7 +122,7 @@ def _user_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
 
 
-def _model_name(path: Path) -> str:
+def model_name(path: Path) -> str:
     """A readable name plus a short fingerprint of the model's config files.
 
     Two copies of the same model in different folders share the name, so an index built on one

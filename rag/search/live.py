@@ -2,7 +2,8 @@
 
     engine = open_engine(settings)      # load the model and the index once
     live = LiveIndex(settings, engine)  # open_engine(settings, first_pass=True): a server's
-    live.engine.search("sqs size")      # always a complete generation
+    live = LiveIndex.first_build(settings)  # no index yet: serve at once, build it meanwhile
+    live.engine.search("sqs size")      # always a complete generation (waits for the first)
     live.reindex()                      # Reindexed("done" | "busy" | "failed", report, error)
     stop = live.watch()                 # re-index when notes change; stop.set() ends it
 
@@ -24,7 +25,7 @@ from typing import Literal
 
 from rag.errors import IndexIncompatible, IndexMissing, IndexProblem, NotesError, RagError
 from rag.index.build import IndexReport, update_index
-from rag.index.embedding import Embedder, SentenceTransformerEmbedder
+from rag.index.embedding import Embedder, SentenceTransformerEmbedder, warm_up
 from rag.index.store import current_generation, incompatibility, load_index, read_manifest
 from rag.notes import fingerprints, load_notes, require_notes, watched
 from rag.search.engine import Engine, Tuning
@@ -80,6 +81,20 @@ def open_engine(
     return Engine(index, embedder, tuning or Tuning())
 
 
+def serving(settings: Settings) -> LiveIndex:
+    """The live index a server starts with, kept fresh: its index opened (cut again if the
+    settings changed), or, when there is none yet, built in the background
+    (`LiveIndex.first_build`) so the page serves at once."""
+    require_notes(settings.notes_dir)  # a wrong --notes fails at once, not in a thread
+    if current_generation(settings.index_dir) is None:
+        return LiveIndex.first_build(settings)
+    engine = open_engine(settings, first_pass=True)
+    warm_up(engine.embedder)  # questions through ONNX Runtime from the first one
+    live = LiveIndex(settings, engine)
+    live.keep_fresh()  # re-index after notes are edited, in the background
+    return live
+
+
 def _only_cutting_changed(settings: Settings, embedder: Embedder) -> bool:
     """True when the index only needs cutting again: its vectors are still this model's."""
     try:
@@ -113,26 +128,108 @@ class Status:
 
 
 class LiveIndex:
-    def __init__(self, settings: Settings, engine: Engine) -> None:
-        self.settings, self.engine = settings, engine
+    def __init__(self, settings: Settings, engine: Engine | None) -> None:
+        """`engine` None: the first index is being built (`first_build`); `engine` waits."""
+        self.settings, self._engine = settings, engine
+        self._ready = threading.Event()  # set once there is an engine, or the first build failed
+        if engine is not None:
+            self._ready.set()
         self._busy = threading.Lock()  # one re-index at a time within this process
         self._last: IndexReport | None = None
         self._error = ""
         self._progress: tuple[int, int] | None = None  # (texts embedded, of) in this re-index
+        self.version = 0  # counts the engines swapped in: what a page shows can be compared
+
+    @classmethod
+    def first_build(cls, settings: Settings, tuning: Tuning | None = None) -> LiveIndex:
+        """A server's live index over notes that have no index yet: returned at once, so the
+        page can serve while the model loads and a first pass (section vectors only) is built
+        in the background; then `keep_fresh` adds the line vectors. Questions asked meanwhile
+        wait for the first pass (`engine`), and `describe` says how far it is."""
+        live = cls(settings, None)
+        live._busy.acquire()  # held until the first pass is in: status says "indexing"
+        thread = threading.Thread(
+            target=live._build_first, args=(tuning,), name="rag-first-build", daemon=True
+        )
+        thread.start()
+        return live
+
+    def _build_first(self, tuning: Tuning | None) -> None:
+        s = self.settings
+        try:
+            embedder = SentenceTransformerEmbedder(s.model)
+            where = (s.index_dir, s.notes_dir)
+            log.info("No index in %s yet: building a first pass from %s ...", *where)
+            report = update_index(
+                s.notes_dir,
+                s.index_dir,
+                embedder,
+                s.max_chunk_tokens,
+                lines=False,
+                progress=self._step,
+            )
+            index = load_index(s.index_dir, embedder.name, embedder.dim, s.max_chunk_tokens)
+            self._engine, self._last = Engine(index, embedder, tuning or Tuning()), report
+            self.version += 1
+            done = (report.files, report.chunks, report.seconds)
+            log.info("First pass: indexed %d files into %d chunks in %.1fs.", *done)
+            warm_up(embedder)  # questions through ONNX Runtime from the first one
+        except (RagError, OSError) as e:
+            self._error = f"the first index could not be built: {e}"
+            log.error("%s", self._error, exc_info=not isinstance(e, RagError))
+        finally:
+            self._progress = None
+            self._busy.release()
+            self._ready.set()
+        if self._engine is not None:
+            self.keep_fresh()  # the line vectors, then the watch
+        else:  # watch anyway: fixing the notes (say, a permission) retries the build
+            self.watch()
+
+    @property
+    def engine(self) -> Engine:
+        """The newest complete generation. While the first index is built this waits for it;
+        if that build failed, it raises IndexProblem with the reason."""
+        self._ready.wait()
+        engine = self._engine
+        if engine is None:
+            raise IndexProblem(self._error or "the first index is not built yet")
+        return engine
+
+    @property
+    def current(self) -> Engine | None:
+        """The engine now, without waiting: None while the first index is built."""
+        return self._engine
+
+    @property
+    def ready(self) -> bool:
+        """True once questions can be answered (or the first build has failed, which
+        `engine` then raises)."""
+        return self._ready.is_set()
+
+    def wait_ready(self, seconds: float) -> bool:
+        """Wait at most `seconds` for the first index; True once it is in (or failed)."""
+        return self._ready.wait(seconds)
 
     def reindex(self) -> Reindexed:
         """Bring the index up to date and swap the engine in, unless one is running already."""
         if not self._busy.acquire(blocking=False):
             return Reindexed("busy")
         try:
-            s, engine = self.settings, self.engine
+            s, engine = self.settings, self._engine
+            if engine is None:  # the first build failed: it is tried again, whole
+                embedder: Embedder = SentenceTransformerEmbedder(s.model)
+                tuning = Tuning()
+            else:
+                embedder, tuning = engine.embedder, engine.tuning
             report = update_index(
-                s.notes_dir, s.index_dir, engine.embedder, s.max_chunk_tokens, progress=self._step
+                s.notes_dir, s.index_dir, embedder, s.max_chunk_tokens, progress=self._step
             )
-            if report.written:
-                e = engine.embedder
+            if report.written or engine is None:
+                e = embedder
                 index = load_index(s.index_dir, e.name, e.dim, s.max_chunk_tokens)
-                self.engine = Engine(index, e, engine.tuning)  # the swap
+                self._engine = Engine(index, e, tuning)  # the swap
+                self.version += 1
             self._last, self._error = report, ""
             return Reindexed("done", report)
         except (RagError, OSError) as e:
@@ -151,7 +248,7 @@ class LiveIndex:
         """Watch the notes from now on, and catch up at once with edits made while nothing
         was watching (in the background). The returned event stops the watching."""
         stop = self.watch()
-        if self.stale() or self.engine.index.lines_pending:
+        if self.stale() or self.current is None or self.current.index.lines_pending:
             self.reindex_in_background()
         return stop
 
@@ -165,15 +262,28 @@ class LiveIndex:
         return self._busy.locked()
 
     def stale(self) -> bool:
+        engine = self._engine
+        if engine is None:  # nothing indexed yet: not stale, unbuilt
+            return False
         try:
             notes, _ = load_notes(self.settings.notes_dir)
         except NotesError:
             return True
-        return fingerprints(notes) != self.engine.index.manifest.files
+        return fingerprints(notes) != engine.index.manifest.files
 
     def describe(self) -> str:
         """The status as one line of text for the chat page."""
         st = self.status()
+        if self._engine is None:  # the first index: no sections to count yet
+            if st.error:
+                return f"Index: none yet; {st.error}"
+            done = "loading the embedding model"
+            if st.progress:
+                done = f"{st.progress[0]:,}/{st.progress[1]:,} texts embedded"
+            return (
+                f"Index: building the first index of your notes ({done}); "
+                "questions are answered as soon as it is in"
+            )
         state = "up to date"
         if st.indexing:
             state = "re-indexing now"
@@ -189,7 +299,10 @@ class LiveIndex:
         return f"{line}; last re-index failed: {st.error}" if st.error else line
 
     def status(self) -> Status:
-        manifest = self.engine.index.manifest
+        engine = self._engine
+        if engine is None:  # the first index is being built (or its build failed)
+            return Status(0, 0, "", self.indexing, self._progress, False, 0, None, self._error)
+        manifest = engine.index.manifest
         return Status(
             files=len(manifest.files),
             chunks=manifest.chunks,
@@ -197,7 +310,7 @@ class LiveIndex:
             indexing=self.indexing,
             progress=self._progress,
             stale=self.stale(),
-            lines_pending=self.engine.index.lines_pending,
+            lines_pending=engine.index.lines_pending,
             last_report=self._last,
             error=self._error,
         )

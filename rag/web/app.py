@@ -17,9 +17,7 @@ import threading
 import time
 
 from rag.errors import RagError, internal_error
-from rag.index.embedding import warm_up
-from rag.search.engine import Engine
-from rag.search.live import LiveIndex, open_engine
+from rag.search.live import LiveIndex, serving
 from rag.settings import (
     Settings,
     add_flags,
@@ -58,8 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args, "app")
     try:
         settings = settings_from_args(args)
-        engine = open_engine(settings, first_pass=True)  # serve sooner; lines follow
-        warm_up(engine.embedder)  # questions through ONNX Runtime from the first one
+        live = serving(settings)  # no index yet: built while the page already serves
     except RagError as e:
         print(f"app: error: {e}", file=sys.stderr)
         return 2
@@ -68,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(internal_error("app", e), file=sys.stderr)
         return 1
-    serve(engine, settings)
+    serve(live, settings)
     return 0
 
 
@@ -84,7 +81,7 @@ def build_ui(live: LiveIndex, settings: Settings):
 
     h = Handlers(live, settings)
     with gr.Blocks(title="Ask your notes", analytics_enabled=False) as demo:
-        page = build_page(live.engine, settings, live.describe(), settings.llm)
+        page = build_page(live.current, settings, live.describe())
         turns = gr.State([])
         ins = [page.box, page.chatbot, turns, page.k, page.mode, page.why, page.write]
         ins += [page.spelling, page.only]
@@ -129,7 +126,11 @@ def build_ui(live: LiveIndex, settings: Settings):
         gr.on([demo.load, saved.change], h.conversation_titles, saved, page.history, **private)
         page.history.click(h.reopen, [page.history, saved], restart, **private)
         page.reindex.click(lambda: escape_md(h.reindex()), None, page.status, **private)
-        gr.Timer(3.0).tick(lambda: escape_md(h.status()), None, page.status, **private)
+        # The status line; and the intro and examples again once a new index is in.
+        shown = gr.State(live.version)  # the version the first screen was made from
+        screen = [page.status, shown, page.intro, *page.examples]
+        gr.on([demo.load], h.tick, shown, screen, **private)
+        gr.Timer(3.0).tick(h.tick, shown, screen, **private)
         gr.api(h.reindex, api_name="reindex")
         gr.api(h.status, api_name="status")
         gr.api(h.respond, api_name="ask", concurrency_id="api", concurrency_limit=8)
@@ -137,9 +138,9 @@ def build_ui(live: LiveIndex, settings: Settings):
     return demo
 
 
-def serve(engine: Engine, settings: Settings) -> None:
+def serve(live: LiveIndex, settings: Settings) -> None:
     """Serve the chat at /, the note viewer at /note/ and the JSON API at /api/ until
-    interrupted."""
+    interrupted (`rag.search.live.serving` gives `live`)."""
     import gradio as gr
     import uvicorn
     from fastapi import FastAPI, Request
@@ -151,8 +152,6 @@ def serve(engine: Engine, settings: Settings) -> None:
     from rag.web.service import Service
     from rag.web.viewer import add_viewer
 
-    live = LiveIndex(settings, engine)
-    live.keep_fresh()  # re-index after notes are edited, in the background
     demo = build_ui(live, settings)
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     throttle = Throttle() if settings.sign_in else None  # Host, headers, uploads, sign-ins

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,13 +25,14 @@ from rag.answer.llm import writer_for
 from rag.answer.pipeline import Searched, ask, stream_ask
 from rag.answer.schema import answer_json
 from rag.editor import Editor
-from rag.errors import BadInput
+from rag.errors import BadInput, IndexProblem
 from rag.search.engine import Engine, Hit
 from rag.search.filters import Where, filtered
 from rag.search.live import LiveIndex
 from rag.settings import Mode, Settings
 from rag.web.feedback import feedback_entry, record_vote
 from rag.web.markup import text_html
+from rag.web.page import EXAMPLES, first_screen
 from rag.web.panel import sources_html
 from rag.web.render import PartialAnswer, chat_html, nothing_searched_html
 from rag.web.reply import escape_md, reply_markdown
@@ -38,6 +40,7 @@ from rag.web.reply import escape_md, reply_markdown
 KEPT_CONVERSATIONS = 50  # in the browser's local storage, newest first
 TITLE_CHARS = 60
 REDRAW = 0.05  # seconds, at least, between two redraws of an LLM's answer as it streams
+WAIT_STEP = 1.0  # seconds between two progress messages while the first index is built
 
 
 @dataclass
@@ -66,6 +69,25 @@ class Handlers:
         self.live, self.settings = live, settings
         self.llm = settings.llm
         self.links = settings.links
+        self._screen: tuple[int, str, list[str]] | None = None  # first_screen's, per version
+        self._screen_lock = threading.Lock()
+
+    def tick(self, shown: int):
+        """Every few seconds and on page load: the status line, and, when the live index is
+        not the one the page's first screen was made from (`shown`: its version), that
+        screen again: the intro and the example questions. Returns (status, version shown,
+        intro, *example buttons)."""
+        status = escape_md(self.live.describe())
+        version = self.live.version
+        if version == shown:
+            return status, gr.skip(), gr.skip(), *[gr.skip()] * EXAMPLES
+        with self._screen_lock:  # one session works it out; the others take it
+            if self._screen is None or self._screen[0] != version:
+                self._screen = (version, *first_screen(self.live.current, self.settings))
+            _, text, questions = self._screen
+        buttons = [gr.Button(q, visible=True) for q in questions]
+        buttons += [gr.Button(visible=False)] * (EXAMPLES - len(questions))
+        return status, version, text, *buttons
 
     def writer(self, write: bool = True) -> Writer:
         """The LLM when one is configured and `write` is on; quoted lines otherwise."""
@@ -101,6 +123,12 @@ class Handlers:
         the user types while an answer streams is theirs (`gr.skip()` leaves it alone).
         `only` scopes the search as `--where` does: "tag:infra folder:projects/*"."""
         history, turns = list(history or []), list(turns or [])
+        box = ""  # the question, taken: emptied once
+        if not self.live.ready:  # the first index is being built: say how far, then answer
+            asked = {"role": "user", "content": text_html(message)}
+            while not self.live.wait_ready(WAIT_STEP):
+                yield box, [*history, asked, _waiting(self.live.describe())], turns, gr.skip()
+                box = gr.skip()
         try:
             events = stream_ask(
                 self.scoped(only),  # a re-index swaps it whole; this question keeps its own
@@ -112,9 +140,9 @@ class Handlers:
                 spelling=spelling,
             )
             searched: Searched = next(events)  # type: ignore[assignment]
-        except BadInput as e:  # an empty question or a bad filter: say so, search nothing
-            reply = {"role": "assistant", "content": nothing_searched_html(str(e))}
-            yield "", [*history, reply], turns, gr.skip()
+        except (BadInput, IndexProblem) as e:  # an empty question, a bad filter, no index:
+            reply = {"role": "assistant", "content": nothing_searched_html(str(e))}  # say so
+            yield box, [*history, reply], turns, gr.skip()
             return
         history.append({"role": "user", "content": text_html(searched.question)})
         turn = Turn(searched.question, mode, None, searched.hits, len(history), self.links)
@@ -124,7 +152,6 @@ class Handlers:
         else:
             steps = _quoted(turn, events)
         shown = False  # the panel: as soon as the answer is known, once
-        box = ""  # the question, taken: emptied once
         for text in steps:
             reply = {"role": "assistant", "content": text}
             panel = gr.skip() if shown or turn.answer is None else turn.panel(why)
@@ -253,3 +280,9 @@ def _title(question: str) -> str:
 def _turn_at(turns: list[Turn], index: int | tuple[int, int]) -> Turn | None:
     index = index[0] if isinstance(index, (list, tuple)) else index
     return next((t for t in turns if t.message == index), None)
+
+
+def _waiting(status: str) -> dict:
+    """The chat's message while a question waits for the first index: how far it is."""
+    said = status.removeprefix("Index: ")
+    return {"role": "assistant", "content": f"<p><em>{text_html(said)}.</em></p>"}

@@ -1,6 +1,7 @@
 """The chat page's layout: chat, question box, search settings, sources panel, index status.
 
-    page = build_page(engine, settings, live.describe())   # inside a `gr.Blocks()` context
+    page = build_page(live.current, settings, live.describe())  # inside `gr.Blocks()`
+    intro_md, questions = first_screen(live.current, settings)  # again after each re-index
 
 `rag.web.app` wires the handlers to these components.
 """
@@ -19,6 +20,7 @@ from rag.web.panel import PANEL_CSS, sources_html
 from rag.web.reply import escape_md
 
 MAX_SOURCES = 10
+EXAMPLES = 4  # example questions on the empty chat
 # The page's own CSS, beside Gradio's theme: a slider's min and max and a control's info
 # line are drawn at 1.9:1 contrast (axe: serious); here in the text colour.
 # A citation's [n] is a target of at least 24x24 px (WCAG 2.5.8), not the digit's 8x22.
@@ -149,12 +151,14 @@ class Page:
     history: gr.Dataset  # the conversations kept in this browser, newest first
     examples: list[gr.Button]  # example questions, shown while the chat is empty
     examples_row: gr.Row
+    intro: gr.Markdown  # the first screen's words: what is here, how answers are made
 
 
-def build_page(
-    engine: Engine, settings: Settings, status: str, llm: LLMSettings | None = None
-) -> Page:
-    folder = escape_md(str(settings.notes_dir))
+def build_page(engine: Engine | None, settings: Settings, status: str) -> Page:
+    """The page's components; `engine` None: the first index is still being built (the
+    intro and the examples follow from `first_screen` once it is in)."""
+    intro_md, questions = first_screen(engine, settings)
+    llm = settings.llm
     with gr.Sidebar(label="Conversations", open=False, elem_id="conversations"):
         gr.Markdown("Kept in this browser only.")
         history = gr.Dataset(
@@ -165,7 +169,7 @@ def build_page(
             show_label=False,
             elem_id="history",
         )
-    gr.Markdown(intro(engine, folder, llm), elem_id="intro")
+    intro_box = gr.Markdown(intro_md, elem_id="intro")
     with gr.Row():
         status_line = gr.Markdown(escape_md(status), elem_id="index-status")
         theme = gr.HTML(
@@ -193,9 +197,12 @@ def build_page(
             # Buttons of our own, not the Chatbot's examples: those are a role="list" of
             # buttons, which screen readers cannot read as a list (axe: critical).
             with gr.Row(elem_id="examples") as examples_row:
+                questions += [""] * (EXAMPLES - len(questions))  # "": hidden, for now
                 examples = [
-                    gr.Button(q, size="sm", variant="secondary", elem_classes="example")
-                    for q in example_questions(engine)
+                    gr.Button(
+                        q, visible=bool(q), size="sm", variant="secondary", elem_classes="example"
+                    )
+                    for q in questions
                 ]
             box = gr.Textbox(
                 label="Your question",
@@ -263,15 +270,24 @@ def build_page(
         history,
         examples,
         examples_row,
+        intro_box,
     )
 
 
-def intro(engine: Engine, folder: str, llm: LLMSettings | None, topics: int = 8) -> str:
+def first_screen(engine: Engine | None, settings: Settings) -> tuple[str, list[str]]:
+    """The empty chat's intro and example questions, for `engine`'s index (None: not built)."""
+    folder = escape_md(str(settings.notes_dir))
+    if engine is None:
+        return intro(None, folder, settings.llm), []
+    return intro(engine, folder, settings.llm), example_questions(engine, EXAMPLES)
+
+
+def intro(engine: Engine | None, folder: str, llm: LLMSettings | None, topics: int = 8) -> str:
     """The first screen's words: what is here (the notes' top headings as topics), how
     answers are made, and that nothing leaves the machine."""
     how = "lines quoted from your notes" if llm is None else "written by your LLM from your notes"
     heads: dict[str, None] = {}  # the sections under each note's title, in order
-    for chunk in engine.chunks:
+    for chunk in engine.chunks if engine else ():
         if len(chunk.heading) > 1:
             heads.setdefault(chunk.heading[1].split(" -- ")[0].strip(), None)  # "X -- what X is"
     shown = " · ".join(escape_md(h) for h in list(heads)[:topics])
@@ -280,6 +296,12 @@ def intro(engine: Engine, folder: str, llm: LLMSettings | None, topics: int = 8)
         f"# Ask your notes\n\nAnswers are {how} ({folder}); each [n] opens the note at the "
         "lines it came from. Everything runs on this machine: no question or note leaves it."
         + (f"\n\n**Topics:** {shown}{more}" if heads else "")
+        + (
+            ""
+            if engine
+            else "\n\nYour notes are being indexed for the first time: ask now, "
+            "and the answer follows as soon as the index is in."
+        )
     )
 
 

@@ -16,6 +16,7 @@ front turns it into its own error reply.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from rag.answer.base import Exchange
 from rag.answer.llm import writer_for
@@ -34,6 +35,7 @@ from rag.answer.schema import (
 )
 from rag.errors import BadInput
 from rag.index.cutting import split_lines
+from rag.index.embedding import model_name
 from rag.notes import read_note_text
 from rag.search.engine import Engine
 from rag.search.filters import Where, filtered
@@ -98,13 +100,14 @@ class Service:
         )
 
     def status(self) -> StatusOut:
-        st = self.live.status()
+        st, engine = self.live.status(), self.live.current  # never waits for a first build
+        model = engine.embedder.name if engine else model_name(Path(self.settings.model))
         return StatusOut(
             notes_dir=str(self.settings.notes_dir.resolve()),
             index_dir=str(self.settings.index_dir.resolve()),
             files=st.files,
             chunks=st.chunks,
-            model=self.live.engine.embedder.name,
+            model=model,
             indexed_at=st.indexed_at,
             indexing=st.indexing,
             stale=st.stale,
