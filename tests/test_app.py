@@ -575,8 +575,9 @@ def test_chat_html_links_each_marker_to_the_viewer():
     assert chat_html(answer) == (
         "<p><strong>Note:</strong> read &lt;this&gt;</p>"
         f"<p>one &lt;i&gt; {one}<br>three {three}</p>"
-        "<p><strong>Sources</strong></p>"
+        '<details class="rag-sources" open><summary><strong>Sources</strong></summary>'
         f"<ul><li>T › &lt;b&gt;S&lt;/b&gt;: {one} a b.md:11, {three} a b.md:13</li></ul>"
+        "</details>"
     )
 
 

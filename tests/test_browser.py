@@ -426,6 +426,42 @@ def test_axe_finds_no_critical_or_serious_violation(chat: Chat, server: Server, 
     assert problems == [], "\n".join(problems)
 
 
+def test_on_a_phone_the_question_box_stays_in_view_and_sources_fold(browser, server, capsys):
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+    )
+    page = context.new_page()
+    page.goto(server.url)
+    page.wait_for_selector(BOX, timeout=30_000)
+    page.wait_for_selector("#chat", state="attached")
+    chat = Chat(page, [])
+
+    def box_in_view() -> bool:
+        box = page.locator(BOX).bounding_box()
+        return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 844
+
+    assert box_in_view()  # the empty page: not below the fold
+    chat.ask(SQS_QUESTION)
+    for where in ("0", "document.body.scrollHeight"):  # the top of the page and its end
+        page.evaluate(f"window.scrollTo(0, {where})")
+        assert box_in_view(), where
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scroll
+    sources = page.locator("#chat .bot .rag-sources").last
+    listed = sources.locator("li").first
+    assert "aws-notes.md:" in listed.inner_text()
+    _screenshot(chat, "phone.png")
+    sources.locator("summary").click()  # folded: the answer alone
+    listed.wait_for(state="hidden")
+    sources.locator("summary").click()
+    listed.wait_for(state="visible")
+    problems = _axe(page, "phone, answered", capsys)
+    context.close()
+    assert problems == [], "\n".join(problems)
+
+
 def _dark(page) -> bool:
     return page.evaluate("document.body.classList.contains('dark')")
 

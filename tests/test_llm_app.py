@@ -153,10 +153,11 @@ def test_an_llm_answer_links_its_markers_wherever_they_are():
         f"<p>It is &lt;b&gt;256KB&lt;/b&gt; {link(2)}, see {link(1)}{link(2)}.</p>"
         "<ul><li>a [list] <code>item</code></li></ul>"
         "<p><em>Written by your LLM from the excerpts below; each [n] names one it was given."
-        "</em></p><p><strong>Sources</strong></p>"
+        '</em></p><details class="rag-sources" open><summary><strong>Sources</strong></summary>'
         f"<ul><li>T › S1: {link(1)} a.md:10-11</li><li>T › S2: {link(2)} a.md:20-21</li>"
     )
-    assert message.endswith(f"<li>T › S3: {link(3)} a.md:30-31</li></ul>")  # hover: the lines
+    # hover: the lines
+    assert message.endswith(f"<li>T › S3: {link(3)} a.md:30-31</li></ul></details>")
     reply = reply_markdown(answer)
     assert reply.startswith("It is &lt;b&gt;256KB&lt;/b&gt; [2], see [1][2].\n\\- a \\[list")
     assert "\n\n**Sources**\n\n**[1]** T › S1 (a.md:10-11)\n\n> \\- line 10" in reply

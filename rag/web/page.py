@@ -27,6 +27,9 @@ EXAMPLES = 4  # example questions on the empty chat
 # Gradio's own hover colour for a radio outranks its "checked" one: the chosen mode, with the
 # pointer still on it after the click, showed a white dot on white. The question box had no
 # focus ring (outline: none), so one is drawn around it.
+# On a phone (up to 640 px wide) the question box stays at the bottom of the screen, over
+# the page, and the chat takes the screen's height less that box; each answer carries its
+# own sources (a block that folds), so the panel further down is not needed to read it.
 PAGE_CSS = """
 #settings .min_value, #settings .max_value, #settings .info-text {
   color: var(--body-text-color) !important; }
@@ -49,6 +52,17 @@ PAGE_CSS = """
   background-color: var(--checkbox-background-color-selected); }
 #settings input[type="radio"]:focus-visible, #question:focus-within {
   outline: 2px solid var(--color-accent); outline-offset: 2px; }
+#chat .rag-sources > summary { cursor: pointer; margin-bottom: 0.3em; }
+@media (max-width: 640px) {
+  #chat { height: auto !important; min-height: 30dvh; max-height: calc(100dvh - 140px); }
+  #chat .placeholder { padding-top: 2.5em; }
+  #status-row { flex-wrap: wrap; gap: 4px; }
+  #status-row > * { flex: 1 1 100% !important; min-width: 100% !important; }
+  #question { position: fixed !important; left: 8px; right: 8px; bottom: 8px; z-index: 20;
+    margin: 0 !important; box-shadow: 0 -2px 12px rgb(0 0 0 / 0.18); }
+  .gradio-container { padding-bottom: 96px !important; }
+  #intro h1 { font-size: 1.5rem; margin-bottom: 0.3em; }
+}
 """
 
 # A message is HTML (rag.web.render): "Copy message" copies what it shows, as text, not its
@@ -170,7 +184,7 @@ def build_page(engine: Engine | None, settings: Settings, status: str) -> Page:
             elem_id="history",
         )
     intro_box = gr.Markdown(intro_md, elem_id="intro")
-    with gr.Row():
+    with gr.Row(elem_id="status-row"):
         status_line = gr.Markdown(escape_md(status), elem_id="index-status")
         theme = gr.HTML(
             THEME_HTML, css_template=THEME_CSS, js_on_load=THEME_JS, scale=0, elem_id="theme"

@@ -100,9 +100,19 @@ def chat_html(answer: Answer) -> str:
         blocks.append(f"<p><strong>{text_html(head)}</strong></p>")
     blocks.append(_answer_html(text, answer.citations, anywhere=answer.by_llm))
     blocks += map(block_html, llm_flags(answer))
-    blocks.append(f"<p><strong>{sources_label(answer)}</strong></p>")
-    blocks.append(f"<ul>{''.join(map(_source_item, by_section(answer.citations)))}</ul>")
+    blocks.append(sources_block(answer))
     return "".join(blocks)
+
+
+def sources_block(answer: Answer) -> str:
+    """The answer's sources under it, a block that folds away (on a phone, the answer and
+    its sources are all there is on the screen): its heading path and lines per section."""
+    items = "".join(map(_source_item, by_section(answer.citations)))
+    label = sources_label(answer)
+    return (
+        f'<details class="rag-sources" open><summary><strong>{label}</strong></summary>'
+        f"<ul>{items}</ul></details>"
+    )
 
 
 def nothing_searched_html(reason: str) -> str:
