@@ -14,7 +14,7 @@ import time
 
 import pytest
 from gradio_client import Client
-from llm_server import FakeLLM, free_port, stall
+from llm_server import FakeLLM, endless, free_port, stall
 from test_app import SQS_QUESTION, Server, app_files, run_app
 from test_browser import _WATCH, BOX, Chat, _report, _screenshot
 from test_llm import assert_checked
@@ -105,6 +105,41 @@ def test_typing_while_an_llm_answer_streams_is_kept(browser, llm_app: Server):
     page.wait_for_function("window.__ragCheck()", timeout=120_000)
     assert page.input_value(BOX) == "and the default?"
     context.close()
+
+
+def test_stop_ends_an_llm_answer_and_send_comes_back(
+    browser, tmp_path_factory, aws_settings, embedder
+):
+    files = app_files(tmp_path_factory, aws_settings, embedder)
+    workdir = tmp_path_factory.mktemp("llm-stop")
+    writer = FakeLLM(endless("word ", every=0.2))  # an answer that goes on for a minute
+    args = ("--llm-url", writer.url, "--llm-timeout", "60")
+    with writer, run_app(files, workdir, *args) as app:
+        context = browser.new_context(viewport={"width": 1360, "height": 960})
+        page = context.new_page()
+        page.goto(app.url)
+        page.wait_for_selector(BOX, timeout=30_000)
+        stop = page.get_by_role("button", name="Stop")
+        send = page.get_by_role("button", name="Send")
+        assert send.is_visible() and not stop.is_visible()  # no answer under way
+        page.fill(BOX, SQS_QUESTION)
+        page.press(BOX, "Enter")
+        answer = page.locator("#chat .bot").last
+        page.locator("#chat .bot", has_text="word word").wait_for(timeout=30_000)
+        page.locator(BOX).press_sequentially("a draft")  # typed while it is written
+        stop.click()
+        send.wait_for(timeout=10_000)  # Send again, at once, not after the minute
+        assert not stop.is_visible()
+        cut = answer.inner_text()
+        time.sleep(1)  # five more words, had it gone on
+        assert answer.inner_text() == cut and "Sources" not in cut  # the words so far stay
+        assert page.input_value(BOX) == "a draft"  # the buttons changed, not the text
+        page.click("#settings button.label-wrap")  # quoted lines: the chat goes on
+        page.locator("#write input").uncheck()
+        Chat(page, []).ask(SQS_QUESTION)
+        answer = page.locator("#chat .bot").last.inner_text()
+        assert answer.splitlines()[0].endswith("Max message size (256KB; 1KB-256KB) [1]")
+        context.close()
 
 
 @pytest.mark.parametrize("fault", ["stopped", "stalls"])

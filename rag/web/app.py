@@ -99,11 +99,20 @@ def build_ui(live: LiveIndex, settings: Settings):
             outputs=[conversation, saved],
             **private,
         )
-        page.box.submit(h.chat, ins, outs, **chat).then(**keep)
+        # With an LLM, whose answer takes seconds, Send is a Stop button while it is written.
+        stop = _StopButton(page.box, private) if settings.llm is not None else None
+        if stop:  # (gradio runs a trigger's listeners in order: this one must come first)
+            stop.on(page.box.submit)
+        asked = [page.box.submit(h.chat, ins, outs, **chat)]
         for example in page.examples:  # its text into the box, then asked like a typed one
-            example.click(lambda text: text, example, page.box, queue=False, **private).then(
-                h.chat, ins, outs, **streamed
-            ).then(**keep)
+            shown = example.click(lambda text: text, example, page.box, queue=False, **private)
+            if stop:
+                stop.on(shown.then)
+            asked.append(shown.then(h.chat, ins, outs, **streamed))
+        for answering in asked:
+            answering.then(**keep)
+        if stop:
+            stop.cancels(asked)
         page.chatbot.change(
             lambda messages: gr.Row(visible=not messages),
             page.chatbot,
@@ -136,6 +145,36 @@ def build_ui(live: LiveIndex, settings: Settings):
         gr.api(h.respond, api_name="ask", concurrency_id="api", concurrency_limit=8)
         gr.api(h.respond_json, api_name="ask_json", concurrency_id="api", concurrency_limit=8)
     return demo
+
+
+class _StopButton:
+    """While an answer is written, the question box's Send button is a Stop button that ends
+    it (the words so far stay), as gradio's ChatInterface does. Only the buttons change: what
+    is typed in the box meanwhile stays."""
+
+    def __init__(self, box, private: dict) -> None:
+        self.box, self.private = box, private
+
+    def on(self, trigger) -> None:
+        """Show Stop when `trigger` starts an answer; register it before the answer's own
+        listener on the same trigger."""
+        import gradio as gr
+
+        def answering():
+            return gr.Textbox(submit_btn=False, stop_btn="Stop")
+
+        trigger(answering, None, self.box, queue=False, **self.private)
+
+    def cancels(self, asked: list) -> None:
+        """Stop ends any of the `asked` events; Send comes back when one ends either way."""
+        import gradio as gr
+
+        def idle():
+            return gr.Textbox(submit_btn="Send", stop_btn=False)
+
+        for event in asked:
+            event.then(idle, None, self.box, queue=False, **self.private)
+        self.box.stop(None, None, None, cancels=asked, **self.private)
 
 
 def serve(live: LiveIndex, settings: Settings) -> None:
