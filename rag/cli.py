@@ -68,7 +68,8 @@ EXAMPLES = {
     "beir": "examples:\n  rag beir ../shared/bench/scifact\n  rag beir ~/beir/nfcorpus --json\n\n"
     "the notes and index go to .bench/<name>/ unless --notes/--index say otherwise",
     "eval": "examples:\n  rag eval\n  rag eval --questions my-questions.jsonl --json\n"
-    "  rag eval --feedback                # the chat's votes: which answers changed since\n\n"
+    "  rag eval --feedback                # the chat's votes: which answers changed since\n"
+    "  rag eval --feedback --cases > mine.jsonl   # down-votes with gold lines, as eval cases\n\n"
     'each line: {"id": "q1", "question": "...", "gold": [{"path": "a.md", "start_line": 3, '
     '"end_line": 4}], "type": "fact"}; "gold": [] marks a question the notes do not answer',
 }
@@ -155,6 +156,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="instead, ask the chat's voted questions again and say which answers changed "
         "(FILE, else the feedback file: RAG_FEEDBACK or feedback.jsonl beside the index)",
+    )
+    p.add_argument(
+        "--cases",
+        action="store_true",
+        help="with --feedback: print the down-votes that give gold lines (marked in the note "
+        "viewer) or say 'not in my notes' as eval cases, one JSON line each, for --questions",
     )
     p = command("beir", "Measure retrieval on a BEIR folder (corpus, queries, qrels).", cmd_beir)
     p.add_argument("beir_dir", metavar="DIR", help="folder with corpus.jsonl, queries.jsonl, qrels")
@@ -303,10 +310,16 @@ def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    if args.cases and args.votes is None:
+        raise BadInput("--cases writes eval cases from the chat's votes: add --feedback [FILE]")
     if args.votes is not None:
-        from rag.web.feedback import load_votes
+        from rag.web.feedback import eval_cases, load_votes
 
         votes = load_votes(Path(args.votes) if args.votes else settings.feedback_file)
+        if args.cases:
+            for case in eval_cases(votes):
+                print(json.dumps(case, ensure_ascii=False))
+            return 0
         rows = recheck_votes(_engine(settings, many=True), votes)
         print(json.dumps(rows) if args.json else format_votes(rows))
         return 0

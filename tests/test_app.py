@@ -708,6 +708,35 @@ def test_a_feedback_file_is_not_taken_for_eval_cases(tmp_path: Path):
         load_cases(path)
 
 
+def test_gold_lines_marked_on_a_down_vote_become_an_eval_case(tmp_path: Path):
+    from rag.quality.evaluate import load_cases
+    from rag.web.feedback import eval_cases, mark_gold, newest_down_vote
+
+    path = tmp_path / "feedback.jsonl"
+    assert newest_down_vote(path) is None  # no file: the viewer offers nothing
+    a, b = _answer(_section_cite(1, 11)), Answer("q2", NOT_IN_NOTES, False)
+    record_vote(path, feedback_entry(a, "down", "Wrong lines", key="k1"))
+    record_vote(path, feedback_entry(b, "up", key="k2"))
+    assert newest_down_vote(path)["id"] == "k1"  # an up-vote is not offered
+    assert mark_gold(path, "nope", "a b.md", 3, 4) is None  # no such vote: nothing changes
+    entry = mark_gold(path, "k1", "a b.md", 12, 13)
+    assert mark_gold(path, "k1", "a b.md", 12, 13) == entry  # twice: marked once
+    assert entry["gold"] == [{"path": "a b.md", "start_line": 12, "end_line": 13}]
+    record_vote(path, feedback_entry(a, "down", "Missed part of the answer", key="k1"))
+    assert load_votes(path)[-1]["gold"] == entry["gold"]  # a new reason keeps the marks
+    record_vote(path, feedback_entry(b, "down", "Should say not in my notes", key="k2"))
+    record_vote(path, feedback_entry(a, "down", "Wrong lines", key="k3"))  # no marks: no case
+    cases = eval_cases(load_votes(path))
+    assert cases == [
+        {"id": "feedback-k1", "question": a.question, "gold": entry["gold"], "type": "feedback"},
+        {"id": "feedback-k2", "question": "q2", "gold": [], "type": "feedback"},
+    ]
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text("".join(json.dumps(c) + "\n" for c in cases))
+    loaded = [(c.id, len(c.gold)) for c in load_cases(mine)]
+    assert loaded == [("feedback-k1", 1), ("feedback-k2", 0)]
+
+
 def test_the_app_picks_up_edits_without_a_restart(tmp_path_factory, aws_settings, embedder):
     files = app_files(tmp_path_factory, aws_settings, embedder)
     own = tmp_path_factory.mktemp("live-files")

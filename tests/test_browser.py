@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from test_app import SQS_HEADING, SQS_QUESTION, Server, app_files, line_of, run_app
@@ -334,6 +335,50 @@ def test_copy_and_downvote(chat: Chat, server: Server):
     page.locator("#chat button", has_text="Wrong lines").last.click()  # again: taken back
     page.get_by_text("was taken out of feedback.jsonl").first.wait_for()
     assert entry["id"] not in votes.read_text()
+
+
+def test_a_down_vote_gets_gold_lines_in_the_viewer_and_becomes_an_eval_case(
+    chat: Chat, server: Server
+):
+    from rag.quality.evaluate import load_cases
+    from rag.web.feedback import eval_cases, load_votes
+
+    votes = Path(server.log.parent / "feedback.jsonl")
+    question = "what is the default visibility timeout of a queue"
+    chat.ask(question)
+    page = chat.page
+    page.locator("#chat .bot").last.hover()
+    page.locator("#chat button[aria-label='Dislike']").last.click()
+    page.get_by_text("Saved to feedback.jsonl").first.wait_for()
+    entry = next(v for v in reversed(load_votes(votes)) if v["vote"] == "down")
+    line = line_of(server.notes / "aws-notes.md", "Visibility timeout (default 30s")
+    page.goto(f"{server.url}note/aws-notes.md?start={line}&end={line}#L{line}")
+    form = page.locator("form.gold")
+    assert f"Down-voted: “{entry['question']}”" in form.inner_text()
+    assert form.locator("input[name=start]").input_value() == str(line)
+    form.locator("input[name=end]").fill(str(line + 1))
+    form.get_by_role("button", name="These lines answer my question").click()
+    page.get_by_text(f"Lines {line}-{line + 1} are marked as answering").wait_for()
+    assert page.locator(".hit").count() == 2  # the marked lines, shown
+    _screenshot(chat, "viewer-gold.png")
+    marked = next(v for v in load_votes(votes) if v.get("id") == entry["id"])
+    gold = [{"path": "aws-notes.md", "start_line": line, "end_line": line + 1}]
+    assert marked["gold"] == gold
+    case = next(c for c in eval_cases(load_votes(votes)) if c["question"] == entry["question"])
+    mine = votes.with_name("mine.jsonl")
+    mine.write_text(json.dumps(case) + "\n")
+    assert [(c.question, c.gold[0].start_line) for c in load_cases(mine)] == [
+        (entry["question"], line)
+    ]
+    # Another site's page cannot post marks into the user's file.
+    for sent in ({"Sec-Fetch-Site": "cross-site"}, {"Origin": "http://evil.example"}):
+        other = httpx.post(
+            f"{server.url}note/aws-notes.md",
+            data={"vote": entry["id"], "start": "1", "end": "1"},
+            headers={"Origin": "null", **sent},
+        )
+        assert other.status_code == 403, sent
+    assert next(v for v in load_votes(votes) if v.get("id") == entry["id"])["gold"] == gold
 
 
 def test_the_empty_chat_offers_examples(chat: Chat):

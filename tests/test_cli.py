@@ -277,7 +277,7 @@ def test_eval_feedback_asks_the_voted_questions_again(capsys, aws_settings, tmp_
     """A vote whose answer is today's is "same"; one that cited other lines, "CHANGED"."""
     from rag.answer.pipeline import ask
     from rag.search.live import open_engine
-    from rag.web.feedback import feedback_entry, record_vote
+    from rag.web.feedback import feedback_entry, mark_gold, record_vote
 
     engine = open_engine(aws_settings)
     right = ask(engine, "What is the maximum size of an SQS message?")
@@ -297,6 +297,18 @@ def test_eval_feedback_asks_the_voted_questions_again(capsys, aws_settings, tmp_
     code, out, _ = run(capsys, "eval", "--feedback", str(path), "--json", *at(aws_settings))
     rows = json.loads(out)
     assert [(r["vote"], r["same"]) for r in rows] == [("up", True), ("down", False)]
+    mark_gold(path, "b", right.citations[0].path, 1693, 1694)  # the lines, marked in the viewer
+    code, out, _ = run(capsys, "eval", "--feedback", str(path), "--cases", *at(aws_settings))
+    assert code == 0 and [json.loads(line) for line in out.splitlines()] == [
+        {
+            "id": "feedback-b",
+            "question": right.question,
+            "gold": [{"path": "aws-notes.md", "start_line": 1693, "end_line": 1694}],
+            "type": "feedback",
+        }
+    ]
+    code, _, err = run(capsys, "eval", "--cases", *at(aws_settings))
+    assert code == 2 and "add --feedback" in err
     code, _, err = run(
         capsys, "eval", "--feedback", str(tmp_path / "none.jsonl"), *at(aws_settings)
     )

@@ -12,8 +12,12 @@ taking a vote back removes it. The file is rewritten whole into a temporary file
 over the old, so a crash leaves the old file or the new one, never half of either.
 
 A line is not an eval case: `rag eval` needs the gold lines that do answer the question, which
-only a person can give (it says so if handed this file). `rag eval --feedback` asks each voted
-question again and says whether its answer still cites the lines that were voted on.
+only a person can give (it says so if handed this file). The note viewer lets them: while a
+down-vote is in the file, it offers "These lines answer my question" for the newest one
+(`mark_gold` adds the lines to its "gold"). `rag eval --feedback --cases` then writes each
+down-vote with gold lines, or whose reason is "Should say not in my notes" (gold: none), as an
+eval case (`eval_cases`). `rag eval --feedback` asks each voted question again and says
+whether its answer still cites the lines that were voted on.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from rag.jsonl import json_line, numbered_lines
 
 Vote = Literal["up", "down"]
 # The chat's vote buttons: the thumbs, then the reasons a down-vote can give (a flag menu).
-REASONS = ("Wrong lines", "Missed part of the answer", "Should say not in my notes")
+NOT_ANSWERED = "Should say not in my notes"
+REASONS = ("Wrong lines", "Missed part of the answer", NOT_ANSWERED)
 _WRITE = threading.Lock()  # one writer at a time: every line stays whole
 
 
@@ -61,19 +66,75 @@ def record_vote(path: Path, entry: dict | None, key: str = "") -> None:
     key = key or (entry or {}).get("id", "")
     with _WRITE:
         path.parent.mkdir(parents=True, exist_ok=True)
+        lines = _lines(path)
         kept = [
             line
-            for line in _lines(path)
+            for line in lines
             if not key or not line.strip() or _id(line) != key  # other answers' lines, as they are
         ]
+        gold = [g for line in lines if key and _id(line) == key for g in _gold(line)]
+        if entry is not None and gold and entry.get("vote") == "down":
+            entry = entry | {"gold": gold}  # a new reason keeps the lines marked in the viewer
         if entry is not None:
             kept.append(json_line(entry))
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        try:
-            tmp.write_text("".join(kept), encoding="utf-8")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        _replace(path, kept)
+
+
+def _replace(path: Path, lines: list[str]) -> None:
+    """The file's content, replaced whole: a crash leaves the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text("".join(lines), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def newest_down_vote(path: Path | None) -> dict | None:
+    """The down-vote voted or marked last (the file's last down-vote line), or None (no
+    file, none in it, or a file that is not votes: the viewer then offers nothing)."""
+    if path is None:
+        return None
+    try:
+        votes = load_votes(path) if path.is_file() else []
+    except BadInput:
+        return None
+    down = [v for v in votes if v.get("vote") == "down" and v.get("id")]
+    return down[-1] if down else None
+
+
+def mark_gold(path: Path, key: str, note: str, start: int, end: int) -> dict | None:
+    """Add lines start..end of `note` to the gold lines of the vote `key` (once), the entry
+    moved to the end of the file (the newest); the entry, or None when there is no such vote."""
+    with _WRITE:
+        lines, found = _lines(path), None
+        for i, line in enumerate(lines):
+            if line.strip() and _id(line) == key:
+                found = i
+        if found is None:
+            return None
+        entry = json.loads(lines[found])
+        span = {"path": note, "start_line": start, "end_line": end}
+        gold = [g for g in entry.get("gold", []) if isinstance(g, dict)]
+        entry["gold"] = gold if span in gold else [*gold, span]
+        kept = [line for i, line in enumerate(lines) if i != found] + [json_line(entry)]
+        _replace(path, kept)
+    return entry
+
+
+def eval_cases(votes: list[dict]) -> list[dict]:
+    """The down-votes that say what the answer should have been, as eval cases (the schema
+    of eval/questions.jsonl): gold lines marked in the viewer, or "not in my notes" (gold
+    none). Each case's id is made from its vote's, so a later run gives the same ids."""
+    cases = []
+    for v in votes:
+        gold = v.get("gold") or []
+        if v.get("vote") != "down" or not (gold or v.get("reason") == NOT_ANSWERED):
+            continue
+        key = str(v.get("id") or len(cases))
+        case = {"id": f"feedback-{key[:12]}", "question": str(v.get("question", ""))}
+        cases.append(case | {"gold": gold, "type": "feedback"})
+    return cases
 
 
 def load_votes(path: Path) -> list[dict]:
@@ -102,6 +163,14 @@ def _lines(path: Path) -> list[str]:
         return [line if line.endswith("\n") else f"{line}\n" for _, line in numbered_lines(path)]
     except UnicodeDecodeError:
         raise BadInput(f"{path} is not UTF-8 text: move it aside to start a new one") from None
+
+
+def _gold(line: str) -> list:
+    try:
+        gold = json.loads(line).get("gold", [])
+    except (json.JSONDecodeError, AttributeError):
+        return []
+    return gold if isinstance(gold, list) else []
 
 
 def _id(line: str) -> str:

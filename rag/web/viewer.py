@@ -34,27 +34,37 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
 
 from rag.errors import NoteRefused
 from rag.index.cutting import relocate, split_lines
 from rag.index.markdown import structure
 from rag.index.obsidian import LinkTargets
 from rag.notes import RULE_FILES, ignore_rules, is_note, read_note_text
+from rag.web.feedback import mark_gold, newest_down_vote
 from rag.web.markup import MISSING, ROUTE, lines_html, link_notes
 from rag.web.render import note_url
 
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-    "frame-ancestors 'self'; base-uri 'none'; form-action 'none'",
+    "frame-ancestors 'self'; base-uri 'none'; form-action 'self'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
 
 
-def note_page(rel: str, text: str, start: int | None, end: int | None, notice: str = "") -> str:
+def note_page(
+    rel: str,
+    text: str,
+    start: int | None,
+    end: int | None,
+    notice: str = "",
+    vote: dict | None = None,
+) -> str:
     """The viewer page: every line numbered, its markdown rendered; lines start..end marked;
-    a notice (the note changed since the answer) above them."""
+    a notice (the note changed since the answer) above them; with a down-`vote`, a form that
+    marks lines as the answer its question should have had."""
     lines = split_lines(text)
     first = start if start is not None else 0
     last = end if end is not None and end >= first else first
@@ -64,12 +74,31 @@ def note_page(rel: str, text: str, start: int | None, end: int | None, notice: s
     title = html.escape(rel)
     cited = f' <span class="span">{span} cited</span>' if first else ""
     changed = f'<p class="changed" role="status">{html.escape(notice)}</p>' if notice else ""
+    form = gold_form(rel, start, end, vote, len(lines)) if vote else ""
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{title}</title><style>{_CSS}</style></head><body>"
         f'<header><h1 class="path">{title}</h1>{cited} '
-        f'<span class="ro">read-only</span>{changed}</header>'
+        f'<span class="ro">read-only</span>{changed}{form}</header>'
         f'<main class="note">{rows}</main></body></html>'
+    )
+
+
+def gold_form(rel: str, start: int | None, end: int | None, vote: dict, total: int) -> str:
+    """ "These lines answer my question", for the newest down-vote: its question, the lines
+    shown (editable), posted back to this note. No script: a plain form."""
+    first = min(max(start or 1, 1), max(total, 1))
+    last = min(max(end or first, first), max(total, 1))
+    asked = html.escape(str(vote.get("question", "")))
+    number = f'type="number" min="1" max="{max(total, 1)}" required'
+    return (
+        f'<form class="gold" method="post" action="{ROUTE}/{html.escape(quote(rel))}">'
+        f'<input type="hidden" name="vote" value="{html.escape(str(vote.get("id", "")))}">'
+        f"<span>Down-voted: “{asked}”.</span> "
+        f'<label>Lines <input name="start" {number} value="{first}"></label> '
+        f'<label>to <input name="end" {number} value="{last}"></label> '
+        '<button type="submit">These lines answer my question</button></form>'
     )
 
 
@@ -185,6 +214,9 @@ header { position: sticky; top: 0; padding: 8px 16px; background: #f6f8fa;
 a { color: #0550ae; }
 .l:target .t { background: #ddf4ff; }
 .changed { margin: 4px 0 0; color: #9a6700; font-weight: 600; }
+.gold { margin: 6px 0 0; font-size: 13px; }
+.gold input { width: 8ch; font: inherit; }
+.gold button { font: inherit; cursor: pointer; }
 """
     + f".{MISSING} {{ color: #6e7781; text-decoration: underline dotted; cursor: help; }}\n"
     # The system's dark theme (the page allows no script, so the chat's own toggle cannot
@@ -206,11 +238,44 @@ a { color: #4493f8; }
 
 
 def add_viewer(
-    app: FastAPI, notes_dir: Path, signed_in: Callable[[Request], Awaitable[bool]]
+    app: FastAPI,
+    notes_dir: Path,
+    signed_in: Callable[[Request], Awaitable[bool]],
+    feedback: Path | None = None,
 ) -> None:
     """Serve the viewer at /note/{path} on `app`, to requests `signed_in` lets through; the
-    wikilinks of notes shown anywhere from now on open the notes of `notes_dir`."""
+    wikilinks of notes shown anywhere from now on open the notes of `notes_dir`. With a
+    `feedback` file holding a down-vote, the viewer marks gold lines for it (POST)."""
     link_notes(NoteNames(notes_dir))
+
+    @app.post(ROUTE + "/{rel:path}", include_in_schema=False)
+    async def mark_lines(request: Request, rel: str):
+        """The gold form's post: lines of this note answer the down-voted question."""
+        if not await signed_in(request):
+            return PlainTextResponse("Sign in on the chat page first.", 401, headers=HEADERS)
+        if not _same_origin(request):  # another site's page must not write the user's file
+            return PlainTextResponse("Lines are marked from the viewer only.", 403, headers=HEADERS)
+        form = await request.form()
+        try:
+            key, first, last = str(form["vote"]), int(form["start"]), int(form["end"])
+        except (KeyError, ValueError):
+            return PlainTextResponse("Give the first and the last line.", 400, headers=HEADERS)
+        try:
+            text = read_note_text(notes_dir, rel)
+        except NoteRefused:
+            return PlainTextResponse("No such note in the notes folder.", 404, headers=HEADERS)
+        total = len(split_lines(text))
+        if not 1 <= first <= last <= total:
+            why = f"Lines run from 1 to {total}, the first no later than the last."
+            return PlainTextResponse(why, 400, headers=HEADERS)
+        if feedback is None or not re.fullmatch(r"[0-9a-f]{1,64}", key):
+            return PlainTextResponse("No such vote.", 400, headers=HEADERS)
+        entry = await run_in_threadpool(mark_gold, feedback, key, rel, first, last)
+        if entry is None:
+            why = "That vote is no longer in the feedback file (taken back?): nothing marked."
+            return PlainTextResponse(why, 409, headers=HEADERS)
+        url = f"{ROUTE}/{quote(rel)}?start={first}&end={last}&marked=1#L{first}"
+        return RedirectResponse(url, 303, headers=HEADERS)
 
     @app.get(ROUTE + "/{rel:path}", include_in_schema=False)
     async def view_note(
@@ -221,6 +286,7 @@ def add_viewer(
         q: str | None = None,  # the cited lines' digest
         was: str | None = None,  # where they were, after a redirect to where they are
         heading: str | None = None,  # a wikilink's "Part#Sub" or "^block"
+        marked: int | None = None,  # start..end were just marked as gold lines
     ):
         if not await signed_in(request):
             return PlainTextResponse("Sign in on the chat page first.", 401, headers=HEADERS)
@@ -245,4 +311,24 @@ def add_viewer(
             if line is not None:  # to that line: the browser scrolls to it, CSS marks it
                 return RedirectResponse(f"{ROUTE}/{quote(rel)}#L{line}", 307, headers=HEADERS)
             notice = f"There is no heading “{heading}” in this note: it is shown from the top."
-        return HTMLResponse(note_page(rel, text, start, end, notice), headers=HEADERS)
+        vote = await run_in_threadpool(newest_down_vote, feedback)
+        if marked and vote and start is not None:
+            span = f"{start}-{end}" if end and end > start else str(start)
+            notice = (
+                f"Lines {span} are marked as answering “{vote.get('question', '')}”; "
+                "rag eval --feedback --cases writes it as an eval case."
+            )
+        page = note_page(rel, text, start, end, notice, vote)
+        return HTMLResponse(page, headers=HEADERS)
+
+
+def _same_origin(request: Request) -> bool:
+    """A form posted by a page of this server. Browsers say where a request comes from in
+    Sec-Fetch-Site; the Origin header can be "null" here (the viewer sends no referrer), so it
+    is the test only where Sec-Fetch-Site is missing. A program (no browser) is not a
+    cross-site page: it may post."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site == "same-origin"
+    origin = request.headers.get("origin")
+    return origin in (None, f"{request.url.scheme}://{request.headers.get('host', '')}")
