@@ -503,6 +503,11 @@ def test_on_a_phone_the_question_box_stays_in_view_and_sources_fold(browser, ser
     sources.locator("summary").click()
     listed.wait_for(state="visible")
     problems = _axe(page, "phone, answered", capsys)
+    with context.expect_page() as opened:  # the viewer, in a new tab: laid out for the phone
+        listed.locator("a").first.click()
+    viewer = opened.value
+    viewer.wait_for_selector(".hit")
+    assert viewer.evaluate("document.documentElement.scrollWidth") <= 390
     context.close()
     assert problems == [], "\n".join(problems)
 
