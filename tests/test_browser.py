@@ -337,6 +337,27 @@ def test_copy_and_downvote(chat: Chat, server: Server):
     assert entry["id"] not in votes.read_text()
 
 
+def test_a_down_vote_reason_is_given_by_keyboard_alone(chat: Chat, server: Server):
+    votes = Path(server.log.parent / "feedback.jsonl")
+    chat.ask("how long are sqs messages kept by default")
+    page = chat.page
+    page.mouse.move(0, 0)  # no hover: the keyboard alone
+    page.locator("#chat button[aria-label='Feedback']").last.focus()
+    page.keyboard.press("Tab")  # into the reasons the flag offers
+    focused = "document.activeElement.innerText"
+    assert page.evaluate(focused) == "Wrong lines"
+    page.keyboard.press("Tab")
+    assert page.evaluate(focused) == "Missed part of the answer"
+    page.keyboard.press("Enter")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (
+        votes.is_file() and "Missed part" in votes.read_text()
+    ):
+        time.sleep(0.1)
+    entry = json.loads(votes.read_text().splitlines()[-1])
+    assert (entry["vote"], entry["reason"]) == ("down", "Missed part of the answer")
+
+
 def test_a_down_vote_gets_gold_lines_in_the_viewer_and_becomes_an_eval_case(
     chat: Chat, server: Server
 ):

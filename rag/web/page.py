@@ -27,6 +27,7 @@ EXAMPLES = 4  # example questions on the empty chat
 # Gradio's own hover colour for a radio outranks its "checked" one: the chosen mode, with the
 # pointer still on it after the click, showed a white dot on white. The question box had no
 # focus ring (outline: none), so one is drawn around it.
+# A down-vote's reasons open on hovering the flag only: on focus too here, for the keyboard.
 # On a phone (up to 640 px wide) the question box stays at the bottom of the screen, over
 # the page, and the chat takes the screen's height less that box; each answer carries its
 # own sources (a block that folds), so the panel further down is not needed to read it.
@@ -53,6 +54,7 @@ PAGE_CSS = """
 #settings input[type="radio"]:focus-visible, #question:focus-within {
   outline: 2px solid var(--color-accent); outline-offset: 2px; }
 #chat .rag-sources > summary { cursor: pointer; margin-bottom: 0.3em; }
+#chat .extra-feedback:focus-within .extra-feedback-options { display: flex; }
 @media (max-width: 640px) {
   #chat { height: auto !important; min-height: 30dvh; max-height: calc(100dvh - 140px); }
   #chat .placeholder { padding-top: 2.5em; }
