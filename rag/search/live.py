@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from rag.errors import IndexIncompatible, IndexMissing, IndexProblem, NotesError, RagError
-from rag.index.build import IndexReport, update_index
+from rag.index.build import IndexReport, Progress, update_index
 from rag.index.embedding import Embedder, SentenceTransformerEmbedder, warm_up
 from rag.index.store import current_generation, incompatibility, load_index, read_manifest
 from rag.notes import fingerprints, load_notes, require_notes, watched
@@ -53,13 +53,17 @@ def time_ago(stamp: str, now: float | None = None) -> str:
 
 
 def open_engine(
-    settings: Settings, tuning: Tuning | None = None, first_pass: bool = False
+    settings: Settings,
+    tuning: Tuning | None = None,
+    first_pass: bool = False,
+    progress: Progress | None = None,
 ) -> Engine:
     """Load the model and the index once; a missing index is built first, and an index cut
     with other settings is cut again (its vectors kept); another model's is refused.
 
     `first_pass`: a missing index is built from chunk vectors alone, a third of the work, for a
-    server whose `LiveIndex.keep_fresh` then adds the line vectors while it answers."""
+    server whose `LiveIndex.keep_fresh` then adds the line vectors while it answers.
+    `progress(done, total)` follows the texts embedded by that build."""
     require_notes(settings.notes_dir)  # before the model: a wrong --notes fails at once
     embedder = SentenceTransformerEmbedder(settings.model)
     tokens = settings.max_chunk_tokens
@@ -74,7 +78,14 @@ def open_engine(
         else:
             log.info("%s: updating the index (unchanged text keeps its vectors) ...", e.reason)
         lines = not (first_pass and isinstance(e, IndexMissing))
-        report = update_index(settings.notes_dir, settings.index_dir, embedder, tokens, lines=lines)
+        report = update_index(
+            settings.notes_dir,
+            settings.index_dir,
+            embedder,
+            tokens,
+            progress=progress,
+            lines=lines,
+        )
         done = (report.files, report.chunks, report.seconds)
         log.info("Indexed %d files into %d chunks in %.1fs.", *done)
         index = load_index(settings.index_dir, embedder.name, embedder.dim, tokens)
@@ -155,25 +166,11 @@ class LiveIndex:
         return live
 
     def _build_first(self, tuning: Tuning | None) -> None:
-        s = self.settings
         try:
-            embedder = SentenceTransformerEmbedder(s.model)
-            where = (s.index_dir, s.notes_dir)
-            log.info("No index in %s yet: building a first pass from %s ...", *where)
-            report = update_index(
-                s.notes_dir,
-                s.index_dir,
-                embedder,
-                s.max_chunk_tokens,
-                lines=False,
-                progress=self._step,
-            )
-            index = load_index(s.index_dir, embedder.name, embedder.dim, s.max_chunk_tokens)
-            self._engine, self._last = Engine(index, embedder, tuning or Tuning()), report
+            engine = open_engine(self.settings, tuning, first_pass=True, progress=self._step)
+            self._engine = engine
             self.version += 1
-            done = (report.files, report.chunks, report.seconds)
-            log.info("First pass: indexed %d files into %d chunks in %.1fs.", *done)
-            warm_up(embedder)  # questions through ONNX Runtime from the first one
+            warm_up(engine.embedder)  # questions through ONNX Runtime from the first one
         except (RagError, OSError) as e:
             self._error = f"the first index could not be built: {e}"
             log.error("%s", self._error, exc_info=not isinstance(e, RagError))
