@@ -218,7 +218,7 @@ def _update(settings: Settings, full: bool, progress_bar: bool, dry_run=False) -
     bar = console.ProgressBar()
     try:
         return update_index(
-            settings.notes_dir,
+            settings.folders,
             settings.index_dir,
             embedder,
             settings.max_chunk_tokens,
@@ -334,9 +334,11 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_beir(args: argparse.Namespace, settings: Settings) -> int:
     beir_dir = Path(args.beir_dir)
     work = Path(".bench") / beir_dir.resolve().name
+    if args.notes_dir and len(args.notes_dir) > 1:
+        raise BadInput("rag beir writes the benchmark's documents into one folder: one --notes")
     settings = replace(
         settings,
-        notes_dir=Path(args.notes_dir) if args.notes_dir else work / "notes",
+        notes_dir=Path(args.notes_dir[0]) if args.notes_dir else work / "notes",
         index_dir=Path(args.index_dir) if args.index_dir else work / "index",
     )
     docs = beir.convert(beir_dir, settings.notes_dir)
@@ -364,7 +366,7 @@ def _engine(settings: Settings, many: bool = False, server: bool = False) -> Eng
 
 def _filtered(engine: Engine, args: argparse.Namespace, settings: Settings) -> Engine:
     """The engine, searching only the notes `--where` and `--since` allow."""
-    return filtered(engine, Where.parse(args.where, args.since), settings.notes_dir)
+    return filtered(engine, Where.parse(args.where, args.since), settings.folders)
 
 
 def _stream(

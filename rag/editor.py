@@ -6,9 +6,10 @@
                                     # 'obsidian://open?vault=vault&file=a%20b.md'
 
 A template is one of the names in EDITORS or a URI of your own with these placeholders:
-{abs_path} (the note's absolute path, URL-quoted, starting with /), {path} (relative to the
-notes folder), {vault} (the notes folder's name), {line} and {end_line}. A URI that would run
-code where it is clicked (javascript:, data:, vbscript:) is refused.
+{abs_path} (the note's absolute path, URL-quoted, starting with /), {path} (relative to its
+notes folder), {vault} (that folder's own name), {line} and {end_line}. With several notes
+folders, a note is named "name:path" (`rag.notes.Folders`) and opens in its own folder. A
+URI that would run code where it is clicked (javascript:, data:, vbscript:) is refused.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from rag.errors import BadInput
+from rag.notes import Folders
 
 EDITORS = {
     # VS Code and Cursor open file:line from their URI handler (code.visualstudio.com/docs/
@@ -37,19 +39,22 @@ _UNSAFE = frozenset({"javascript", "data", "vbscript"})
 @dataclass(frozen=True)
 class Editor:
     template: str
-    root: Path  # the notes folder, absolute
+    folders: Folders
 
     @classmethod
-    def parse(cls, setting: str, notes_dir: Path) -> Editor:
+    def parse(cls, setting: str, notes: Folders | Path) -> Editor:
         """The editor a setting names (a name in EDITORS or a template), or BadInput."""
-        return cls(check_template(setting), Path(notes_dir).expanduser().resolve())
+        return cls(check_template(setting), Folders.of(notes))
 
-    def uri(self, path: str, line: int, end_line: int | None = None) -> str:
-        """The URI that opens note `path` (relative to the notes folder) at `line`."""
+    def uri(self, key: str, line: int, end_line: int | None = None) -> str:
+        """The URI that opens note `key` (its path, or "name:path" with several folders) at
+        `line`."""
+        folder, path = self.folders.split(key)
+        root = folder.path.expanduser().resolve()
         return self.template.format(
-            abs_path=quote((self.root / path).as_posix()),
+            abs_path=quote((root / path).as_posix()),
             path=quote(path, safe=""),
-            vault=quote(self.root.name, safe=""),
+            vault=quote(root.name, safe=""),
             line=line,
             end_line=end_line if end_line is not None else line,
         )

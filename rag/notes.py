@@ -11,6 +11,14 @@ hold app state) and that no ignore rule names: the folder's `.ragignore` (gitign
 and Obsidian's "Excluded files" (`.obsidian/app.json`). A hidden folder above the notes
 folder (`~/.notes`) is fine. A note over MAX_NOTE_BYTES or MAX_NOTE_LINES, empty, binary or
 not UTF-8 is skipped with a reason.
+
+An index may cover several notes folders (`Folders`), each with a name of its own. With one
+folder a note is named by its path below it ("aws/sqs.md"); with several, by the folder's name
+and that path ("work:aws/sqs.md"), which is what citations show. Every function here that takes
+`notes` takes a folder (a Path) or `Folders`.
+
+    folders = Folders.parse(["~/work-notes", "home=~/vault"])   # names "work-notes", "home"
+    notes, skipped = load_notes(folders)                         # "work-notes:a.md", "home:b.md"
 """
 
 from __future__ import annotations
@@ -19,12 +27,14 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import pathspec
 
-from rag.errors import NoteRefused, NotesError
+from rag.errors import BadInput, NoteRefused, NotesError
 
 MAX_NOTE_BYTES = 20 * 1024 * 1024  # a "note" bigger than this is almost surely not a note
 # A pasted log, not a note: each line may become a vector, so this bounds the time one file
@@ -51,6 +61,107 @@ class Skipped:
     reason: str
 
 
+@dataclass(frozen=True)
+class Folder:
+    name: str  # what citations call it when an index covers several folders
+    path: Path
+
+
+@dataclass(frozen=True)
+class Folders:
+    """The notes folders one index covers, in the order given, each with a unique name."""
+
+    items: tuple[Folder, ...]
+
+    @classmethod
+    def parse(cls, specs: Iterable[str | Path]) -> Folders:
+        """Folders from `DIR` or `NAME=DIR` specs. A folder's name defaults to its own name
+        (a second one of the same name gets "-2"); BadInput for two folders that hold one
+        another, or one name given twice."""
+        items: list[Folder] = []
+        for spec in specs:
+            name, path = _name_and_path(str(spec))
+            if not name:
+                base = _NAME_SPOILER.sub("-", path.expanduser().resolve().name).strip("-.")
+                name, n = base or "notes", 2
+                while any(f.name == name for f in items):
+                    name, n = f"{base or 'notes'}-{n}", n + 1
+            elif any(f.name == name for f in items):
+                raise BadInput(f"two notes folders are named {name!r}; give each its own name")
+            for other in items:
+                a, b = path.expanduser().resolve(), other.path.expanduser().resolve()
+                if a.is_relative_to(b) or b.is_relative_to(a):
+                    raise BadInput(
+                        f"the notes folders {other.path} and {path} hold one another; "
+                        "give only the outer one, or leave the inner one out with a .ragignore"
+                    )
+            items.append(Folder(name, path))
+        if not items:
+            raise BadInput("no notes folder given")
+        return cls(tuple(items))
+
+    @classmethod
+    def of(cls, notes: Folders | Path | str) -> Folders:
+        """`notes` as Folders: a single folder (its path taken as given) becomes one."""
+        return notes if isinstance(notes, Folders) else cls((Folder("", Path(notes)),))
+
+    @property
+    def several(self) -> bool:
+        return len(self.items) > 1
+
+    def key(self, folder: Folder, rel: str) -> str:
+        """What the index calls note `rel` of `folder`: "rel", or "name:rel" with several."""
+        return f"{folder.name}:{rel}" if self.several else rel
+
+    def split(self, key: str) -> tuple[Folder, str]:
+        """The folder a note's key names and its path there; NoteRefused for no folder."""
+        if not self.several:
+            return self.items[0], key
+        name, sep, rel = key.partition(":")
+        found = next((f for f in self.items if f.name == name), None) if sep else None
+        if found is None:
+            raise NoteRefused(f"not a note of these notes folders: {key!r}")
+        return found, rel
+
+    def mounted(self, key: str) -> str:
+        """A note's key as a path with its folder's name as the top folder ("work/a/b.md"),
+        for folder globs and link names; the key itself with one folder."""
+        return key.replace(":", "/", 1) if self.several else key
+
+    def path(self, key: str) -> Path:
+        """Where a note's file is (not checked: see `resolve_note`); NoteRefused for a key
+        that names no folder."""
+        folder, rel = self.split(key)
+        return folder.path / rel
+
+    def find(self, path: str | Path) -> tuple[Folder, str] | None:
+        """The folder a file path is in and its path below it (links resolved), or None."""
+        real = os.path.realpath(path)
+        for folder in self.items:
+            root = os.path.realpath(folder.path)
+            if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+                return folder, _relative(folder.path, path)
+        return None
+
+    def __str__(self) -> str:
+        if not self.several:
+            return str(self.items[0].path)
+        return ", ".join(f"{f.name}={f.path}" for f in self.items)
+
+
+_NAME = re.compile(r"[\w.-]+")  # a folder's name: it appears in citations and URLs
+_NAME_SPOILER = re.compile(r"[^\w.-]+")
+
+
+def _name_and_path(spec: str) -> tuple[str, Path]:
+    """("name", path) of a `NAME=DIR` spec, ("", path) of a plain `DIR`: also a spec whose
+    part before "=" is no name (letters, digits, ".", "-", "_"), or an existing folder."""
+    name, sep, rest = spec.partition("=")
+    if sep and _NAME.fullmatch(name) and rest and not Path(spec).expanduser().is_dir():
+        return name, Path(rest)
+    return "", Path(spec)
+
+
 def is_note(rel: str) -> bool:
     """Whether a path relative to the notes folder (forward slashes) names a note."""
     parts = PurePosixPath(rel).parts
@@ -72,6 +183,8 @@ def is_plain_text(rel: str) -> bool:
 def note_title(rel: str) -> str:
     """A note's name as a vault shows it: its file name without the suffix ("aws/sqs.md": "sqs")."""
     name = rel.rsplit("/", 1)[-1]
+    top, sep, rest = name.partition(":")  # "work:sqs.md", of the notes folder named work
+    name = rest if sep and _NAME.fullmatch(top) and rest else name
     return next((name.removesuffix(s) for s in SUFFIXES if name.endswith(s)), name)
 
 
@@ -93,16 +206,25 @@ def ignore_rules(notes_dir: Path) -> pathspec.PathSpec:
     return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
-def watched(notes_dir: Path, path: str | Path) -> bool:
+def watched(notes: Folders | Path, path: str | Path) -> bool:
     """Whether a change to this file matters to the index: a note, or an ignore rule."""
-    return note_name(notes_dir, path) is not None or _relative(notes_dir, path) in RULE_FILES
+    if note_name(notes, path) is not None:
+        return True
+    found = Folders.of(notes).find(path)
+    return found is not None and found[1] in RULE_FILES
 
 
-def note_name(notes_dir: Path, path: str | Path) -> str | None:
+def note_name(notes: Folders | Path, path: str | Path) -> str | None:
     """The note a file path names (as `is_note` takes it, and no ignore rule), or None: for
     the watcher, which sees whole paths, of files that may be gone already."""
-    rel = _relative(notes_dir, path)
-    return rel if is_note(rel) and not ignore_rules(notes_dir).match_file(rel) else None
+    folders = Folders.of(notes)
+    found = folders.find(path)
+    if found is None:
+        return None
+    folder, rel = found
+    if not is_note(rel) or ignore_rules(folder.path).match_file(rel):
+        return None
+    return folders.key(folder, rel)
 
 
 def _relative(notes_dir: Path, path: str | Path) -> str:
@@ -111,12 +233,14 @@ def _relative(notes_dir: Path, path: str | Path) -> str:
     return PurePosixPath(*Path(rel).parts).as_posix()
 
 
-def resolve_note(notes_dir: Path, rel: str) -> Path:
-    """The file a note path names, or NoteRefused if it names no note in `notes_dir`.
+def resolve_note(notes: Folders | Path, key: str) -> Path:
+    """The file a note's key names, or NoteRefused if it names no note of `notes`.
 
     resolve_note(Path("notes"), "aws/sqs.md")         # Path('/abs/notes/aws/sqs.md')
     resolve_note(Path("notes"), "../etc/passwd.md")   # NoteRefused
     """
+    folder, rel = Folders.of(notes).split(key)
+    notes_dir = folder.path
     if not rel or not is_note(rel):
         raise NoteRefused(f"not a note path: {rel!r}")
     if ignore_rules(notes_dir).match_file(rel):
@@ -128,8 +252,20 @@ def resolve_note(notes_dir: Path, rel: str) -> Path:
     return path
 
 
-def load_notes(notes_dir: Path) -> tuple[list[Note], list[Skipped]]:
-    """Read every note below `notes_dir`; unreadable files are skipped with a reason."""
+def load_notes(notes: Folders | Path) -> tuple[list[Note], list[Skipped]]:
+    """Read every note below each notes folder; unreadable files are skipped with a reason.
+    A note's path is its key (`Folders.key`)."""
+    folders = Folders.of(notes)
+    found: list[Note] = []
+    skipped: list[Skipped] = []
+    for folder in folders.items:
+        some, left = _load_folder(folder.path)
+        found += [Note(folders.key(folder, n.path), n.text, n.sha256) for n in some]
+        skipped += [Skipped(folders.key(folder, s.path), s.reason) for s in left]
+    return found, skipped
+
+
+def _load_folder(notes_dir: Path) -> tuple[list[Note], list[Skipped]]:
     notes_dir = Path(notes_dir)
     if not notes_dir.exists():
         raise NotesError(f"notes folder {notes_dir} does not exist; create it or pass --notes DIR")
@@ -158,7 +294,7 @@ def load_notes(notes_dir: Path) -> tuple[list[Note], list[Skipped]]:
     return notes, skipped
 
 
-def require_notes(notes_dir: Path) -> tuple[list[Note], list[Skipped]]:
+def require_notes(notes_dir: Folders | Path) -> tuple[list[Note], list[Skipped]]:
     """`load_notes`, but an empty result is an error that says what was found."""
     notes, skipped = load_notes(notes_dir)
     if not notes:
@@ -197,9 +333,9 @@ def _read(path: Path, rel: str) -> tuple[Note | None, str]:
     return Note(rel, text, hashlib.sha256(raw).hexdigest()), ""
 
 
-def read_note_text(notes_dir: Path, rel: str) -> str:
+def read_note_text(notes: Folders | Path, rel: str) -> str:
     """A note's text for showing it (bad bytes replaced), or NoteRefused."""
-    path = resolve_note(notes_dir, rel)
+    path = resolve_note(notes, rel)
     try:
         if path.stat().st_size > MAX_NOTE_BYTES:
             raise NoteRefused(f"{rel!r} is too large to show")

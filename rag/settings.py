@@ -17,11 +17,13 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 from rag.editor import EDITORS, Editor, check_template
 from rag.errors import BadInput
+from rag.notes import Folders
 
 Mode = Literal["hybrid", "bm25", "dense"]
 MODES: tuple[Mode, ...] = ("hybrid", "bm25", "dense")
@@ -49,14 +51,20 @@ def _setting(default: Any, env: str, help: str, flag: str = "", metavar: str = "
 
 @dataclass(frozen=True)
 class Settings:
-    notes_dir: Path = _setting(
-        Path("notes"), "RAG_NOTES_DIR", "notes folder, read recursively", "--notes", "DIR"
+    notes_dir: Path | tuple[Path, ...] = _setting(
+        Path("notes"),
+        "RAG_NOTES_DIR",
+        "notes folder, read recursively; several: repeat --notes (in RAG_NOTES_DIR, separate "
+        f"them with {os.pathsep!r}), each named by its folder's name or NAME=DIR; "
+        "citations then show NAME:path:lines",
+        "--notes",
+        "DIR",
     )
     index_dir: Path = _setting(
         Path("index"),
         "RAG_INDEX_DIR",
         "index folder; unset: index/ for the notes inside this checkout, else a folder per "
-        "notes folder under $XDG_CACHE_HOME/rag (~/.cache/rag)",
+        "set of notes folders under $XDG_CACHE_HOME/rag (~/.cache/rag)",
         "--index",
         "DIR",
     )
@@ -179,12 +187,19 @@ class Settings:
         if self.llm_url and not self.llm_url.startswith(("http://", "https://")):
             raise BadInput(f"the LLM URL must start with http:// or https://, not {self.llm_url!r}")
         self.sign_in  # noqa: B018  (checks the sign-in now, not at the first page load)
+        self.folders  # noqa: B018  (two folders of one name, or one inside the other)
         check_template(self.editor)
+
+    @cached_property
+    def folders(self) -> Folders:
+        """The notes folders (`notes_dir`), each with its name."""
+        given = self.notes_dir
+        return Folders.parse(given if isinstance(given, tuple) else [given])
 
     @property
     def links(self) -> Editor:
         """The URIs that open a cited line in the user's editor (`editor`)."""
-        return Editor.parse(self.editor, self.notes_dir)
+        return Editor.parse(self.editor, self.folders)
 
     @property
     def model(self) -> str:
@@ -246,25 +261,29 @@ class Settings:
                 continue
             values[f.name] = _coerce(f.name, f.default, raw)
         if "index_dir" not in values:
-            values["index_dir"] = default_index_dir(Path(values.get("notes_dir", "notes")), env)
+            given = values.get("notes_dir", Path("notes"))
+            specs = given if isinstance(given, tuple) else [given]
+            values["index_dir"] = default_index_dir(Folders.parse(specs), env)  # type: ignore[arg-type]
         return cls(**values)
 
 
-def default_index_dir(notes_dir: Path, env: Mapping[str, str] = os.environ) -> Path:
-    """Where the index of `notes_dir` lives unless a flag or RAG_INDEX_DIR says otherwise:
+def default_index_dir(notes: Folders | Path, env: Mapping[str, str] = os.environ) -> Path:
+    """Where the index of the notes lives unless a flag or RAG_INDEX_DIR says otherwise:
     `index/` of the checkout rag runs from when the notes are inside it (the repo's own
-    notes/), else a folder of its own per notes folder in the user's cache, so an installed
-    `rag` run on ~/vault never writes into the current folder or mixes two notes folders."""
+    notes/), else a folder of its own per set of notes folders in the user's cache, so an
+    installed `rag` run on ~/vault never writes into the current folder or mixes two vaults."""
     import hashlib
 
     checkout = Path(__file__).resolve().parent.parent
-    notes = Path(notes_dir).expanduser().resolve()
-    if (checkout / "pyproject.toml").is_file() and notes.is_relative_to(checkout):
+    folders = Folders.of(notes)
+    paths = [f.path.expanduser().resolve() for f in folders.items]
+    if (checkout / "pyproject.toml").is_file() and all(p.is_relative_to(checkout) for p in paths):
         return Path("index") if Path.cwd().resolve() == checkout else checkout / "index"
     cache = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    digest = hashlib.sha256(str(notes).encode()).hexdigest()[:12]
-    name = re.sub(r"[^\w.-]+", "-", notes.name).strip("-.") or "notes"
-    return cache / "rag" / f"{name}-{digest}" / "index"
+    named = [f"{f.name}={p}" for f, p in zip(folders.items, paths, strict=True)]
+    digest = hashlib.sha256(("\n".join(named) if folders.several else str(paths[0])).encode())
+    name = "-".join(re.sub(r"[^\w.-]+", "-", p.name).strip("-.") or "notes" for p in paths)
+    return cache / "rag" / f"{name[:60]}-{digest.hexdigest()[:12]}" / "index"
 
 
 @dataclass(frozen=True)
@@ -322,6 +341,12 @@ def _llm_fields():
 
 
 def _coerce(name: str, default: object, raw: object) -> object:
+    if name == "notes_dir":  # one folder, or several (repeated flags; os.pathsep in RAG_*)
+        given = raw if isinstance(raw, list | tuple) else str(raw).split(os.pathsep)
+        paths = tuple(Path(p) for p in given if str(p))
+        if not paths:
+            raise BadInput("notes_dir names no folder")
+        return paths[0] if len(paths) == 1 else paths
     if isinstance(default, Path):
         return Path(raw)  # type: ignore[arg-type]
     if isinstance(default, float):
@@ -351,6 +376,8 @@ def add_flags(parser: argparse.ArgumentParser, *names: str) -> None:
         kw: dict[str, Any] = {"dest": name, "help": help, "default": None}
         if name == "mode":
             kw["choices"] = MODES
+        elif name == "notes_dir":
+            kw.update(action="append", metavar=meta["metavar"])
         else:
             kw["metavar"] = meta["metavar"] or None
         if isinstance(f.default, (int, float)) and not isinstance(f.default, bool):

@@ -13,7 +13,7 @@ import pytest
 
 RAG = Path(__file__).resolve().parent.parent / "rag"
 # Higher may import lower; the same rank only within one package. The base modules are
-# jsonl, errors, editor, settings, notes; cli and console sit on top of everything.
+# jsonl, errors, notes, editor, settings; cli and console sit on top of everything.
 RANKS = {
     "rag.jsonl": 0,
     "rag.errors": 0,
@@ -29,7 +29,7 @@ RANKS = {
     "rag.cli": 6,
 }
 # Each base module may import those before it.
-BASE_ORDER = ["rag.jsonl", "rag.errors", "rag.editor", "rag.settings", "rag.notes"]
+BASE_ORDER = ["rag.jsonl", "rag.errors", "rag.notes", "rag.editor", "rag.settings"]
 ONLY_IN = {  # third-party package -> the rag packages (or modules) that alone may import it
     "gradio": ("rag.web",),
     "fastapi": ("rag.web",),
@@ -107,7 +107,7 @@ def test_rag_imports_down_the_data_flow_only():
         ("index/store.py", "def f():\n    import rag.answer.base\n", "imports rag.answer.base"),
         ("answer/base.py", "import gradio as gr\n", "only rag.web may"),
         ("web/app.py", "from rag.quality import beir\n", "imports rag.quality"),
-        ("settings.py", "from rag.notes import Note\n", "imports rag.notes"),
+        ("notes.py", "from rag.settings import Settings\n", "imports rag.settings"),
     ],
 )
 def test_the_check_catches_an_import_up_the_flow(tmp_path, where, code, expected):

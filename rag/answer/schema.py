@@ -137,7 +137,10 @@ class NoteOut(BaseModel):
 
 
 class StatusOut(BaseModel):
-    notes_dir: str
+    notes_dir: str = Field(description="the notes folder; several: NAME=DIR, comma-separated")
+    folders: dict[str, str] = Field(
+        description="each notes folder by its name (the NAME of NAME:path in citations)"
+    )
     index_dir: str
     files: int
     chunks: int

@@ -42,7 +42,7 @@ from rag.index.store import (
     verify_generation,
     write_generation,
 )
-from rag.notes import Note, Skipped, fingerprints, require_notes
+from rag.notes import Folders, Note, Skipped, fingerprints, require_notes
 
 log = logging.getLogger(__name__)
 EMBED_BATCH = 256  # texts per progress step
@@ -72,7 +72,7 @@ class IndexReport:
 
 
 def update_index(
-    notes_dir: Path,
+    notes: Folders | Path,
     index_dir: Path,
     embedder: Embedder,
     max_tokens: int,
@@ -86,7 +86,7 @@ def update_index(
     started = time.perf_counter()
     with nullcontext() if dry_run else index_lock(index_dir, lock_wait):
         # Read under the lock: a note saved while this run waited for it is indexed as saved.
-        notes, skipped = require_notes(notes_dir)
+        notes, skipped = require_notes(notes)
         if not dry_run:
             clean_old_generations(index_dir)  # what a crashed or failed run left
         old, reason = _previous(index_dir, embedder, max_tokens, full, verify=not dry_run)

@@ -149,15 +149,22 @@ class LinkTargets:
         self._path: dict[str, str] = {}  # a name, folded -> the note it opens
         for path in sorted(paths, key=lambda p: (p.count("/"), p)):  # fewest folders first
             suffix = next((s for s in SUFFIXES if path.endswith(s)), "")
-            parts = path.split("/")
-            for i in range(len(parts)):  # the path's ends: "a/b/c.md", "b/c.md", "c.md"
-                tail = "/".join(parts[i:])
+            parts = _mounted(path).split("/")
+            ends = ["/".join(parts[i:]) for i in range(len(parts))]  # "a/b/c.md", "c.md"
+            for tail in [path, *ends]:  # and the key itself: "work:a/b.md"
                 for name in (tail, tail.removesuffix(suffix)):
                     self._path.setdefault(_fold(name), path)
 
     def resolve(self, note: str) -> str | None:
         """The path of the note a link's name opens, or None."""
         return self._path.get(_fold(note)) if note else None
+
+
+def _mounted(key: str) -> str:
+    """A note's key as a path: "work:a/b.md" (a note of the notes folder named work, when an
+    index has several, `rag.notes.Folders`) as "work/a/b.md"."""
+    top, sep, rest = key.partition(":")
+    return f"{top}/{rest}" if sep and "/" not in top else key
 
 
 def _fold(name: str) -> str:

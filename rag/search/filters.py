@@ -1,13 +1,14 @@
 """Which chunks a question may find: `--where` conditions and `--since`, as a row mask.
 
     where = Where.parse(["tag:infra", "folder:projects/*"], since="2026-01-01")
-    allowed = where.mask(engine.chunks, notes_dir)    # one bool per chunk row
+    allowed = where.mask(engine.chunks, folders)    # one bool per chunk row
     engine.within(allowed).search("retry backoff", k=5)   # both legs search these rows only
-    filtered(engine, where, notes_dir)   # the same, refusing a filter no note meets
+    filtered(engine, where, folders)   # the same, refusing a filter no note meets
 
 `tag:X` holds for a note with the tag X or a tag nested under it (`X/sub`), in its front
 matter or anywhere in its lines; `folder:GLOB` for a note whose path is below a folder the glob
-names (`projects`, `projects/*`, `*/drafts`; `*` crosses folders); any other `NAME:VALUE` for a
+names (`projects`, `projects/*`, `*/drafts`; `*` crosses folders; with several notes folders,
+a folder's name is a top folder too: `folder:work` is all of it); any other `NAME:VALUE` for a
 note whose front-matter property NAME is VALUE or lists it (`status:draft`); `--since DATE`
 for a note whose file was modified on or after that day (local time). Every condition must
 hold; names, tags and values match whatever their case.
@@ -24,8 +25,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag.errors import BadInput
+from rag.errors import BadInput, NoteRefused
 from rag.index.cutting import Chunk
+from rag.notes import Folders
 
 if TYPE_CHECKING:
     from rag.search.engine import Engine
@@ -70,15 +72,16 @@ class Where:
         shown = [f"{c.name}:{c.value}" for c in self.conditions]
         return " ".join(shown + ([f"since {self.since}"] if self.since else []))
 
-    def mask(self, chunks: list[Chunk], notes_dir: Path) -> np.ndarray:
+    def mask(self, chunks: list[Chunk], notes: Folders | Path) -> np.ndarray:
         """One bool per chunk: whether its note meets every condition."""
-        notes: dict[str, list[Chunk]] = {}
+        folders = Folders.of(notes)
+        by_note: dict[str, list[Chunk]] = {}
         for c in chunks:
-            notes.setdefault(c.path, []).append(c)
-        kept = {path for path, of in notes.items() if self._holds(path, of, Path(notes_dir))}
+            by_note.setdefault(c.path, []).append(c)
+        kept = {path for path, of in by_note.items() if self._holds(path, of, folders)}
         return np.fromiter((c.path in kept for c in chunks), dtype=bool, count=len(chunks))
 
-    def _holds(self, path: str, chunks: list[Chunk], notes_dir: Path) -> bool:
+    def _holds(self, path: str, chunks: list[Chunk], folders: Folders) -> bool:
         for c in self.conditions:
             if c.name == "tag":
                 tag = c.value.lstrip("#").casefold()
@@ -87,21 +90,22 @@ class Where:
                     return False
             elif c.name == "folder":
                 glob = c.value.strip("/")
-                if not (fnmatchcase(path, glob) or fnmatchcase(path, glob + "/*")):
+                places = {path, folders.mounted(path), _below(folders, path)}
+                if not any(fnmatchcase(p, g) for p in places for g in (glob, glob + "/*")):
                     return False
             elif not _has_property(chunks[0].properties, c.name, c.value):
                 return False
-        return self.since is None or _modified(notes_dir / path) >= self.since
+        return self.since is None or _modified(folders, path) >= self.since
 
 
-def filtered(engine: Engine, where: Where, notes_dir: Path) -> Engine:
+def filtered(engine: Engine, where: Where, notes: Folders | Path) -> Engine:
     """The engine, searching only the notes `where` allows (all of them for no conditions);
     BadInput when no note meets them, so a scoped question is never silently unscoped."""
     if not where:
         return engine
-    allowed = where.mask(engine.chunks, notes_dir)
+    allowed = where.mask(engine.chunks, notes)
     if not allowed.any():
-        raise BadInput(f"no note in {notes_dir} matches {where}")
+        raise BadInput(f"no note in {notes} matches {where}")
     return engine.within(allowed)
 
 
@@ -111,9 +115,17 @@ def _has_property(properties: dict, name: str, value: str) -> bool:
     return any(str(v).casefold() == value.casefold() for v in values if not isinstance(v, dict))
 
 
-def _modified(path: Path) -> dt.date:
+def _below(folders: Folders, key: str) -> str:
+    """A note's path below its own notes folder."""
+    try:
+        return folders.split(key)[1]
+    except NoteRefused:  # an index of other folders, until it is brought up to date
+        return key
+
+
+def _modified(folders: Folders, key: str) -> dt.date:
     """The day a note's file was last modified; a file gone since indexing: never."""
     try:
-        return dt.date.fromtimestamp(os.stat(path).st_mtime)
-    except OSError:
+        return dt.date.fromtimestamp(os.stat(folders.path(key)).st_mtime)
+    except (OSError, NoteRefused):
         return dt.date.min

@@ -20,7 +20,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from rag.errors import IndexIncompatible, IndexMissing, IndexProblem, NotesError, RagError
@@ -64,7 +63,7 @@ def open_engine(
     `first_pass`: a missing index is built from chunk vectors alone, a third of the work, for a
     server whose `LiveIndex.keep_fresh` then adds the line vectors while it answers.
     `progress(done, total)` follows the texts embedded by that build."""
-    require_notes(settings.notes_dir)  # before the model: a wrong --notes fails at once
+    require_notes(settings.folders)  # before the model: a wrong --notes fails at once
     embedder = SentenceTransformerEmbedder(settings.model)
     tokens = settings.max_chunk_tokens
     try:
@@ -73,13 +72,13 @@ def open_engine(
         if isinstance(e, IndexIncompatible) and not _only_cutting_changed(settings, embedder):
             raise  # another model or format: re-embedding everything is the user's call
         if isinstance(e, IndexMissing):
-            where = (settings.index_dir, settings.notes_dir)
+            where = (settings.index_dir, settings.folders)
             log.info("No index in %s yet: building it from %s ...", *where)
         else:
             log.info("%s: updating the index (unchanged text keeps its vectors) ...", e.reason)
         lines = not (first_pass and isinstance(e, IndexMissing))
         report = update_index(
-            settings.notes_dir,
+            settings.folders,
             settings.index_dir,
             embedder,
             tokens,
@@ -96,7 +95,7 @@ def serving(settings: Settings) -> LiveIndex:
     """The live index a server starts with, kept fresh: its index opened (cut again if the
     settings changed), or, when there is none yet, built in the background
     (`LiveIndex.first_build`) so the page serves at once."""
-    require_notes(settings.notes_dir)  # a wrong --notes fails at once, not in a thread
+    require_notes(settings.folders)  # a wrong --notes fails at once, not in a thread
     if current_generation(settings.index_dir) is None:
         return LiveIndex.first_build(settings)
     engine = open_engine(settings, first_pass=True)
@@ -220,7 +219,7 @@ class LiveIndex:
             else:
                 embedder, tuning = engine.embedder, engine.tuning
             report = update_index(
-                s.notes_dir, s.index_dir, embedder, s.max_chunk_tokens, progress=self._step
+                s.folders, s.index_dir, embedder, s.max_chunk_tokens, progress=self._step
             )
             if report.written or engine is None:
                 e = embedder
@@ -232,7 +231,7 @@ class LiveIndex:
         except (RagError, OSError) as e:
             self._error = str(e)  # the old engine keeps answering
             bug = not isinstance(e, RagError)  # a disk error, say: keep its traceback
-            log.warning("re-indexing %s failed: %s", self.settings.notes_dir, e, exc_info=bug)
+            log.warning("re-indexing %s failed: %s", self.settings.folders, e, exc_info=bug)
             return Reindexed("failed", error=self._error)
         finally:
             self._progress = None
@@ -263,7 +262,7 @@ class LiveIndex:
         if engine is None:  # nothing indexed yet: not stale, unbuilt
             return False
         try:
-            notes, _ = load_notes(self.settings.notes_dir)
+            notes, _ = load_notes(self.settings.folders)
         except NotesError:
             return True
         return fingerprints(notes) != engine.index.manifest.files
@@ -324,15 +323,15 @@ class LiveIndex:
     def _watch(self, stop: threading.Event, debounce_ms: int) -> None:
         from watchfiles import watch
 
-        notes_dir = Path(self.settings.notes_dir)
+        folders = self.settings.folders
         retry_at: float | None = None  # when to try again without a new change
         delay = RETRY_FIRST
         try:
             for changes in watch(
-                notes_dir,
+                *(f.path for f in folders.items),
                 debounce=debounce_ms,
                 stop_event=stop,
-                watch_filter=lambda _, path: watched(notes_dir, path),
+                watch_filter=lambda _, path: watched(folders, path),
                 rust_timeout=500,
                 yield_on_timeout=True,  # an empty set every 0.5 s: time to retry
             ):
@@ -347,5 +346,5 @@ class LiveIndex:
                     retry_at = time.monotonic() + delay
                     delay = min(2 * delay, RETRY_MOST)
         except (OSError, RuntimeError) as e:  # the folder went away: say so in the status
-            self._error = f"stopped watching {notes_dir}: {e}"
+            self._error = f"stopped watching {folders}: {e}"
             log.warning("%s", self._error)

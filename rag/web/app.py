@@ -208,7 +208,7 @@ def serve(live: LiveIndex, settings: Settings) -> None:
         return token in chat.tokens
 
     # Before the page's mount, which takes all the rest.
-    add_viewer(app, settings.notes_dir, signed_in, settings.feedback_file)
+    add_viewer(app, settings.folders, signed_in, settings.feedback_file)
     add_api(app, Service(live, settings), settings, signed_in)
     gr.mount_gradio_app(
         app,

@@ -172,7 +172,7 @@ class Handlers:
             raise BadInput(f"the filter {only!r} names more than one since: date")
         words = [w for w in words if not w.lower().startswith("since:")]
         where = Where.parse(words, since=since[0] if since else None)
-        return filtered(self.live.engine, where, self.settings.notes_dir)
+        return filtered(self.live.engine, where, self.settings.folders)
 
     def keep_conversation(self, conversation, messages, turns, saved):
         """Keep this conversation in the browser's storage, newest first: its messages as

@@ -121,7 +121,7 @@ def build_server(service: Service) -> MCPServer:
     async def note(path: str) -> str:
         """A note's text (the same folder rule as get_note)."""
         try:
-            return await anyio.to_thread.run_sync(read_note_text, service.settings.notes_dir, path)
+            return await anyio.to_thread.run_sync(read_note_text, service.settings.folders, path)
         except RagError as e:
             raise ResourceError(str(e)) from None
 

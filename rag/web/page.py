@@ -292,7 +292,7 @@ def build_page(engine: Engine | None, settings: Settings, status: str) -> Page:
 
 def first_screen(engine: Engine | None, settings: Settings) -> tuple[str, list[str]]:
     """The empty chat's intro and example questions, for `engine`'s index (None: not built)."""
-    folder = escape_md(str(settings.notes_dir))
+    folder = escape_md(str(settings.folders))
     if engine is None:
         return intro(None, folder, settings.llm), []
     return intro(engine, folder, settings.llm), example_questions(engine, EXAMPLES)

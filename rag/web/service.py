@@ -36,7 +36,7 @@ from rag.answer.schema import (
 from rag.errors import BadInput
 from rag.index.cutting import split_lines
 from rag.index.embedding import model_name
-from rag.notes import read_note_text
+from rag.notes import Folder, Folders, read_note_text
 from rag.search.engine import Engine
 from rag.search.filters import Where, filtered
 from rag.search.live import LiveIndex
@@ -83,7 +83,7 @@ class Service:
 
     def note(self, path: str, start: int | None = None, end: int | None = None) -> NoteOut:
         """Lines start..end of a note (all of it by default); NoteRefused outside the notes."""
-        lines = split_lines(read_note_text(self.settings.notes_dir, path))
+        lines = split_lines(read_note_text(self.settings.folders, path))
         first = 1 if start is None else start
         last = len(lines) if end is None else min(end, len(lines))
         if first < 1 or first > len(lines):
@@ -102,8 +102,11 @@ class Service:
     def status(self) -> StatusOut:
         st, engine = self.live.status(), self.live.current  # never waits for a first build
         model = engine.embedder.name if engine else model_name(Path(self.settings.model))
+        folders = self.settings.folders
+        resolved = Folders(tuple(Folder(f.name, f.path.resolve()) for f in folders.items))
         return StatusOut(
-            notes_dir=str(self.settings.notes_dir.resolve()),
+            notes_dir=str(resolved),
+            folders={f.name: str(f.path) for f in resolved.items},
             index_dir=str(self.settings.index_dir.resolve()),
             files=st.files,
             chunks=st.chunks,
@@ -125,7 +128,7 @@ class Service:
         if filters is None:
             return self.live.engine
         where = Where.parse(filters.where, filters.since)
-        return filtered(self.live.engine, where, self.settings.notes_dir)
+        return filtered(self.live.engine, where, self.settings.folders)
 
     def _options(self, k: int | None, mode: str | None, as_typed: bool) -> dict:
         k = self.settings.top_k if k is None else k

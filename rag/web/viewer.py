@@ -40,7 +40,7 @@ from rag.errors import NoteRefused
 from rag.index.cutting import relocate, split_lines
 from rag.index.markdown import structure
 from rag.index.obsidian import LinkTargets
-from rag.notes import RULE_FILES, ignore_rules, is_note, read_note_text
+from rag.notes import RULE_FILES, Folders, ignore_rules, is_note, read_note_text
 from rag.web.feedback import mark_gold, newest_down_vote
 from rag.web.markup import MISSING, ROUTE, lines_html, link_notes
 from rag.web.render import note_url
@@ -116,8 +116,9 @@ def moved(was: str, now: tuple[int, int] | None) -> str:
 
 
 class NoteNames:
-    """The notes of a folder as wikilink targets, listed again only when one of its folders
-    (or an ignore rule) has changed since: a file's rename changes its folder's time.
+    """The notes of the notes folders as wikilink targets, listed again only when one of
+    their folders (or an ignore rule) has changed since: a file's rename changes its folder's
+    time.
 
         names = NoteNames(Path("notes"))
         names().resolve("sqs")   # 'aws/sqs.md'
@@ -125,8 +126,8 @@ class NoteNames:
 
     RECENT = 2.0  # seconds: a change this close to a listing may share its time; list again
 
-    def __init__(self, notes_dir: Path) -> None:
-        self.root = Path(notes_dir)
+    def __init__(self, notes: Folders | Path) -> None:
+        self.folders = Folders.of(notes)
         self._last: tuple[tuple, LinkTargets] = ((), LinkTargets(()))  # (stamp, targets)
 
     def __call__(self) -> LinkTargets:
@@ -152,19 +153,23 @@ class NoteNames:
 
     def _listing(self) -> tuple[tuple[Path, ...], list[str]]:
         """The folders looked in (the rule files too, whose changes count) and the notes
-        found: `rag.notes`'s rule, without reading them."""
-        ignored, root = ignore_rules(self.root), self.root.resolve()
-        folders, paths = [self.root, *(self.root / f for f in RULE_FILES)], []  # even if gone
-        for top, dirs, files in os.walk(self.root):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            folders.append(Path(top))
-            below = Path(top).relative_to(self.root).as_posix()
-            for name in files:
-                rel = name if below == "." else f"{below}/{name}"
-                if is_note(rel) and not ignored.match_file(rel):
-                    path = Path(top, name)
-                    if not path.is_symlink() or path.resolve().is_relative_to(root):
-                        paths.append(rel)
+        found, by their keys: `rag.notes`'s rule, without reading them."""
+        folders: list[Path] = []
+        paths: list[str] = []
+        for folder in self.folders.items:
+            top_dir = folder.path
+            ignored, root = ignore_rules(top_dir), top_dir.resolve()
+            folders += [top_dir, *(top_dir / f for f in RULE_FILES)]  # even if gone
+            for top, dirs, files in os.walk(top_dir):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                folders.append(Path(top))
+                below = Path(top).relative_to(top_dir).as_posix()
+                for name in files:
+                    rel = name if below == "." else f"{below}/{name}"
+                    if is_note(rel) and not ignored.match_file(rel):
+                        path = Path(top, name)
+                        if not path.is_symlink() or path.resolve().is_relative_to(root):
+                            paths.append(self.folders.key(folder, rel))
         return tuple(folders), paths
 
 
@@ -239,14 +244,14 @@ a { color: #4493f8; }
 
 def add_viewer(
     app: FastAPI,
-    notes_dir: Path,
+    notes: Folders | Path,
     signed_in: Callable[[Request], Awaitable[bool]],
     feedback: Path | None = None,
 ) -> None:
     """Serve the viewer at /note/{path} on `app`, to requests `signed_in` lets through; the
-    wikilinks of notes shown anywhere from now on open the notes of `notes_dir`. With a
+    wikilinks of notes shown anywhere from now on open the notes of `notes`. With a
     `feedback` file holding a down-vote, the viewer marks gold lines for it (POST)."""
-    link_notes(NoteNames(notes_dir))
+    link_notes(NoteNames(notes))
 
     @app.post(ROUTE + "/{rel:path}", include_in_schema=False)
     async def mark_lines(request: Request, rel: str):
@@ -261,7 +266,7 @@ def add_viewer(
         except (KeyError, ValueError):
             return PlainTextResponse("Give the first and the last line.", 400, headers=HEADERS)
         try:
-            text = read_note_text(notes_dir, rel)
+            text = read_note_text(notes, rel)
         except NoteRefused:
             return PlainTextResponse("No such note in the notes folder.", 404, headers=HEADERS)
         total = len(split_lines(text))
@@ -291,7 +296,7 @@ def add_viewer(
         if not await signed_in(request):
             return PlainTextResponse("Sign in on the chat page first.", 401, headers=HEADERS)
         try:
-            text = read_note_text(notes_dir, rel)
+            text = read_note_text(notes, rel)
         except NoteRefused:
             return PlainTextResponse("No such note in the notes folder.", 404, headers=HEADERS)
         notice = ""
