@@ -130,9 +130,9 @@ def _report(capsys, label: str, times: list[tuple[float, float, int]]) -> None:
             print(f" ({steps} steps)")
 
 
-def _screenshot(chat: Chat, name: str) -> None:
+def _screenshot(chat: Chat, name: str, full_page: bool = True) -> None:
     OUT.mkdir(exist_ok=True)
-    chat.page.screenshot(path=str(OUT / name), full_page=True)
+    chat.page.screenshot(path=str(OUT / name), full_page=full_page)
 
 
 # --- asking -------------------------------------------------------------------------------
@@ -165,31 +165,63 @@ def test_first_token_arrives_quickly(chat: Chat, capsys):
     assert median_first <= FIRST_TOKEN_BUDGET_MS, f"median first token {median_first:.0f} ms"
 
 
-def test_a_citation_opens_the_note_at_its_lines(chat: Chat, server: Server):
+def test_a_citation_opens_the_note_in_a_sheet_at_its_lines(chat: Chat, server: Server):
     line = line_of(server.notes / "aws-notes.md", "Max message size (256KB")
+    cited = rf"/note/aws-notes\.md\?start={line}&end={line}&q=[0-9a-f]{{16}}#L{line}$"
     chat.ask(SQS_QUESTION)
     page = chat.page
-    for link in (
-        page.locator("#chat .bot a", has_text="1").first,  # the [1] in the answer
-        page.locator("#sources .rag-loc").first,  # the file:lines in the sources panel
-    ):
-        with page.context.expect_page() as opened:
-            link.click()
-        note = opened.value
-        note.wait_for_load_state()
-        cited = rf"/note/aws-notes\.md\?start={line}&end={line}&q=[0-9a-f]{{16}}#L{line}$"
-        assert re.search(cited, note.url), note.url  # q: the cited lines' digest
+    sheet = page.locator("#rag-sheet")
+    marker = page.locator("#chat .bot a", has_text="1").first  # the [1] in the answer
+    for link in (marker, page.locator("#sources .rag-loc").first):  # and the panel's card
+        link.click()
+        sheet.wait_for(state="visible")
+        assert re.search(cited, sheet.locator("iframe").get_attribute("src"))  # q: the digest
+        note = page.frame_locator("#rag-sheet iframe")
         row = note.locator(f"#L{line}")
         assert row.get_attribute("class") == "l hit"
         assert row.inner_text() == f"{line}\n  - Max message size (256KB; 1KB-256KB)"
-        box, height = row.bounding_box(), note.viewport_size["height"]
-        assert 0 < box["y"] < height - box["height"], "the cited line is not in view"
+        assert note.locator("header .where").inner_text() == SQS_PATH  # the heading path
         assert note.locator(".hit").count() == 1
-        note.close()
-    marker = page.locator("#chat .bot a", has_text="1").first  # a target one can hit
-    box = marker.bounding_box()
+        box, frame = row.bounding_box(), sheet.locator("iframe").bounding_box()
+        assert frame["y"] < box["y"] < frame["y"] + frame["height"] - box["height"], "not in view"
+        _screenshot(chat, "viewer-sheet.png")
+        page.keyboard.press("Escape")  # closes it, back on the link it came from
+        sheet.wait_for(state="hidden")
+        assert page.evaluate("document.activeElement.getAttribute('href')") == (
+            link.get_attribute("href")
+        )
+    box = marker.bounding_box()  # a target one can hit
     assert box["width"] >= 24 and box["height"] >= 24, box
     assert "Max message size (256KB; 1KB-256KB)" in marker.get_attribute("title")  # preview
+    with page.context.expect_page() as opened:  # with Ctrl: the viewer in a tab of its own
+        marker.click(modifiers=["Control"])
+    full = opened.value
+    full.wait_for_load_state()
+    assert re.search(cited, full.url), full.url
+    assert full.locator(f"#L{line}").get_attribute("class") == "l hit"
+    full.close()
+    assert not sheet.is_visible()
+
+
+def test_the_sheet_steps_through_the_sources_and_goes_back(chat: Chat):
+    chat.ask(SQS_QUESTION)
+    page = chat.page
+    cards = page.locator("#sources .rag-loc")
+    hrefs = list(dict.fromkeys(cards.evaluate_all("els => els.map(e => e.getAttribute('href'))")))
+    assert len(hrefs) >= 2, hrefs
+    sheet, frame = page.locator("#rag-sheet"), page.locator("#rag-sheet iframe")
+    cards.first.click()
+    count = sheet.locator(".rag-sheet-count")
+    assert count.inner_text() == f"1 of {len(hrefs)}"
+    sheet.get_by_role("button", name="Next citation").click()
+    assert (frame.get_attribute("src"), count.inner_text()) == (hrefs[1], f"2 of {len(hrefs)}")
+    sheet.get_by_role("button", name="Previous citation").click()
+    sheet.get_by_role("button", name="Previous citation").click()  # round to the last
+    assert frame.get_attribute("src") == hrefs[-1]
+    assert sheet.locator(".rag-sheet-page").get_attribute("href") == hrefs[-1]
+    sheet.get_by_role("button", name="Back to answer").click()
+    sheet.wait_for(state="hidden")
+    assert page.evaluate("document.activeElement.getAttribute('href')") == hrefs[0]
 
 
 def test_html_from_notes_and_questions_stays_inert(chat: Chat):
@@ -204,12 +236,10 @@ def test_html_from_notes_and_questions_stays_inert(chat: Chat):
     assert template in page.locator("#sources").inner_text()
     chat.ask("What is the script payload?")
     assert "<script>alert(1)</script>" in page.locator("#sources").inner_text()
-    with page.context.expect_page() as opened:
-        page.locator("#sources .rag-loc").first.click()
-    note = opened.value
-    note.wait_for_load_state()
-    assert "<script>alert(1)</script>" in note.inner_text("body")
-    assert f"{payload} in a note" in note.inner_text("body")
+    page.locator("#sources .rag-loc").first.click()  # the note, in the sheet over the chat
+    note = page.frame_locator("#rag-sheet iframe")
+    assert "<script>alert(1)</script>" in note.locator("body").inner_text()
+    assert f"{payload} in a note" in note.locator("body").inner_text()
     for where in (page, note):
         assert where.locator("img[src=x], .rag-excerpt img, .note img").count() == 0
         assert where.locator("main script, #chat script, #sources script").count() == 0
@@ -409,6 +439,7 @@ def test_the_empty_chat_offers_examples(chat: Chat):
     assert re.match(r"Index: 2 notes, \d+ sections, updated (just now|\d+ (min|h) ago)", status)
     examples = chat.page.locator("#examples button.example")
     assert examples.count() == 4
+    _screenshot(chat, "empty.png")
     text = examples.first.inner_text()
     assert text.startswith("What do my notes say about ")
     examples.first.click()
@@ -524,11 +555,15 @@ def test_on_a_phone_the_question_box_stays_in_view_and_sources_fold(browser, ser
     sources.locator("summary").click()
     listed.wait_for(state="visible")
     problems = _axe(page, "phone, answered", capsys)
-    with context.expect_page() as opened:  # the viewer, in a new tab: laid out for the phone
-        listed.locator("a").first.click()
-    viewer = opened.value
-    viewer.wait_for_selector(".hit")
-    assert viewer.evaluate("document.documentElement.scrollWidth") <= 390
+    listed.locator("a").first.tap()  # the viewer's sheet: the whole screen, laid out for it
+    sheet = page.locator("#rag-sheet")
+    sheet.wait_for(state="visible")
+    assert sheet.bounding_box() == {"x": 0, "y": 0, "width": 390, "height": 844}
+    viewer = page.frame_locator("#rag-sheet iframe")
+    viewer.locator(".hit").first.wait_for()
+    assert viewer.locator("html").evaluate("e => e.scrollWidth") <= 390
+    _screenshot(chat, "phone-viewer.png", full_page=False)  # the screen, as the sheet covers it
+    problems += _axe(page, "phone, viewer sheet", capsys)
     context.close()
     assert problems == [], "\n".join(problems)
 
@@ -652,10 +687,8 @@ def test_a_code_block_keeps_its_language_and_indentation_and_copies(chat: Chat, 
     card = page.locator("#sources .rag-card", has_text="The code payload is this YAML").first
     assert card.locator("code.language-yaml").first.inner_text() == "  Resources:"
     line = line_of(server.notes / "hostile.md", "```yaml")
-    with page.context.expect_page() as opened:
-        card.locator(".rag-loc").first.click()
-    note = opened.value
-    note.wait_for_load_state()
+    card.locator(".rag-loc").first.click()  # the viewer, in the sheet over the chat
+    note = page.frame_locator("#rag-sheet iframe")
     assert note.locator(f"#L{line + 1} code.language-yaml").inner_text() == "  Resources:"
     typed = "      Type: AWS::SQS::Queue  # <script>alert(4)</script>"  # as the note has it
     assert note.locator(f"#L{line + 3}").inner_text() == f"{line + 3}\n{typed}"
@@ -696,11 +729,9 @@ def test_links_in_notes_open_only_http_and_stay_text_otherwise(chat: Chat):
         "(a) => a.map((x) => x.getAttribute('href'))"
     )
     assert hrefs and all(h.startswith(("/note/", "https://", "vscode://file/")) for h in hrefs)
-    with page.context.expect_page() as opened:
-        page.locator("#sources .rag-loc", has_text="hostile.md").first.click()
-    note = opened.value
-    note.wait_for_load_state()
-    body = note.inner_text("body")
+    page.locator("#sources .rag-loc", has_text="hostile.md").first.click()  # in the sheet
+    note = page.frame_locator("#rag-sheet iframe")
+    body = note.locator("body").inner_text()
     assert "[x](javascript:alert(1))" in body and "<javascript:alert(6)>" in body
     assert note.locator('a[href="https://example.com/angle"]').count() == 1
     assert note.locator("a").count() == 1  # the one http link; nothing else opens anything

@@ -65,6 +65,22 @@ PAGE_CSS = """
   .gradio-container { padding-bottom: 96px !important; }
   #intro h1 { font-size: 1.5rem; margin-bottom: 0.3em; }
 }
+/* The note viewer's sheet (PAGE_JS): from the right on a wide screen, the whole of a phone's. */
+#rag-sheet { position: fixed; inset: 0 0 0 auto; width: min(760px, 100vw); max-width: 100vw;
+  height: 100dvh; max-height: 100dvh; margin: 0; padding: 0; border: 0; box-sizing: border-box;
+  border-left: 1px solid var(--border-color-primary); flex-direction: column;
+  background: var(--background-fill-primary); color: var(--body-text-color); }
+#rag-sheet[open] { display: flex; }
+#rag-sheet::backdrop { background: rgb(0 0 0 / 0.4); }
+.rag-sheet-bar { display: flex; flex-wrap: wrap; align-items: center; gap: 8px; padding: 8px;
+  border-bottom: 1px solid var(--border-color-primary); font-size: 14px; }
+.rag-sheet-bar button, .rag-sheet-bar a { min-height: 32px; padding: 4px 12px; font: inherit;
+  border: 1px solid var(--border-color-primary); border-radius: 6px; cursor: pointer;
+  background: var(--button-secondary-background-fill); color: var(--body-text-color);
+  text-decoration: none; display: inline-flex; align-items: center; }
+.rag-sheet-bar button:disabled { opacity: 0.6; cursor: default; }
+.rag-sheet-page { margin-left: auto; }
+#rag-sheet iframe { flex: 1; width: 100%; border: 0; background: #fff; }
 """
 
 # A message is HTML (rag.web.render): "Copy message" copies what it shows, as text, not its
@@ -106,6 +122,59 @@ PAGE_JS = """() => {
   group();
   new MutationObserver(group).observe(document.body,
     {childList: true, subtree: true, attributes: true, attributeFilter: ["name"]});
+  // A link to a note (a citation, a source card, a nearest section, a wikilink) opens the
+  // viewer in a sheet over the chat: Prev/Next step through the links of the same answer
+  // (or panel), "Back to answer" and Escape close it and return to the link. A click with a
+  // modifier key, or the sheet's "Open as a page", still opens the viewer in a tab of its own.
+  const sheet = document.createElement("dialog");
+  sheet.id = "rag-sheet";
+  sheet.setAttribute("aria-label", "Note viewer");
+  sheet.innerHTML = '<div class="rag-sheet-bar">'
+    + '<button type="button" data-step="0">← Back to answer</button>'
+    + '<button type="button" data-step="-1" aria-label="Previous citation">‹ Prev</button>'
+    + '<span class="rag-sheet-count" role="status"></span>'
+    + '<button type="button" data-step="1" aria-label="Next citation">Next ›</button>'
+    + '<a class="rag-sheet-page" target="_blank" rel="noopener">Open as a page ↗</a></div>'
+    + '<iframe title="The cited note"></iframe>';
+  document.body.append(sheet);
+  const frame = sheet.querySelector("iframe");
+  let links = [], at = 0, opener = null;
+  const NOTE = "a[href^='/note/']";
+  const show = (i) => {
+    at = (i + links.length) % links.length;
+    const href = links[at].getAttribute("href");
+    frame.src = href;
+    sheet.querySelector(".rag-sheet-page").href = href;
+    sheet.querySelector(".rag-sheet-count").textContent =
+      links.length > 1 ? `${at + 1} of ${links.length}` : "";
+    sheet.querySelectorAll("[data-step='-1'], [data-step='1']")
+      .forEach((b) => { b.disabled = links.length < 2; });
+  };
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest(NOTE);
+    if (!link || sheet.contains(link) || event.button !== 0 || event.ctrlKey
+        || event.metaKey || event.shiftKey || event.altKey) return;
+    event.preventDefault();
+    const scope = link.closest("#chat .bot, #sources") || document;
+    const seen = new Set();
+    links = [...scope.querySelectorAll(NOTE)].filter((a) => {
+      const href = a.getAttribute("href");
+      return !seen.has(href) && seen.add(href);
+    });
+    opener = link;
+    show(links.findIndex((a) => a.getAttribute("href") === link.getAttribute("href")));
+    if (!sheet.open) sheet.showModal();
+    sheet.querySelector("[data-step='0']").focus();
+  }, true);
+  sheet.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-step]");
+    if (event.target === sheet || (button && button.dataset.step === "0")) sheet.close();
+    else if (button) show(at + Number(button.dataset.step));
+  });
+  sheet.addEventListener("close", () => {
+    frame.src = "about:blank";
+    if (opener?.isConnected) opener.focus();
+  });
 }"""
 
 # The theme: light, dark or the system's, kept in this browser (localStorage). Gradio draws

@@ -37,12 +37,12 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from rag.errors import NoteRefused
-from rag.index.cutting import relocate, split_lines
+from rag.index.cutting import UNIT_SEP, relocate, split_lines
 from rag.index.markdown import structure
 from rag.index.obsidian import LinkTargets
 from rag.notes import RULE_FILES, Folders, ignore_rules, is_note, read_note_text
 from rag.web.feedback import mark_gold, newest_down_vote
-from rag.web.markup import MISSING, ROUTE, lines_html, link_notes
+from rag.web.markup import MISSING, ROUTE, inline_html, lines_html, link_notes
 from rag.web.render import note_url
 
 HEADERS = {
@@ -51,6 +51,7 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
+    "X-Frame-Options": "SAMEORIGIN",  # the chat page shows it in its sheet; no other site
 }
 
 
@@ -73,6 +74,8 @@ def note_page(
     span = f"lines {first}-{last}" if last > first else f"line {first}"
     title = html.escape(rel)
     cited = f' <span class="span">{span} cited</span>' if first else ""
+    under = heading_path(lines, first) if first else []
+    where = f'<p class="where">{UNIT_SEP.join(map(inline_html, under))}</p>' if under else ""
     changed = f'<p class="changed" role="status">{html.escape(notice)}</p>' if notice else ""
     form = gold_form(rel, start, end, vote, len(lines)) if vote else ""
     return (
@@ -80,7 +83,7 @@ def note_page(
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{title}</title><style>{_CSS}</style></head><body>"
         f'<header><h1 class="path">{title}</h1>{cited} '
-        f'<span class="ro">read-only</span>{changed}{form}</header>'
+        f'<span class="ro">read-only</span>{where}{changed}{form}</header>'
         f'<main class="note">{rows}</main></body></html>'
     )
 
@@ -187,6 +190,17 @@ def heading_line(lines: list[str], subpath: str) -> int | None:
     return found if found and not wanted else None
 
 
+def heading_path(lines: list[str], line: int) -> list[str]:
+    """The headings line `line` (1-based) is under, outermost first: where a citation is."""
+    path: list[tuple[int, str]] = []
+    for i, heading in sorted(structure(lines).headings.items()):
+        if i >= line:
+            break
+        path = [(level, text) for level, text in path if level < heading.level]
+        path.append((heading.level, heading.text))
+    return [text for _, text in path]
+
+
 def _plain(heading: str) -> str:
     return " ".join(re.sub(r"[^\w]+", " ", heading).split()).casefold()
 
@@ -219,6 +233,7 @@ header { position: sticky; top: 0; padding: 8px 16px; background: #f6f8fa;
 a { color: #0550ae; }
 .l:target .t { background: #ddf4ff; }
 .changed { margin: 4px 0 0; color: #9a6700; font-weight: 600; }
+.where { margin: 2px 0 0; font-size: 13px; }
 .gold { margin: 6px 0 0; font-size: 13px; }
 .gold input { width: 8ch; font: inherit; }
 .gold button { font: inherit; cursor: pointer; }

@@ -216,9 +216,9 @@ def test_the_page_carries_the_security_headers(server: Server):
 def test_the_viewer_keeps_its_stricter_policy(server: Server):
     headers = _get(server, "note/aws-notes.md", f"127.0.0.1:{server.port}").headers
     csp = headers["content-security-policy"]
-    assert csp.startswith("default-src 'none';") and "frame-ancestors" in csp
+    assert csp.startswith("default-src 'none';") and "frame-ancestors 'self'" in csp
     assert "script-src" not in csp  # not widened to the chat page's policy
-    assert headers["x-frame-options"] == "DENY"
+    assert headers["x-frame-options"] == "SAMEORIGIN"  # the chat's sheet frames it, no other site
     assert headers["x-content-type-options"] == "nosniff"
 
 
