@@ -297,15 +297,21 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
-    """The MCP server; over stdio, stdout carries the protocol alone (logs go to stderr)."""
-    from rag.search.live import LiveIndex
+    """The MCP server, answering the client at once: with no index yet, the first one is
+    built in the background (`serving`) and tool calls wait for it, `status` says how far it
+    is. Over stdio, stdout carries the protocol alone: logs go to stderr, and while it serves
+    the SDK points file descriptor 1 at stderr, so a stray print from the build cannot break
+    the protocol either."""
+    from rag.search.live import serving, shut_down
     from rag.web import mcp_server
     from rag.web.service import Service
 
     with contextlib.redirect_stdout(sys.stderr):  # a library's print must not break stdio
-        live = LiveIndex(settings, _engine(settings, many=True, server=True))
-    live.keep_fresh()
-    mcp_server.serve(Service(live, settings), http=args.http)
+        live = serving(settings)
+    try:
+        mcp_server.serve(Service(live, settings), http=args.http)
+    finally:
+        shut_down(live)
     return 0
 
 
@@ -355,10 +361,9 @@ def cmd_beir(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _engine(settings: Settings, many: bool = False, server: bool = False) -> Engine:
-    """The engine; `many` questions to come: open the embedder's fast path for them. A
-    `server` keeps its index fresh: a missing one is built in two passes (`open_engine`)."""
-    engine = open_engine(settings, first_pass=server)
+def _engine(settings: Settings, many: bool = False) -> Engine:
+    """The engine; `many` questions to come: open the embedder's fast path for them."""
+    engine = open_engine(settings)
     if many:
         warm_up(engine.embedder)
     return engine

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import re
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from rag.answer.pipeline import ask
 from rag.errors import IndexProblem
 from rag.index.build import update_index
-from rag.index.store import load_index
+from rag.index.store import current_generation, load_index
 from rag.search.engine import Engine
 from rag.search.live import LiveIndex, serving
 from rag.settings import Settings
@@ -206,6 +207,25 @@ def test_a_server_without_an_index_starts_at_once_and_builds_it_in_the_backgroun
     assert live.engine.index.units.size >= 40 and live.version >= 2
     again = serving(settings)  # a restart: the index is there, opened at once
     assert again.ready and again.current is not None and not again.status().indexing
+
+
+def test_a_first_build_stops_at_its_next_step_and_leaves_no_index(tmp_path, aws_settings):
+    """What a server does on its way out (`shut_down`): the build ends cleanly, not inside
+    torch while the interpreter shuts down."""
+    shutil.copytree(aws_settings.notes_dir, tmp_path / "notes")
+    settings = Settings.from_env(env={}, notes_dir=tmp_path / "notes", index_dir=tmp_path / "index")
+    live = LiveIndex.first_build(settings)
+    deadline = time.monotonic() + 120
+    while live.status().progress is None:  # the model is loaded, embedding has begun
+        assert time.monotonic() < deadline, live.describe()
+        time.sleep(0.05)
+    assert live.stop(timeout=120)
+    assert not live.indexing and live.current is None
+    assert "stopped before the first index was built" in live.status().error
+    assert current_generation(settings.index_dir) is None  # nothing half-built is live
+    assert live.reindex().state == "failed"  # and no other build starts
+    with pytest.raises(IndexProblem, match="stopped before"):
+        live.engine  # noqa: B018
 
 
 def test_a_first_index_that_fails_is_said_and_questions_get_the_reason(tmp_path):

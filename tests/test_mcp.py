@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -168,6 +170,60 @@ def test_search_and_ask_take_the_clis_filters_over_a_vault(tmp_path_factory, emb
         assert len({h["path"] for h in everywhere.structured_content["hits"]}) > 1  # unscoped
 
     session(params, check)
+
+
+def test_stdio_answers_at_once_while_the_first_index_is_built(aws_settings, tmp_path, capsys):
+    """No index yet: the handshake does not wait for it; status says it is being built, and a
+    search waits for the first pass, then answers."""
+    shutil.copytree(aws_settings.notes_dir, tmp_path / "files" / "notes")  # and no index/
+    params = StdioServerParameters(
+        command=str(RAG), args=_args(tmp_path / "files"), env=_clean_env(), cwd=str(tmp_path)
+    )
+    times: dict[str, float] = {}
+    started = time.monotonic()
+
+    async def check(client: Client):
+        times["handshake"] = time.monotonic() - started
+        status = (await client.call_tool("status", {})).structured_content
+        assert status["indexing"] and status["chunks"] == 0, status  # building, not yet in
+        found = await client.call_tool("search", {"query": "max sqs message size", "k": 3})
+        times["first search"] = time.monotonic() - started
+        assert not found.is_error and found.structured_content["hits"][0]["path"] == "aws-notes.md"
+        status = (await client.call_tool("status", {})).structured_content
+        assert status["chunks"] > 400 and status["files"] == 1, status
+
+    session(params, check)
+    with capsys.disabled():
+        print("\nrag mcp, no index: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
+    assert (tmp_path / "files" / "index").is_dir()
+
+
+def test_a_client_that_leaves_during_the_first_build_ends_the_server_cleanly(
+    aws_settings, tmp_path
+):
+    shutil.copytree(aws_settings.notes_dir, tmp_path / "files" / "notes")  # and no index/
+    log = tmp_path / "mcp.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [str(RAG), *_args(tmp_path / "files")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+            env=_clean_env(),
+            cwd=tmp_path,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "building it from" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        time.sleep(3)  # into the model's load or its first batch
+        proc.stdin.close()  # the client is gone: the server ends, the build with it
+        assert proc.wait(timeout=120) == 0, log.read_text()
+    finally:
+        proc.kill()
+    said = log.read_text()
+    assert "terminate called" not in said and "Traceback" not in said, said
 
 
 @contextlib.contextmanager

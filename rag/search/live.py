@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import calendar
 import logging
+import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -105,6 +107,18 @@ def serving(settings: Settings) -> LiveIndex:
     return live
 
 
+def shut_down(live: LiveIndex) -> None:
+    """The end of a server's process: a build in progress is stopped first (`stop`). One
+    that will not stop in time is left behind: the process exits at once (the index is
+    crash-safe), not through an interpreter shutdown that would abort inside torch."""
+    if live.stop():
+        return
+    log.warning("a re-index did not stop in time; leaving without it (it is redone next start)")
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
+
+
 def _only_cutting_changed(settings: Settings, embedder: Embedder) -> bool:
     """True when the index only needs cutting again: its vectors are still this model's."""
     try:
@@ -137,6 +151,10 @@ class Status:
     error: str  # why the last re-index failed, if it did
 
 
+class _Stopped(Exception):
+    """Raised at a build's next progress step once its live index is stopping (`stop`)."""
+
+
 class LiveIndex:
     def __init__(self, settings: Settings, engine: Engine | None) -> None:
         """`engine` None: the first index is being built (`first_build`); `engine` waits."""
@@ -149,6 +167,7 @@ class LiveIndex:
         self._error = ""
         self._progress: tuple[int, int] | None = None  # (texts embedded, of) in this re-index
         self.version = 0  # counts the engines swapped in: what a page shows can be compared
+        self._stopping = threading.Event()  # set by `stop`: builds end at their next step
 
     @classmethod
     def first_build(cls, settings: Settings, tuning: Tuning | None = None) -> LiveIndex:
@@ -170,6 +189,8 @@ class LiveIndex:
             self._engine = engine
             self.version += 1
             warm_up(engine.embedder)  # questions through ONNX Runtime from the first one
+        except _Stopped:
+            self._error = "stopped before the first index was built"
         except (RagError, OSError) as e:
             self._error = f"the first index could not be built: {e}"
             log.error("%s", self._error, exc_info=not isinstance(e, RagError))
@@ -177,6 +198,8 @@ class LiveIndex:
             self._progress = None
             self._busy.release()
             self._ready.set()
+        if self._stopping.is_set():
+            return
         if self._engine is not None:
             self.keep_fresh()  # the line vectors, then the watch
         else:  # watch anyway: fixing the notes (say, a permission) retries the build
@@ -209,6 +232,8 @@ class LiveIndex:
 
     def reindex(self) -> Reindexed:
         """Bring the index up to date and swap the engine in, unless one is running already."""
+        if self._stopping.is_set():
+            return Reindexed("failed", error="stopped: the server is shutting down")
         if not self._busy.acquire(blocking=False):
             return Reindexed("busy")
         try:
@@ -228,6 +253,8 @@ class LiveIndex:
                 self.version += 1
             self._last, self._error = report, ""
             return Reindexed("done", report)
+        except _Stopped:
+            return Reindexed("failed", error="stopped: the server is shutting down")
         except (RagError, OSError) as e:
             self._error = str(e)  # the old engine keeps answering
             bug = not isinstance(e, RagError)  # a disk error, say: keep its traceback
@@ -238,7 +265,21 @@ class LiveIndex:
             self._busy.release()
 
     def _step(self, done: int, total: int) -> None:
+        if self._stopping.is_set():
+            raise _Stopped
         self._progress = (done, total)
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """End a build or re-index in progress at its next step (one batch of texts embedded;
+        what it wrote so far is an unfinished generation, cleaned up by the next run) and
+        start no other; True once none runs, False if one still did after `timeout` seconds.
+        For a server on its way out: a process that exits while a thread is inside torch
+        aborts ("terminate called without an active exception")."""
+        self._stopping.set()
+        if not self._busy.acquire(timeout=timeout):
+            return False
+        self._busy.release()
+        return True
 
     def keep_fresh(self) -> threading.Event:
         """Watch the notes from now on, and catch up at once with edits made while nothing

@@ -17,7 +17,7 @@ import threading
 import time
 
 from rag.errors import RagError, internal_error
-from rag.search.live import LiveIndex, serving
+from rag.search.live import LiveIndex, serving, shut_down
 from rag.settings import (
     Settings,
     add_flags,
@@ -228,7 +228,10 @@ def serve(live: LiveIndex, settings: Settings) -> None:
     )
     url = f"http://{settings.host}:{settings.port}"
     threading.Thread(target=_announce, args=(server, url), daemon=True).start()
-    server.run()
+    try:
+        server.run()
+    finally:
+        shut_down(live)  # a first build or a line pass in progress ends before the process
 
 
 def _announce(server, url: str) -> None:
