@@ -1017,3 +1017,32 @@ def test_a_first_index_that_cannot_be_built_says_why(aws_settings):
         "max sqs message size", [], [], 5, "hybrid", False, False
     )
     assert more == [] and turns == [] and "disk full" in shown_chat[-1]["content"]
+
+
+def test_an_answer_offers_the_sections_around_the_ones_it_cited(aws_settings, aws_engine):
+    """Under an answer, questions about the sections beside (or below) those it cited: none
+    it cited, none the question named; each asked answers from the section it names."""
+    from rag.answer.pipeline import ask
+    from rag.search.live import LiveIndex
+    from rag.web.handlers import Handlers
+    from rag.web.page import next_questions
+
+    answer = ask(aws_engine, SQS_QUESTION)
+    (cited,) = {c.heading for c in answer.citations}
+    offered = next_questions(aws_engine, answer)
+    assert len(offered) == 3
+    for question in offered:
+        assert question.startswith("What do my notes say about ")
+        topic = question.removeprefix("What do my notes say about ").removesuffix("?")
+        then = ask(aws_engine, question)
+        assert then.status == "answered"
+        found = then.hits[0].chunk.heading  # the section it names, beside the cited one
+        assert topic in found[-1] and found != cited and found[:-1] == cited[:-1]
+        assert any(c.heading == found for c in then.citations)
+    (_, shown, _, _), *more = Handlers(LiveIndex(aws_settings, aws_engine), aws_settings).chat(
+        SQS_QUESTION, [], [], 5, "hybrid", False, False
+    )
+    assert more == []  # one step, the options included
+    assert shown[-1]["options"] == [{"label": q, "value": q} for q in offered]
+    declined = ask(aws_engine, "What is the capital of France?")
+    assert next_questions(aws_engine, declined) == []  # nothing cited, nothing around it

@@ -224,6 +224,25 @@ def test_the_sheet_steps_through_the_sources_and_goes_back(chat: Chat):
     assert page.evaluate("document.activeElement.getAttribute('href')") == hrefs[0]
 
 
+def test_questions_offered_under_an_answer_are_asked_with_a_click(chat: Chat):
+    chat.ask(SQS_QUESTION)
+    page = chat.page
+    offered = page.locator("#chat").get_by_role("button", name="What do my notes say about")
+    offered.first.wait_for()
+    assert offered.count() == 3
+    question = offered.first.inner_text().strip()
+    assert question == "What do my notes say about SNS - Simple Notification Service?"
+    offered.first.click()
+    page.wait_for_function(
+        "document.querySelectorAll('#chat .bot').length === 2 && "
+        "/Sources/.test([...document.querySelectorAll('#chat .bot')].pop().innerText)"
+    )
+    assert page.locator("#chat .user").last.inner_text() == question
+    assert "SNS" in chat.answer()
+    assert page.locator("#sources .rag-asked").inner_text() == f"For “{question}”"
+    _screenshot(chat, "next-questions.png")
+
+
 def test_html_from_notes_and_questions_stays_inert(chat: Chat):
     payload = "<img src=x onerror=alert(1)>"
     chat.ask(f"What is the onerror payload? {payload}")

@@ -109,6 +109,11 @@ def build_ui(live: LiveIndex, settings: Settings):
             if stop:
                 stop.on(shown.then)
             asked.append(shown.then(h.chat, ins, outs, **streamed))
+        # A question offered under an answer (`next_questions`): asked as a typed one.
+        picked = page.chatbot.option_select(h.picked, None, page.box, queue=False, **private)
+        if stop:
+            stop.on(picked.then)
+        asked.append(picked.then(h.chat, ins, outs, **streamed))
         for answering in asked:
             answering.then(**keep)
         if stop:

@@ -32,7 +32,7 @@ from rag.search.live import LiveIndex
 from rag.settings import Mode, Settings
 from rag.web.feedback import feedback_entry, record_vote
 from rag.web.markup import text_html
-from rag.web.page import EXAMPLES, first_screen
+from rag.web.page import EXAMPLES, first_screen, next_questions
 from rag.web.panel import sources_html
 from rag.web.render import PartialAnswer, chat_html, nothing_searched_html
 from rag.web.reply import escape_md, reply_markdown
@@ -154,6 +154,9 @@ class Handlers:
         shown = False  # the panel: as soon as the answer is known, once
         for text in steps:
             reply = {"role": "assistant", "content": text}
+            if turn.answer is not None:  # the whole answer: what to ask next, under it
+                asked_next = next_questions(self.live.engine, turn.answer)
+                reply["options"] = [{"label": q, "value": q} for q in asked_next]
             panel = gr.skip() if shown or turn.answer is None else turn.panel(why)
             shown = shown or turn.answer is not None
             yield box, [*history, reply], turns, panel
@@ -213,6 +216,10 @@ class Handlers:
             for q, mode, i in zip(questions, modes, asked, strict=False)
         ]
         return messages, turns, sources_html(None, []), kept["id"]
+
+    def picked(self, evt: gr.SelectData) -> str:
+        """A question offered under an answer, clicked: into the question box, to be asked."""
+        return str(evt.value)
 
     def show_selected(self, turns, why, evt: gr.SelectData):
         """Clicking an earlier answer brings its sources back into the panel."""

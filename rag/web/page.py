@@ -8,10 +8,13 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
+from itertools import zip_longest
 
 import gradio as gr
 
+from rag.answer.base import Answer
 from rag.answer.pipeline import ask
 from rag.search.engine import Engine
 from rag.settings import MODES, LLMSettings, Settings
@@ -21,6 +24,7 @@ from rag.web.reply import escape_md
 
 MAX_SOURCES = 10
 EXAMPLES = 4  # example questions on the empty chat
+NEXT_QUESTIONS = 3  # questions offered under an answer (`next_questions`)
 # The page's own CSS, beside Gradio's theme: a slider's min and max and a control's info
 # line are drawn at 1.9:1 contrast (axe: serious); here in the text colour.
 # A citation's [n] is a target of at least 24x24 px (WCAG 2.5.8), not the digit's 8x22.
@@ -403,17 +407,60 @@ def example_questions(engine: Engine, n: int = 4, tries: int = 6) -> list[str]:
     badly would show the product at its worst)."""
     topics: dict[str, tuple[str, ...]] = {}  # topic -> the heading path it closes
     for chunk in engine.chunks:
-        topic = chunk.heading[-1].split(" -- ")[0].strip() if len(chunk.heading) > 1 else ""
-        if topic and len(topic) <= 40:
+        if topic := _topic(chunk.heading):
             topics.setdefault(topic, chunk.heading)
     names = list(topics)
     picks: list[str] = []
     for i in range(n):
         start = (2 * i + 1) * len(names) // (2 * n)
         for topic in names[start : start + tries]:
-            question = f"What do my notes say about {topic}?"
+            question = about(topic)
             answer = ask(engine, question)
             if answer.status == "answered" and answer.citations[0].heading == topics[topic]:
                 picks.append(question)
                 break
     return picks
+
+
+def next_questions(engine: Engine, answer: Answer, n: int = NEXT_QUESTIONS) -> list[str]:
+    """What to ask next, under an answer: the sections around those it cited (below one
+    first, then beside it), as questions; none the answer cited or the question named."""
+    cited = list(dict.fromkeys(c.heading for c in answer.citations))
+    asked = answer.question.casefold()
+    around = _sections_under(engine)
+    near = [  # for each cited section: its own sub-sections, then its siblings
+        [s for parent in (heading, heading[:-1]) for s in around.get(parent, ())]
+        for heading in cited
+    ]
+    picks: dict[str, None] = {}
+    for section in (s for row in zip_longest(*near) for s in row if s):  # in turn
+        topic = _topic(section)
+        if section not in cited and topic and topic.casefold() not in asked:
+            picks.setdefault(topic, None)
+    return [about(topic) for topic in list(picks)[:n]]
+
+
+def about(topic: str) -> str:
+    return f"What do my notes say about {topic}?"
+
+
+def _topic(heading: tuple[str, ...]) -> str:
+    """What a section is about, short enough to ask about: its own heading without a gloss
+    after " -- "; "" for a note's title alone or a long heading."""
+    topic = heading[-1].split(" -- ")[0].strip() if len(heading) > 1 else ""
+    return topic if len(topic) <= 40 else ""
+
+
+_UNDER: weakref.WeakKeyDictionary[Engine, dict] = weakref.WeakKeyDictionary()
+
+
+def _sections_under(engine: Engine) -> dict[tuple[str, ...], list[tuple[str, ...]]]:
+    """Each heading path -> the sections one level below it, in note order: made once per
+    index (a re-index swaps in a new engine)."""
+    found = _UNDER.get(engine)
+    if found is None:
+        found = {}
+        for heading in dict.fromkeys(c.heading for c in engine.chunks):
+            found.setdefault(heading[:-1], []).append(heading)
+        _UNDER[engine] = found
+    return found
