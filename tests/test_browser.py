@@ -243,6 +243,26 @@ def test_questions_offered_under_an_answer_are_asked_with_a_click(chat: Chat):
     _screenshot(chat, "next-questions.png")
 
 
+def test_the_answer_whose_sources_show_is_marked(chat: Chat):
+    chat.ask(SQS_QUESTION)
+    chat.ask("gp3 max iops")
+    page = chat.page
+    bots, asked = page.locator("#chat .bot"), page.locator("#sources .rag-asked")
+    shown = page.locator("#chat .bot[data-rag-shown]")
+    assert bots.count() == 2 and shown.count() == 1
+    assert bots.nth(1).get_attribute("data-rag-shown") == ""  # the newest, as the panel
+    assert asked.inner_text() == "For “gp3 max iops”"
+    bots.nth(0).locator("p").first.click()  # an earlier answer: its sources come back
+    page.wait_for_function(
+        "document.querySelector('#sources .rag-asked').innerText.includes('SQS')"
+    )
+    assert bots.nth(0).get_attribute("data-rag-shown") == "" and shown.count() == 1
+    assert asked.inner_text() == f"For “{SQS_QUESTION}”"
+    _screenshot(chat, "earlier-answer.png")
+    chat.ask("what is the default visibility timeout")  # a new answer: marked, as the panel
+    assert bots.nth(2).get_attribute("data-rag-shown") == "" and shown.count() == 1
+
+
 def test_html_from_notes_and_questions_stays_inert(chat: Chat):
     payload = "<img src=x onerror=alert(1)>"
     chat.ask(f"What is the onerror payload? {payload}")

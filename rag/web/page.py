@@ -69,6 +69,8 @@ PAGE_CSS = """
   .gradio-container { padding-bottom: 96px !important; }
   #intro h1 { font-size: 1.5rem; margin-bottom: 0.3em; }
 }
+/* The answer whose sources the panel shows, when there are several (PAGE_JS). */
+#chat .bot[data-rag-shown] { box-shadow: -4px 0 0 var(--color-accent); }
 /* The note viewer's sheet (PAGE_JS): from the right on a wide screen, the whole of a phone's. */
 #rag-sheet { position: fixed; inset: 0 0 0 auto; width: min(760px, 100vw); max-width: 100vw;
   height: 100dvh; max-height: 100dvh; margin: 0; padding: 0; border: 0; box-sizing: border-box;
@@ -178,6 +180,26 @@ PAGE_JS = """() => {
   sheet.addEventListener("close", () => {
     frame.src = "about:blank";
     if (opener?.isConnected) opener.focus();
+  });
+  // With more than one answer, the one whose sources the panel shows is marked: the newest,
+  // or the one clicked (the click that brings its sources back, Handlers.show_selected).
+  let shown = -1, answers = 0;  // shown: an answer's place, or -1 for the newest
+  const markShown = () => {
+    const bots = [...document.querySelectorAll("#chat .bot")];
+    if (bots.length !== answers) { answers = bots.length; shown = -1; }
+    const target = bots.length > 1 ? bots.at(shown < 0 ? -1 : shown) : null;
+    for (const bot of bots) {  // only changes: the observer sees no attributes, no loop
+      const marked = bot.hasAttribute("data-rag-shown");
+      if (bot === target && !marked) bot.setAttribute("data-rag-shown", "");
+      else if (bot !== target && marked) bot.removeAttribute("data-rag-shown");
+    }
+  };
+  new MutationObserver(markShown).observe(document.body, {childList: true, subtree: true});
+  document.addEventListener("click", (event) => {
+    const bot = event.target.closest("#chat .bot");
+    if (!bot || event.target.closest("a, button, summary, input")) return;
+    shown = [...document.querySelectorAll("#chat .bot")].indexOf(bot);
+    markShown();
   });
 }"""
 
