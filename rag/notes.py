@@ -28,6 +28,8 @@ import hashlib
 import json
 import os
 import re
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -265,7 +267,8 @@ def load_notes(notes: Folders | Path) -> tuple[list[Note], list[Skipped]]:
     return found, skipped
 
 
-def _load_folder(notes_dir: Path) -> tuple[list[Note], list[Skipped]]:
+def _load_folder(notes_dir: Path, read=None) -> tuple[list[Note], list[Skipped]]:
+    read = read or _read
     notes_dir = Path(notes_dir)
     if not notes_dir.exists():
         raise NotesError(f"notes folder {notes_dir} does not exist; create it or pass --notes DIR")
@@ -273,7 +276,7 @@ def _load_folder(notes_dir: Path) -> tuple[list[Note], list[Skipped]]:
         raise NotesError(f"notes folder {notes_dir} is not a folder")
     notes: list[Note] = []
     skipped: list[Skipped] = []
-    ignored = ignore_rules(notes_dir)
+    ignored, root = ignore_rules(notes_dir), notes_dir.resolve()
     for path in sorted(p for suffix in SUFFIXES for p in notes_dir.rglob(f"*{suffix}")):
         rel = path.relative_to(notes_dir).as_posix()
         if not is_note(rel) or ignored.match_file(rel):
@@ -283,10 +286,10 @@ def _load_folder(notes_dir: Path) -> tuple[list[Note], list[Skipped]]:
             continue
         if not path.is_file():
             continue
-        if not path.resolve().is_relative_to(notes_dir.resolve()):
+        if not path.resolve().is_relative_to(root):
             skipped.append(Skipped(rel, "links outside the notes folder"))
             continue
-        note, reason = _read(path, rel)
+        note, reason = read(path, rel)
         if note is None:
             skipped.append(Skipped(rel, reason))
         else:
@@ -309,6 +312,50 @@ def require_notes(notes_dir: Folders | Path) -> tuple[list[Note], list[Skipped]]
 def fingerprints(notes: list[Note]) -> dict[str, str]:
     """Note path -> sha256 of its bytes: what an index records it was built from."""
     return {n.path: n.sha256 for n in notes}
+
+
+class Fingerprinter:
+    """`fingerprints(load_notes(notes)[0])`, for asking again and again (is the index
+    stale?): a file is read and hashed only when its size, modification time or inode
+    changed since it last was, so a check costs a listing and a stat per note, not a read.
+
+        stale = Fingerprinter()(folders) != manifest.files
+
+    A file written in the same clock tick as its last hash could keep size and time; one
+    modified less than RECENT seconds before it was hashed is read again next time."""
+
+    RECENT = 2.0
+
+    def __init__(self) -> None:
+        self._known: dict[Path, tuple[tuple[int, int, int], Note | None, str]] = {}
+        self._seen: dict[Path, tuple[tuple[int, int, int], Note | None, str]] = {}
+        self._lock = threading.Lock()  # one check at a time: pages ask from many threads
+
+    def __call__(self, notes: Folders | Path) -> dict[str, str]:
+        folders = Folders.of(notes)
+        found: dict[str, str] = {}
+        with self._lock:
+            self._seen = {}
+            for folder in folders.items:
+                read, _ = _load_folder(folder.path, self._read)
+                found |= {folders.key(folder, n.path): n.sha256 for n in read}
+            self._known = self._seen  # a deleted note is forgotten
+        return found
+
+    def _read(self, path: Path, rel: str) -> tuple[Note | None, str]:
+        try:
+            st = path.stat()
+        except OSError:
+            return _read(path, rel)
+        stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+        known = self._known.get(path)
+        if known is not None and known[0] == stamp:
+            self._seen[path] = known
+            return known[1], known[2]
+        note, reason = _read(path, rel)
+        if time.time() - st.st_mtime > self.RECENT:  # else the next change may keep the stamp
+            self._seen[path] = (stamp, note and Note(rel, "", note.sha256), reason)
+        return note, reason
 
 
 def _read(path: Path, rel: str) -> tuple[Note | None, str]:

@@ -177,3 +177,52 @@ def test_broken_rule_files_count_as_empty(tmp_path):
     write(tmp_path, ".obsidian/app.json", b'["not", "an", "object"]')
     write(tmp_path, "a.md", b"# A\n")
     assert [n.path for n in load_notes(tmp_path)[0]] == ["a.md"]
+
+
+def test_the_fingerprinter_rereads_only_changed_notes_and_agrees_with_the_loader(
+    tmp_path, monkeypatch
+):
+    """`LiveIndex.stale` asks at every status tick: a note unchanged since it was hashed is
+    not read again, and the answer is always the loader's."""
+    import os
+
+    import rag.notes
+    from rag.notes import Fingerprinter, fingerprints, load_notes
+
+    notes = tmp_path / "notes"
+    (notes / "sub").mkdir(parents=True)
+    for name in ("a.md", "sub/b.md", "c.md"):
+        (notes / name).write_text(f"# {name}\n\ntext of {name}\n")
+    (notes / "empty.md").write_text("")
+    old = 1_000_000_000  # long ago: past Fingerprinter.RECENT
+    for path in notes.rglob("*.md"):
+        os.utime(path, (old, old))
+    reads: list[str] = []
+    real_read = rag.notes._read
+
+    def counted(path, rel):
+        reads.append(rel)
+        return real_read(path, rel)
+
+    stale_check = Fingerprinter()
+
+    def fingerprints_read() -> tuple[dict[str, str], list[str]]:
+        """The fingerprinter's answer, and the notes it read for it."""
+        reads.clear()
+        with monkeypatch.context() as m:
+            m.setattr(rag.notes, "_read", counted)
+            found = stale_check(notes)
+        assert found == fingerprints(load_notes(notes)[0])  # the loader's answer, always
+        return found, sorted(reads)
+
+    first, read = fingerprints_read()
+    assert set(first) == {"a.md", "c.md", "sub/b.md"}  # not the empty one, as the loader
+    assert read == ["a.md", "c.md", "empty.md", "sub/b.md"]
+    assert fingerprints_read()[1] == []  # nothing changed: nothing read
+    (notes / "a.md").write_text("# a.md\n\nchanged\n")
+    (notes / "sub" / "b.md").unlink()
+    (notes / "d.md").write_text("# d\n\nnew\n")
+    second, read = fingerprints_read()
+    assert second["a.md"] != first["a.md"] and "sub/b.md" not in second and "d.md" in second
+    assert read == ["a.md", "d.md"]  # the others: a stat each
+    assert fingerprints_read()[1] == ["a.md", "d.md"]  # written just now: stamp not trusted yet

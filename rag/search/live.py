@@ -28,7 +28,7 @@ from rag.errors import IndexIncompatible, IndexMissing, IndexProblem, NotesError
 from rag.index.build import IndexReport, Progress, update_index
 from rag.index.embedding import Embedder, SentenceTransformerEmbedder, warm_up
 from rag.index.store import current_generation, incompatibility, load_index, read_manifest
-from rag.notes import fingerprints, load_notes, require_notes, watched
+from rag.notes import Fingerprinter, require_notes, watched
 from rag.search.engine import Engine, Tuning
 from rag.settings import Settings
 
@@ -168,6 +168,7 @@ class LiveIndex:
         self._progress: tuple[int, int] | None = None  # (texts embedded, of) in this re-index
         self.version = 0  # counts the engines swapped in: what a page shows can be compared
         self._stopping = threading.Event()  # set by `stop`: builds end at their next step
+        self._fingerprints = Fingerprinter()  # `stale` reads only the notes that changed
 
     @classmethod
     def first_build(cls, settings: Settings, tuning: Tuning | None = None) -> LiveIndex:
@@ -303,10 +304,9 @@ class LiveIndex:
         if engine is None:  # nothing indexed yet: not stale, unbuilt
             return False
         try:
-            notes, _ = load_notes(self.settings.folders)
+            return self._fingerprints(self.settings.folders) != engine.index.manifest.files
         except NotesError:
             return True
-        return fingerprints(notes) != engine.index.manifest.files
 
     def describe(self) -> str:
         """The status as one line of text for the chat page."""
