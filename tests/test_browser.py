@@ -491,6 +491,45 @@ def test_the_empty_chat_offers_examples(chat: Chat):
     chat.page.locator("#examples").wait_for(state="hidden")  # the chat is no longer empty
 
 
+def test_a_citation_of_a_note_edited_since_finds_its_lines_again(browser, tmp_path):
+    """An old answer's [n] after its note was edited: the sheet shows the quoted lines where
+    they are now, and says so; after they are deleted, it says they are gone."""
+    files = tmp_path / "files"
+    (files / "notes").mkdir(parents=True)
+    note = files / "notes" / "queues.md"
+    body = "## Retention\n\n- Messages are kept for 4 days by default\n- At most 14 days\n"
+    note.write_text(f"# Queues\n\n{body}")
+    with run_app(files, tmp_path) as server:
+        context = browser.new_context(viewport={"width": 1360, "height": 960})
+        page = context.new_page()
+        page.goto(server.url)
+        page.wait_for_selector(BOX, timeout=30_000)
+        page.wait_for_selector("#chat", state="attached")
+        chat = Chat(page, [])
+        chat.ask("how long are messages kept by default", timeout_ms=180_000)
+        assert "4 days" in chat.answer()
+        marker = page.locator("#chat .bot a", has_text="1").first
+        start, end = map(
+            int, re.search(r"start=(\d+)&end=(\d+)", marker.get_attribute("href")).groups()
+        )
+        note.write_text(f"# Queues\n\nTwo lines\nwritten above.\n\n{body}")  # 3 lines down
+        marker.click()
+        frame = page.frame_locator("#rag-sheet iframe")
+        was = str(start) if start == end else f"{start}-{end}"
+        now = str(start + 3) if start == end else f"{start + 3}-{end + 3}"
+        lines = "line is" if start == end else "lines are"
+        said = f"This note changed since the answer; the quoted {lines} now {now} (was {was})."
+        assert frame.locator(".changed").inner_text() == said
+        assert frame.locator(f"#L{start + 3}").get_attribute("class") == "l hit"
+        assert frame.locator(".hit").count() == end - start + 1
+        page.keyboard.press("Escape")
+        note.write_text("# Queues\n\n## Retention\n\n- Kept as long as you like\n")
+        marker.click()
+        assert "no longer in it" in frame.locator(".changed").inner_text()
+        assert frame.locator(".hit").count() == 0
+        context.close()
+
+
 def test_the_page_serves_before_the_first_index_and_answers_once_it_is_in(
     browser, tmp_path, aws_settings
 ):
