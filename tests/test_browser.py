@@ -9,11 +9,13 @@ The screenshots go to test-output/ (gitignored).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -491,6 +493,22 @@ def test_the_empty_chat_offers_examples(chat: Chat):
     chat.page.locator("#examples").wait_for(state="hidden")  # the chat is no longer empty
 
 
+@contextlib.contextmanager
+def own_app(browser, files: Path, workdir: Path) -> Iterator[Chat]:
+    """app.py over `files` (notes/, maybe no index/ yet), for one test, and a desktop tab on
+    its page once the question box shows."""
+    with run_app(files, workdir) as server:
+        context = browser.new_context(viewport={"width": 1360, "height": 960})
+        page = context.new_page()
+        page.goto(server.url)
+        page.wait_for_selector(BOX, timeout=30_000)
+        page.wait_for_selector("#chat", state="attached")
+        try:
+            yield Chat(page, [])
+        finally:
+            context.close()
+
+
 def test_a_citation_of_a_note_edited_since_finds_its_lines_again(browser, tmp_path):
     """An old answer's [n] after its note was edited: the sheet shows the quoted lines where
     they are now, and says so; after they are deleted, it says they are gone."""
@@ -499,13 +517,8 @@ def test_a_citation_of_a_note_edited_since_finds_its_lines_again(browser, tmp_pa
     note = files / "notes" / "queues.md"
     body = "## Retention\n\n- Messages are kept for 4 days by default\n- At most 14 days\n"
     note.write_text(f"# Queues\n\n{body}")
-    with run_app(files, tmp_path) as server:
-        context = browser.new_context(viewport={"width": 1360, "height": 960})
-        page = context.new_page()
-        page.goto(server.url)
-        page.wait_for_selector(BOX, timeout=30_000)
-        page.wait_for_selector("#chat", state="attached")
-        chat = Chat(page, [])
+    with own_app(browser, files, tmp_path) as chat:
+        page = chat.page
         chat.ask("how long are messages kept by default", timeout_ms=180_000)
         assert "4 days" in chat.answer()
         marker = page.locator("#chat .bot a", has_text="1").first
@@ -527,7 +540,6 @@ def test_a_citation_of_a_note_edited_since_finds_its_lines_again(browser, tmp_pa
         marker.click()
         assert "no longer in it" in frame.locator(".changed").inner_text()
         assert frame.locator(".hit").count() == 0
-        context.close()
 
 
 def test_the_page_serves_before_the_first_index_and_answers_once_it_is_in(
@@ -538,13 +550,8 @@ def test_the_page_serves_before_the_first_index_and_answers_once_it_is_in(
     in (topics, examples) without a reload."""
     files = tmp_path / "files"
     shutil.copytree(aws_settings.notes_dir, files / "notes")  # and no index/
-    with run_app(files, tmp_path) as server:
-        context = browser.new_context(viewport={"width": 1360, "height": 960})
-        page = context.new_page()
-        page.goto(server.url)
-        page.wait_for_selector(BOX, timeout=30_000)
-        page.wait_for_selector("#chat", state="attached")
-        chat = Chat(page, [])
+    with own_app(browser, files, tmp_path) as chat:
+        page = chat.page
         chat.ask(SQS_QUESTION, timeout_ms=180_000)  # waits for the first pass, however long
         assert "256" in chat.answer() and "Sources" in chat.answer()
         intro = page.locator("#intro")
@@ -558,7 +565,6 @@ def test_the_page_serves_before_the_first_index_and_answers_once_it_is_in(
         assert examples.count() == 4 and examples.first.inner_text().startswith("What do my")
         status = page.locator("#index-status").inner_text()
         assert re.search(r"Index: 1 note, 451 sections, updated ", status), status
-        context.close()
 
 
 # --- accessibility ------------------------------------------------------------------------
