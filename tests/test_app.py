@@ -1046,3 +1046,21 @@ def test_an_answer_offers_the_sections_around_the_ones_it_cited(aws_settings, aw
     assert shown[-1]["options"] == [{"label": q, "value": q} for q in offered]
     declined = ask(aws_engine, "What is the capital of France?")
     assert next_questions(aws_engine, declined) == []  # nothing cited, nothing around it
+
+
+def test_only_re_index_shows_progress_over_the_page(aws_settings):
+    """Gradio's default progress lays a fading overlay over an event's outputs: on the panel
+    at every click in the chat, on the status line at every tick. Caught mid-fade it failed
+    the contrast audit once (text at 70% opacity); every update but a re-index is instant."""
+    from rag.search.live import LiveIndex
+    from rag.web.app import build_ui
+
+    config = build_ui(LiveIndex(aws_settings, None), aws_settings).get_config_file()
+    labels = {c["id"]: c.get("props", {}).get("value") for c in config["components"]}
+    shown = {
+        labels.get(target[0]): d["show_progress"]
+        for d in config["dependencies"]
+        for target in d["targets"]
+        if d["show_progress"] != "hidden"
+    }
+    assert shown == {"Re-index": "minimal"}

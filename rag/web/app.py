@@ -86,8 +86,11 @@ def build_ui(live: LiveIndex, settings: Settings):
         ins = [page.box, page.chatbot, turns, page.k, page.mode, page.why, page.write]
         ins += [page.spelling, page.only]
         outs = [page.box, page.chatbot, turns, page.sources]
-        private = dict(api_visibility="private")
-        streamed = dict(private, show_progress="hidden", concurrency_id="chat", concurrency_limit=8)
+        # Updates that take milliseconds show no progress: gradio's default lays a fading
+        # overlay over the outputs (the panel on every click in the chat, the status line on
+        # every tick), which flickers and, caught mid-fade, fails the page's contrast audit.
+        private = dict(api_visibility="private", show_progress="hidden")
+        streamed = dict(private, concurrency_id="chat", concurrency_limit=8)
         # Callable as /chat (not listed in the API page): bench/served.py drives it.
         chat = dict(streamed, api_name="chat", api_visibility="undocumented")
         # Each answered question keeps the conversation in the browser's local storage.
@@ -139,7 +142,8 @@ def build_ui(live: LiveIndex, settings: Settings):
         page.chatbot.clear(lambda: new_chat()[1:], None, restart[1:], **private)
         gr.on([demo.load, saved.change], h.conversation_titles, saved, page.history, **private)
         page.history.click(h.reopen, [page.history, saved], restart, **private)
-        page.reindex.click(lambda: escape_md(h.reindex()), None, page.status, **private)
+        reindexing = dict(private, show_progress="minimal")  # seconds: its timer shows
+        page.reindex.click(lambda: escape_md(h.reindex()), None, page.status, **reindexing)
         # The status line; and the intro and examples again once a new index is in.
         shown = gr.State(live.version)  # the version the first screen was made from
         screen = [page.status, shown, page.intro, *page.examples]
