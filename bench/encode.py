@@ -26,6 +26,7 @@ def main(work: Path) -> dict:
 
     from rag.index.build import vector_texts
     from rag.index.embedding import SentenceTransformerEmbedder, warm_up
+    from rag.index.onnx import BULK_BATCH
     from rag.index.store import load_index
     from rag.search.engine import Engine
     from rag.settings import Settings
@@ -60,7 +61,16 @@ def main(work: Path) -> dict:
             )
     torch.set_num_threads(default_threads)
     bulk("torch, in pieces of 256 in note order", lambda t: _pieces(model, t, False))
-    bulk("torch, longest first, pieces of 256 (the indexer)", lambda t: _pieces(model, t, True))
+    bulk(
+        "torch, longest first, pieces of 256 (the indexer before)",
+        lambda t: _pieces(model, t, True),
+    )
+    if embedder.fast_path() is not None:
+        bulk(
+            f"rag embedder as shipped (bulk: ONNX Runtime, batches of {BULK_BATCH}, "
+            f"{default_threads} at once)",
+            embedder.embed,
+        )
     out["query"] = {}
     for threads in sorted({1, default_threads}):
         torch.set_num_threads(threads)
@@ -83,7 +93,7 @@ def main(work: Path) -> dict:
         for q, b in zip(questions, baseline, strict=True)
     )
     try:
-        out["onnx"] = _onnx(embedder, texts, reference, questions, engine, baseline, work)
+        out["onnx"] = _onnx(embedder, texts, reference, questions, engine, baseline, work, bulk)
     except Exception as e:  # not installed, or the export failed: say so in the table
         out["onnx"] = {"error": f"{type(e).__name__}: {e}"[:300]}
     return out
@@ -109,8 +119,9 @@ def _pieces(model, texts: list[str], by_length: bool) -> np.ndarray:
     return out
 
 
-def _onnx(embedder, texts, reference, questions, engine, baseline, work: Path) -> dict:
-    """The product's ONNX export (rag.index.onnx), as it ships (fp32) and quantised to int8."""
+def _onnx(embedder, texts, reference, questions, engine, baseline, work: Path, bulk) -> dict:
+    """The product's ONNX export (rag.index.onnx), as it ships (fp32) and quantised to int8:
+    in batches of 16 with every thread, and as `embed_many` runs it (rows added by `bulk`)."""
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -128,6 +139,12 @@ def _onnx(embedder, texts, reference, questions, engine, baseline, work: Path) -
         start = time.perf_counter()
         vectors = np.concatenate([many.embed(texts[a : a + 16]) for a in range(0, len(texts), 16)])
         seconds = time.perf_counter() - start
+        workers = torch.get_num_threads()
+        for batch in (1, 4, 16):  # as `embed_many` runs them: one-thread runs, side by side
+            bulk(
+                f"ONNX Runtime {name}, batches of {batch} by length, {workers} one-thread runs",
+                lambda t, b=batch, e=one, w=workers: e.embed_many(t, w, b),
+            )
         engine.embedder = _Questions(embedder, one)  # the index keeps the torch vectors
         same = sum(
             [h.chunk.id for h in engine.search(q, k=10)] == b

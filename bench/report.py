@@ -293,13 +293,13 @@ def _encode(e: dict) -> list[str]:
     rows = [
         (x["option"], f"{x['texts_per_s']:.1f}", f"{x['max_diff']:.1e}", "–") for x in e["runs"]
     ]
-    onnx = e.get("onnx", {})
+    onnx, threads = e.get("onnx", {}), e.get("torch_threads", "?")
     for name in ("fp32", "int8"):
         o = onnx.get(name)
         if o:
             rows.append(
                 (
-                    f"ONNX Runtime {name}",
+                    f"ONNX Runtime {name}, batches of 16 in note order, {threads} threads",
                     f"{o['texts_per_s']:.1f}",
                     f"{o['max_diff']:.1e}",
                     f"{o['same_top10']} / {o['questions']}",

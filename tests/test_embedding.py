@@ -1,4 +1,4 @@
-"""The ONNX fast path for small calls, against the torch path, with the real packaged model."""
+"""The ONNX fast path, for questions and bulk encoding, against the torch path, with the real packaged model."""
 
 from __future__ import annotations
 
@@ -52,11 +52,37 @@ def test_fast_path_gives_the_torch_vectors(warm_cache):
     assert (np.argsort(-(fast @ fast.T), axis=1) == np.argsort(-(torch @ torch.T), axis=1)).all()
 
 
-def test_bulk_calls_stay_on_torch(warm_cache):
+def test_bulk_calls_go_through_onnx_in_their_order(warm_cache):
+    """Past SMALL_CALL texts: small batches of like length, one per core, put back in order."""
     embedder = SentenceTransformerEmbedder(Settings().model, cache_dir=warm_cache)
     warm_up(embedder)
-    texts = [f"note line {i} about queues" for i in range(SMALL_CALL + 1)]
-    assert (embedder.embed(texts) == embedder.embed_torch(texts)).all()
+    words = "queue visibility timeout message retention shard replica bucket".split()
+    texts = [" ".join(words[: 1 + i % 8]) + f" {i}" * (i % 5) for i in range(3 * SMALL_CALL)]
+    texts += TEXTS
+    fast, torch = embedder.embed(texts), embedder.embed_torch(texts)
+    assert fast.dtype == np.float32 and fast.shape == (len(texts), 384)
+    assert not (fast == torch).all()  # not the torch path
+    assert np.abs(fast - torch).max() <= TOLERANCE
+
+
+def test_an_index_build_of_many_texts_opens_the_fast_path(warm_cache, tmp_path):
+    from rag.index.build import OPEN_FAST_PATH, update_index
+    from rag.index.store import load_index
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    sections = [
+        f"## Topic {i}\n" + "".join(f"- fact {i}.{j} of topic {i}\n" for j in range(8))
+        for i in range(OPEN_FAST_PATH // 8)
+    ]
+    (notes / "many.md").write_text("# Many\n" + "\n".join(sections), encoding="utf-8")
+    embedder = SentenceTransformerEmbedder(Settings().model, cache_dir=warm_cache)
+    update_index(notes, tmp_path / "index", embedder, 200)
+    index = load_index(tmp_path / "index", embedder.name, embedder.dim, 200)
+    built = index.dense.vectors()
+    torch = embedder.embed_torch([c.indexed_text for c in index.chunks])
+    assert not (built == torch).all()  # made by ONNX Runtime, not torch
+    assert np.abs(built - torch).max() <= TOLERANCE
 
 
 def test_the_cached_export_is_reused(warm_cache, tmp_path, monkeypatch):

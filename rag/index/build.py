@@ -29,7 +29,7 @@ from filelock import FileLock, Timeout
 from rag.errors import IndexBusy, IndexProblem, IndexUnwritable
 from rag.index.cutting import Chunk, chunk_note
 from rag.index.dense import DenseIndex
-from rag.index.embedding import Embedder
+from rag.index.embedding import Embedder, warm_up
 from rag.index.store import (
     Manifest,
     StoredIndex,
@@ -46,6 +46,8 @@ from rag.notes import Folders, Note, Skipped, fingerprints, require_notes
 
 log = logging.getLogger(__name__)
 EMBED_BATCH = 256  # texts per progress step
+# Opening the fast path costs 0.5-3 s (more to export it once); this many texts repay it.
+OPEN_FAST_PATH = 256
 Progress = Callable[[int, int], None]  # (done, total) texts embedded so far
 
 
@@ -235,6 +237,8 @@ def _previous(
 def _embed(embedder: Embedder, texts: list[str], progress: Progress | None) -> np.ndarray:
     """Vectors of `texts`, in their order. They are sent longest first, so each piece pads to
     texts of about its own length (3-9% more texts/s in bench runs: docs/benchmarks.md)."""
+    if len(texts) >= OPEN_FAST_PATH:
+        warm_up(embedder)  # bulk encoding through ONNX Runtime too (`embed_many`)
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
     if progress and texts:
