@@ -1,4 +1,4 @@
-"""The ONNX fast path, for questions and bulk encoding, against the torch path, with the real packaged model."""
+"""The ONNX fast path, for questions and bulk encoding, against torch, with the real model."""
 
 from __future__ import annotations
 
