@@ -84,10 +84,10 @@ class Folders:
         for spec in specs:
             name, path = _name_and_path(str(spec))
             if not name:
-                base = _NAME_SPOILER.sub("-", path.expanduser().resolve().name).strip("-.")
-                name, n = base or "notes", 2
+                base = folder_name(path.expanduser().resolve())
+                name, n = base, 2
                 while any(f.name == name for f in items):
-                    name, n = f"{base or 'notes'}-{n}", n + 1
+                    name, n = f"{base}-{n}", n + 1
             elif any(f.name == name for f in items):
                 raise BadInput(f"two notes folders are named {name!r}; give each its own name")
             for other in items:
@@ -153,6 +153,11 @@ class Folders:
 
 _NAME = re.compile(r"[\w.-]+")  # a folder's name: it appears in citations and URLs
 _NAME_SPOILER = re.compile(r"[^\w.-]+")
+
+
+def folder_name(path: Path) -> str:
+    """A name made from a folder's own: what `_NAME` allows, runs of anything else as "-"."""
+    return _NAME_SPOILER.sub("-", path.name).strip("-.") or "notes"
 
 
 def _name_and_path(spec: str) -> tuple[str, Path]:

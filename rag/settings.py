@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from rag.editor import EDITORS, Editor, check_template
 from rag.errors import BadInput
-from rag.notes import Folders
+from rag.notes import Folders, folder_name
 
 Mode = Literal["hybrid", "bm25", "dense"]
 MODES: tuple[Mode, ...] = ("hybrid", "bm25", "dense")
@@ -282,7 +282,7 @@ def default_index_dir(notes: Folders | Path, env: Mapping[str, str] = os.environ
     cache = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     named = [f"{f.name}={p}" for f, p in zip(folders.items, paths, strict=True)]
     digest = hashlib.sha256(("\n".join(named) if folders.several else str(paths[0])).encode())
-    name = "-".join(re.sub(r"[^\w.-]+", "-", p.name).strip("-.") or "notes" for p in paths)
+    name = "-".join(folder_name(p) for p in paths)
     return cache / "rag" / f"{name[:60]}-{digest.hexdigest()[:12]}" / "index"
 
 

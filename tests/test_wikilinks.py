@@ -87,6 +87,15 @@ def test_names_match_in_either_unicode_form():
     assert LinkTargets(["Café.md"]).resolve("Cafe\u0301") == "Café.md"
 
 
+def test_a_colon_in_a_name_is_a_folder_only_for_an_index_of_several():
+    """One notes folder: "work: plan.md" is a note called that. Several: "work:plan.md" is
+    plan.md of the folder named work, which links may call "work/plan" too."""
+    one = LinkTargets(["work: plan.md"])
+    assert one.resolve("work: plan") == "work: plan.md" and one.resolve("plan") is None
+    several = LinkTargets(["work:plan.md"], lambda key: key.replace(":", "/", 1))
+    assert several.resolve("work/plan") == several.resolve("plan") == "work:plan.md"
+
+
 def test_a_wikilink_is_read_into_note_heading_and_alias():
     link = wikilink("Queues#Limits#Size|the  limits")
     assert (link.note, link.subpath, link.alias, link.embed) == (

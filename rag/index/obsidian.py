@@ -27,7 +27,7 @@ import datetime as dt
 import math
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import frontmatter
@@ -145,11 +145,15 @@ class LinkTargets:
     # ('Queues.md', 'a/Queues.md', 'b/x.txt')
     """
 
-    def __init__(self, paths: Iterable[str]) -> None:
+    def __init__(
+        self, paths: Iterable[str], mounted: Callable[[str], str] = lambda key: key
+    ) -> None:
+        """`mounted`: a note's key as a path, its folder's name first when an index has
+        several folders (`rag.notes.Folders.mounted`: "work:a/b.md" as "work/a/b.md")."""
         self._path: dict[str, str] = {}  # a name, folded -> the note it opens
         for path in sorted(paths, key=lambda p: (p.count("/"), p)):  # fewest folders first
             suffix = next((s for s in SUFFIXES if path.endswith(s)), "")
-            parts = _mounted(path).split("/")
+            parts = mounted(path).split("/")
             ends = ["/".join(parts[i:]) for i in range(len(parts))]  # "a/b/c.md", "c.md"
             for tail in [path, *ends]:  # and the key itself: "work:a/b.md"
                 for name in (tail, tail.removesuffix(suffix)):
@@ -158,13 +162,6 @@ class LinkTargets:
     def resolve(self, note: str) -> str | None:
         """The path of the note a link's name opens, or None."""
         return self._path.get(_fold(note)) if note else None
-
-
-def _mounted(key: str) -> str:
-    """A note's key as a path: "work:a/b.md" (a note of the notes folder named work, when an
-    index has several, `rag.notes.Folders`) as "work/a/b.md"."""
-    top, sep, rest = key.partition(":")
-    return f"{top}/{rest}" if sep and "/" not in top else key
 
 
 def _fold(name: str) -> str:

@@ -139,7 +139,7 @@ class NoteNames:
             return targets
         started = time.time()
         folders, paths = self._listing()
-        stamp, targets = self._stamp(folders), LinkTargets(paths)
+        stamp, targets = self._stamp(folders), LinkTargets(paths, self.folders.mounted)
         settled = max(stamp[1:]) < started - self.RECENT  # else a change may not show in it
         self._last = (stamp if settled else (), targets)  # one assignment: threads share it
         return targets
