@@ -214,11 +214,12 @@ def ignore_rules(notes_dir: Path) -> pathspec.PathSpec:
 
 
 def watched(notes: Folders | Path, path: str | Path) -> bool:
-    """Whether a change to this file matters to the index: a note, or an ignore rule."""
-    if note_name(notes, path) is not None:
-        return True
+    """Whether a change to this file matters to the index: an ignore rule, or a note (as
+    `note_name` takes it; the path is resolved once)."""
     found = Folders.of(notes).find(path)
-    return found is not None and found[1] in RULE_FILES
+    if found is None:
+        return False
+    return found[1] in RULE_FILES or _indexed(*found)
 
 
 def note_name(notes: Folders | Path, path: str | Path) -> str | None:
@@ -226,12 +227,12 @@ def note_name(notes: Folders | Path, path: str | Path) -> str | None:
     the watcher, which sees whole paths, of files that may be gone already."""
     folders = Folders.of(notes)
     found = folders.find(path)
-    if found is None:
-        return None
-    folder, rel = found
-    if not is_note(rel) or ignore_rules(folder.path).match_file(rel):
-        return None
-    return folders.key(folder, rel)
+    return folders.key(*found) if found is not None and _indexed(*found) else None
+
+
+def _indexed(folder: Folder, rel: str) -> bool:
+    """Whether a file of a folder is a note the index holds: its kind, and no ignore rule."""
+    return is_note(rel) and not ignore_rules(folder.path).match_file(rel)
 
 
 def _relative(notes_dir: Path, path: str | Path) -> str:
