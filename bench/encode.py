@@ -31,6 +31,7 @@ def main(work: Path) -> dict:
     from rag.search.engine import Engine
     from rag.settings import Settings
 
+    cores = torch.get_num_threads()  # before any small call sets torch to one thread
     embedder = SentenceTransformerEmbedder(Settings().model)
     out_problem = warm_up(embedder)  # as the app ships: questions through ONNX Runtime
     index = load_index(work / "index", embedder.name, embedder.dim, 200)
@@ -39,7 +40,7 @@ def main(work: Path) -> dict:
         :: max(1, (len(chunk_items) + len(unit_items)) // SAMPLE)
     ]
     questions = eval_questions()
-    out: dict = {"sample_texts": len(texts), "torch_threads": torch.get_num_threads(), "runs": []}
+    out: dict = {"sample_texts": len(texts), "torch_threads": cores, "runs": []}
     out["fast_path_problem"] = out_problem
     model = embedder.model
     reference = embedder.embed_torch(texts)
@@ -51,7 +52,7 @@ def main(work: Path) -> dict:
         diff = float(np.abs(vectors - reference).max())
         out["runs"].append({"option": name, "texts_per_s": len(texts) / seconds, "max_diff": diff})
 
-    default_threads = torch.get_num_threads()
+    default_threads = cores
     for threads in sorted({1, default_threads}):
         torch.set_num_threads(threads)
         for batch in (16, 32, 64, 128):
@@ -93,7 +94,9 @@ def main(work: Path) -> dict:
         for q, b in zip(questions, baseline, strict=True)
     )
     try:
-        out["onnx"] = _onnx(embedder, texts, reference, questions, engine, baseline, work, bulk)
+        out["onnx"] = _onnx(
+            embedder, texts, reference, questions, engine, baseline, work, bulk, cores
+        )
     except Exception as e:  # not installed, or the export failed: say so in the table
         out["onnx"] = {"error": f"{type(e).__name__}: {e}"[:300]}
     return out
@@ -119,10 +122,9 @@ def _pieces(model, texts: list[str], by_length: bool) -> np.ndarray:
     return out
 
 
-def _onnx(embedder, texts, reference, questions, engine, baseline, work: Path, bulk) -> dict:
+def _onnx(embedder, texts, reference, questions, engine, baseline, work: Path, bulk, cores) -> dict:
     """The product's ONNX export (rag.index.onnx), as it ships (fp32) and quantised to int8:
     in batches of 16 with every thread, and as `embed_many` runs it (rows added by `bulk`)."""
-    import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from rag.index.onnx import OnnxEncoder, export_onnx, model_head
@@ -135,11 +137,11 @@ def _onnx(embedder, texts, reference, questions, engine, baseline, work: Path, b
     head = model_head(embedder.path)
     for name, path in (("fp32", fp32), ("int8", int8)):
         one = OnnxEncoder(path, embedder, head)
-        many = OnnxEncoder(path, embedder, head, threads=torch.get_num_threads())
+        many = OnnxEncoder(path, embedder, head, threads=cores)
         start = time.perf_counter()
         vectors = np.concatenate([many.embed(texts[a : a + 16]) for a in range(0, len(texts), 16)])
         seconds = time.perf_counter() - start
-        workers = torch.get_num_threads()
+        workers = cores
         for batch in (1, 4, 16):  # as `embed_many` runs them: one-thread runs, side by side
             bulk(
                 f"ONNX Runtime {name}, batches of {batch} by length, {workers} one-thread runs",
