@@ -37,6 +37,18 @@ def engine(tmp_path_factory) -> Engine:
 
 
 @pytest.fixture(scope="session")
+def first_pass(tmp_path_factory) -> Engine:
+    """An engine over notes/ as a server answers while a new index's line vectors are still
+    being made: the first pass, section vectors only."""
+    base = tmp_path_factory.mktemp("first-pass")
+    shutil.copytree(ROOT / "notes", base / "notes")
+    settings = Settings.from_env(env={}, notes_dir=base / "notes", index_dir=base / "index")
+    engine = open_engine(settings, first_pass=True)
+    assert engine.index.lines_pending > 0, "not a first pass"
+    return engine
+
+
+@pytest.fixture(scope="session")
 def parts() -> dict[str, list]:
     main = load_cases(EVAL / "questions.jsonl")
     return {

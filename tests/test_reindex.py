@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rag.answer.pipeline import ask
 from rag.errors import IndexBusy
 from rag.index.build import index_lock, update_index
 from rag.index.store import current_generation, load_index
@@ -38,6 +39,12 @@ def update(notes, index, embedder, **kw):
 
 def engine(index, embedder) -> Engine:
     return Engine(load_index(index, embedder.name, embedder.dim, 200), embedder)
+
+
+def line_at(note: Path, location: str) -> str:
+    """The first line a `file:start-end` location names."""
+    start = int(location.rsplit(":", 1)[1].split("-")[0])
+    return note.read_text(encoding="utf-8").splitlines()[start - 1]
 
 
 def texts(index, embedder) -> str:
@@ -210,9 +217,13 @@ def test_a_first_pass_embeds_chunks_only_and_the_next_update_adds_the_lines(tmp_
     assert first.written and partial.units.size == 0 and partial.manifest.units == 0
     pending = partial.lines_pending
     assert pending == sum(len(c.vector_units) for c in partial.chunks) > 1000
-    # It answers: a section with several lines is scored by its own vector alone.
-    hits = Engine(partial, embedder).search("maximum size of an SQS message", k=5)
-    assert all(h.unit_scores is None for h in hits) and any("256" in h.chunk.text for h in hits)
+    # It answers. The search is by section vectors alone; the lines of the sections it finds
+    # are embedded then, so an answer picks the lines a whole index would (checked below).
+    question = "maximum size of an SQS message"
+    first_engine = Engine(partial, embedder)
+    hits = first_engine.search(question, k=5)
+    assert any("256" in h.chunk.text for h in hits)
+    assert all((h.unit_scores is None) == (not h.chunk.vector_units) for h in hits)
     # A first pass again (a server restarted) leaves it; a full update adds only the lines.
     assert not update(notes, index, embedder, lines=False).written
     second = update(notes, index, embedder)
@@ -220,6 +231,13 @@ def test_a_first_pass_embeds_chunks_only_and_the_next_update_adds_the_lines(tmp_
     assert second.written and second.embedded == 0  # every chunk vector was kept
     assert whole.lines_pending == 0 and whole.units.size == pending
     assert np.array_equal(whole.dense.vectors(), partial.dense.vectors())
+    whole_engine = Engine(whole, embedder)
+    lines = {h.chunk.id: h.unit_scores for h in whole_engine.search(question, k=20)}
+    for hit in hits:
+        if hit.unit_scores is not None:
+            assert np.allclose(hit.unit_scores, lines[hit.chunk.id], atol=1e-5)
+    cited = [ask(e, question).citations[0].location for e in (first_engine, whole_engine)]
+    assert cited[0] == cited[1] and "256" in line_at(notes / "aws-notes.md", cited[0])
     # The same as building it whole in one go, row for row.
     update(notes, tmp_path / "one-go", embedder)
     one_go = load_index(tmp_path / "one-go", embedder.name, embedder.dim, 200)

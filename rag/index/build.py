@@ -10,8 +10,9 @@ One process updates an index at a time (`index/.lock`, released by the kernel ev
 kill -9).
 
 A first pass (`lines=False`) embeds only the chunks, a third of the model's work on the default
-notes: a server answers from it (each chunk scored by its own vector) while the line vectors
-are embedded; the next update, even after a crash, adds them and keeps the chunk vectors.
+notes: a server answers from it (each chunk found by its own vector; the lines of the hits are
+embedded when asked, `Engine._embed_pending_units`) while the line vectors are embedded; the
+next update, even after a crash, adds them and keeps the chunk vectors.
 """
 
 from __future__ import annotations

@@ -95,6 +95,7 @@ class Engine:
         self.tuning = tuning
         self.allowed: np.ndarray | None = None  # a bool per chunk row: what a search may find
         self._lock = threading.Lock()
+        self._pending_units: dict[int, np.ndarray] = {}  # row -> unit vectors made on demand
 
     def within(self, allowed: np.ndarray) -> Engine:
         """This engine, searching only the rows `allowed` marks (`rag.search.filters`): each
@@ -126,11 +127,14 @@ class Engine:
         else:
             leg = lex if mode == "bm25" else den
             order = [(row, score) for row, (_, score) in leg.items()]
+        self._embed_pending_units([row for row, _ in order[:k]])
         return [self._hit(row, score, lex, den, vector) for row, score in order[:k]]
 
     def _hit(self, row: int, score: float, lex: dict, den: dict, vector: np.ndarray) -> Hit:
         b, d = lex.get(row), den.get(row)
         units = self.dense.unit_scores(vector, row)
+        if row in self._pending_units:  # a first pass left them out
+            units = self._pending_units[row] @ vector
         return Hit(
             chunk=self.chunks[row],
             score=score,
@@ -139,6 +143,23 @@ class Engine:
             cosine=self.dense.chunk_score(vector, row),
             unit_scores=tuple(units.tolist()) if units is not None else None,
         )
+
+    def _embed_pending_units(self, rows: list[int]) -> None:
+        """The unit vectors of hits a first pass has none for, embedded the first time each is
+        a hit (in one call: tens of ms), so that an answer picks its lines as it will once
+        the line vectors are in, not by words alone. Only the search itself stays a first
+        pass's. Kept for the engine's life; called under its lock."""
+        counts, cache = self.index.unit_counts, self._pending_units
+        rows = [r for r in rows if not counts[r] and r not in cache and self.chunks[r].vector_units]
+        texts = {
+            r: [self.chunks[r].unit_indexed_text(u) for u in self.chunks[r].vector_units]
+            for r in rows
+        }
+        if not texts:
+            return
+        vectors, at = self.embedder.embed([t for each in texts.values() for t in each]), 0
+        for row, each in texts.items():
+            cache[row], at = vectors[at : at + len(each)], at + len(each)
 
 
 def _leg(rows: np.ndarray, scores: np.ndarray) -> dict[int, tuple[int, float]]:
