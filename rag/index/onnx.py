@@ -78,13 +78,11 @@ class OnnxEncoder:
         of it is padding."""
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         pieces = [order[a : a + batch] for a in range(0, len(order), batch)]
-        out = np.zeros((len(texts), 0), dtype=np.float32)
         with ThreadPoolExecutor(max(1, workers), thread_name_prefix="rag-onnx") as pool:
-            done = pool.map(lambda rows: self.embed([texts[i] for i in rows]), pieces)
-            for rows, vectors in zip(pieces, done, strict=True):
-                if not out.shape[1]:
-                    out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
-                out[rows] = vectors
+            done = list(pool.map(lambda rows: self.embed([texts[i] for i in rows]), pieces))
+        out = np.zeros((len(texts), done[0].shape[1] if done else 0), dtype=np.float32)
+        for rows, vectors in zip(pieces, done, strict=True):
+            out[rows] = vectors
         return out
 
 
