@@ -282,8 +282,12 @@ class _LookedUp:
     def __init__(self, vectors: dict[str, np.ndarray]) -> None:
         self.vectors = vectors
 
+    documents_encoder = "float32"
+
     def embed(self, texts: list[str]) -> np.ndarray:
         return np.stack([self.vectors[t] for t in texts]).astype(np.float32)
+
+    embed_documents = embed
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return [len(t.split()) for t in texts]

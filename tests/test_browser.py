@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from test_app import SQS_HEADING, SQS_QUESTION, Server, app_files, line_of, run_app
+from test_app import SQS_HEADING, SQS_QUESTION, SQS_QUOTE, Server, app_files, line_of, run_app
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "test-output"
@@ -146,12 +146,12 @@ def test_answer_shows_whole_with_a_cited_heading(chat: Chat, server: Server, cap
     _report(capsys, "SQS question", [(first, full, states)])
     assert 0 < first == full  # quoted lines are ready at once: no pacing to look like typing
     answer = chat.answer()
-    assert answer.splitlines()[0].endswith("Max message size (256KB; 1KB-256KB) [1]")
-    assert f"{SQS_HEADING}: [1] aws-notes.md:{line}" in answer
+    assert SQS_QUOTE in answer.splitlines()[0] and "[1]" in answer
+    loc = re.search(rf"{SQS_HEADING}: \[1\] (aws-notes\.md:{line}(-\d+)?)", answer)[1]
     card = chat.page.locator("#sources .rag-card").first
     assert card.locator(".rag-head").inner_text() == SQS_PATH
-    assert card.locator(".rag-loc").first.inner_text() == f"[1] aws-notes.md:{line}"
-    assert card.locator("mark").first.inner_text() == "[1]\n  - Max message size (256KB; 1KB-256KB)"
+    assert card.locator(".rag-loc").first.inner_text() == f"[1] {loc}"
+    assert card.locator("mark").first.inner_text().startswith(f"[1]\n  - {SQS_QUOTE}")
     editor = card.locator("a.rag-editor")  # the line in the user's editor (RAG_EDITOR)
     notes = (server.notes / "aws-notes.md").resolve()
     assert editor.get_attribute("href") == f"vscode://file{notes}:{line}"
@@ -169,9 +169,10 @@ def test_first_token_arrives_quickly(chat: Chat, capsys):
 
 def test_a_citation_opens_the_note_in_a_sheet_at_its_lines(chat: Chat, server: Server):
     line = line_of(server.notes / "aws-notes.md", "Max message size (256KB")
-    cited = rf"/note/aws-notes\.md\?start={line}&end={line}&q=[0-9a-f]{{16}}#L{line}$"
     chat.ask(SQS_QUESTION)
     page = chat.page
+    end = int(re.search(rf"aws-notes\.md:{line}-?(\d*)$", chat.answer())[1] or line)
+    cited = rf"/note/aws-notes\.md\?start={line}&end={end}&q=[0-9a-f]{{16}}#L{line}$"
     sheet = page.locator("#rag-sheet")
     marker = page.locator("#chat .bot a", has_text="1").first  # the [1] in the answer
     for link in (marker, page.locator("#sources .rag-loc").first):  # and the panel's card
@@ -181,9 +182,9 @@ def test_a_citation_opens_the_note_in_a_sheet_at_its_lines(chat: Chat, server: S
         note = page.frame_locator("#rag-sheet iframe")
         row = note.locator(f"#L{line}")
         assert row.get_attribute("class") == "l hit"
-        assert row.inner_text() == f"{line}\n  - Max message size (256KB; 1KB-256KB)"
+        assert row.inner_text() == f"{line}\n  - {SQS_QUOTE}"
         assert note.locator("header .where").inner_text() == SQS_PATH  # the heading path
-        assert note.locator(".hit").count() == 1
+        assert note.locator(".hit").count() == end - line + 1
         box, frame = row.bounding_box(), sheet.locator("iframe").bounding_box()
         assert frame["y"] < box["y"] < frame["y"] + frame["height"] - box["height"], "not in view"
         _screenshot(chat, "viewer-sheet.png")
@@ -194,7 +195,7 @@ def test_a_citation_opens_the_note_in_a_sheet_at_its_lines(chat: Chat, server: S
         )
     box = marker.bounding_box()  # a target one can hit
     assert box["width"] >= 24 and box["height"] >= 24, box
-    assert "Max message size (256KB; 1KB-256KB)" in marker.get_attribute("title")  # preview
+    assert SQS_QUOTE in marker.get_attribute("title")  # preview
     with page.context.expect_page() as opened:  # with Ctrl: the viewer in a tab of its own
         marker.click(modifiers=["Control"])
     full = opened.value
@@ -254,7 +255,7 @@ def test_the_answer_whose_sources_show_is_marked(chat: Chat):
     assert bots.count() == 2 and shown.count() == 1
     assert bots.nth(1).get_attribute("data-rag-shown") == ""  # the newest, as the panel
     assert asked.inner_text() == "For “gp3 max iops”"
-    bots.nth(0).locator("p").first.click()  # an earlier answer: its sources come back
+    bots.nth(0).locator("p, li").first.click()  # an earlier answer: its sources come back
     page.wait_for_function(
         "document.querySelector('#sources .rag-asked').innerText.includes('SQS')"
     )
@@ -373,23 +374,25 @@ def test_copy_and_downvote(chat: Chat, server: Server):
     page.locator("#chat .bot").last.hover()
     page.locator("#chat button[aria-label='Copy message']").last.click()
     copied = page.evaluate("navigator.clipboard.readText()")  # the text shown, not its HTML
-    assert copied.splitlines()[0].endswith("Max message size (256KB; 1KB-256KB) [1]")
-    assert copied.endswith(f"{SQS_HEADING}: [1] aws-notes.md:{line}"), copied
+    assert SQS_QUOTE in copied.splitlines()[0] and "[1]" in copied
+    end = int(re.search(rf"{SQS_HEADING}: \[1\] aws-notes\.md:{line}-?(\d*)$", copied)[1] or line)
     assert "<" not in copied and "/note/" not in copied
     page.locator("#chat button[aria-label='Dislike']").last.click()
     page.get_by_text("Saved to feedback.jsonl").wait_for()
     feedback = Path(server.log.parent / "feedback.jsonl").read_text().splitlines()
     entry = json.loads(feedback[-1])
     assert (entry["question"], entry["vote"]) == (SQS_QUESTION, "down")
-    assert entry["answer"].splitlines()[0].endswith("Max message size (256KB; 1KB-256KB) [1]")
-    assert entry["citations"][0] == {
+    assert SQS_QUOTE in entry["answer"].splitlines()[0] and "[1]" in entry["answer"]
+    cited = entry["citations"][0]
+    assert cited == {
         "n": 1,
         "path": "aws-notes.md",
         "heading": ["AWS Notes", "Integration and Messaging", SQS_HEADING],
         "start_line": line,
-        "end_line": line,
-        "text": "  - Max message size (256KB; 1KB-256KB)",
+        "end_line": end,
+        "text": cited["text"],
     }
+    assert cited["text"].split("\n")[0] == f"  - {SQS_QUOTE}"
     votes = Path(server.log.parent / "feedback.jsonl")
     before = len(votes.read_text().splitlines())
     page.locator("#chat .bot").last.hover()

@@ -1,4 +1,5 @@
-"""The ONNX fast path, for questions and bulk encoding, against torch, with the real model."""
+"""The ONNX fast path for questions and its int8 copy for note text, against torch, with the
+real model."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import shutil
 import numpy as np
 import pytest
 
+import rag.index.embedding
 import rag.index.onnx
 from rag.index.embedding import SMALL_CALL, SentenceTransformerEmbedder, warm_up
-from rag.index.onnx import TOLERANCE, Head, model_head
+from rag.index.onnx import BULK_MIN_COSINE, TOLERANCE, Head, model_head
 from rag.settings import Settings
 
 TEXTS = [
@@ -24,17 +26,20 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def warm_cache(tmp_path_factory):
-    """A cache folder holding the export of the packaged model, made once."""
+    """A cache folder holding the export of the packaged model and its int8 copy, made once."""
     cache = tmp_path_factory.mktemp("onnx")
     embedder = SentenceTransformerEmbedder(Settings().model, cache_dir=cache)
     assert embedder.fast_path() is not None, embedder.fast_problem
+    assert embedder.bulk_path() is not None, embedder.bulk_problem
     return cache
 
 
 def _copy(cache, tmp_path):
+    """A copy of the cache: (folder, the export, its int8 copy)."""
     shutil.copytree(cache, tmp_path / "cache")
-    [file] = (tmp_path / "cache").glob("*.onnx")
-    return tmp_path / "cache", file
+    [bulk] = (tmp_path / "cache").glob("*-int8-*.onnx")
+    [file] = set((tmp_path / "cache").glob("*.onnx")) - {bulk}
+    return tmp_path / "cache", file, bulk
 
 
 def test_fast_path_gives_the_torch_vectors(warm_cache):
@@ -56,63 +61,122 @@ def test_bulk_calls_go_through_onnx_in_their_order(warm_cache):
     """Past SMALL_CALL texts: small batches of like length, one per core, put back in order."""
     embedder = SentenceTransformerEmbedder(Settings().model, cache_dir=warm_cache)
     warm_up(embedder)
-    words = "queue visibility timeout message retention shard replica bucket".split()
-    texts = [" ".join(words[: 1 + i % 8]) + f" {i}" * (i % 5) for i in range(3 * SMALL_CALL)]
-    texts += TEXTS
-    fast, torch = embedder.embed(texts), embedder.embed_torch(texts)
-    assert fast.dtype == np.float32 and fast.shape == (len(texts), 384)
+    fast, torch = embedder.embed(MANY), embedder.embed_torch(MANY)
+    assert fast.dtype == np.float32 and fast.shape == (len(MANY), 384)
     assert not (fast == torch).all()  # not the torch path
     assert np.abs(fast - torch).max() <= TOLERANCE
 
 
-def test_an_index_build_of_many_texts_opens_the_fast_path(warm_cache, tmp_path):
-    from rag.index.build import OPEN_FAST_PATH, update_index
-    from rag.index.store import load_index
+WORDS = "queue visibility timeout message retention shard replica bucket".split()
+MANY = [" ".join(WORDS[: 1 + i % 8]) + f" {i}" * (i % 5) for i in range(3 * SMALL_CALL)] + TEXTS
 
+
+def test_note_text_goes_through_the_int8_copy_one_text_a_run(warm_cache):
+    """Close to torch's vectors, and a text's vector is the same in any call: alone, among a
+    few (one thread), or among many (one run per core)."""
+    embedder = SentenceTransformerEmbedder(Settings().model, cache_dir=warm_cache)
+    assert embedder.documents_encoder.startswith("onnx-int8-v")
+    many, torch = embedder.embed_documents(MANY), embedder.embed_torch(MANY)
+    assert many.dtype == np.float32 and many.shape == (len(MANY), 384)
+    assert np.allclose(np.linalg.norm(many, axis=1), 1, atol=1e-5)
+    cosines = (many * torch).sum(axis=1)
+    assert cosines.min() >= BULK_MIN_COSINE and np.abs(many - torch).max() > TOLERANCE
+    few = np.concatenate([embedder.embed_documents(MANY[a : a + 7]) for a in range(0, 35, 7)])
+    alone = np.concatenate([embedder.embed_documents([t]) for t in MANY[-5:]])
+    assert (few == many[:35]).all() and (alone == many[-5:]).all()
+    # Questions stay float: a question's vector is torch's.
+    assert np.abs(embedder.embed(TEXTS) - embedder.embed_torch(TEXTS)).max() <= TOLERANCE
+
+
+def _many_notes(tmp_path):
     notes = tmp_path / "notes"
     notes.mkdir()
     sections = [
         f"## Topic {i}\n" + "".join(f"- fact {i}.{j} of topic {i}\n" for j in range(8))
-        for i in range(OPEN_FAST_PATH // 8)
+        for i in range(32)
     ]
     (notes / "many.md").write_text("# Many\n" + "\n".join(sections), encoding="utf-8")
+    return notes
+
+
+def test_an_index_stores_the_int8_vectors_and_says_so(warm_cache, tmp_path):
+    from rag.index.build import update_index
+    from rag.index.store import load_index
+
     embedder = SentenceTransformerEmbedder(Settings().model, cache_dir=warm_cache)
-    update_index(notes, tmp_path / "index", embedder, 200)
+    update_index(_many_notes(tmp_path), tmp_path / "index", embedder, 200)
     index = load_index(tmp_path / "index", embedder.name, embedder.dim, 200)
-    built = index.dense.vectors()
-    torch = embedder.embed_torch([c.indexed_text for c in index.chunks])
-    assert not (built == torch).all()  # made by ONNX Runtime, not torch
-    assert np.abs(built - torch).max() <= TOLERANCE
+    assert index.manifest.encoder == embedder.documents_encoder != "float32"
+    texts = [c.indexed_text for c in index.chunks]
+    assert (index.dense.vectors() == embedder.embed_documents(texts)).all()
+
+
+def test_an_index_of_float_vectors_is_embedded_again_not_mixed(warm_cache, tmp_path, monkeypatch):
+    """An index from before the int8 copy (or made without onnxruntime) keeps float vectors:
+    the next update embeds every text again rather than mix the two; then nothing more."""
+    from rag.index.build import update_index
+    from rag.index.store import load_index
+
+    notes, where = _many_notes(tmp_path), tmp_path / "index"
+    with monkeypatch.context() as m:
+        m.setattr(rag.index.embedding, "open_bulk", lambda *a: (None, "no onnxruntime here"))
+        plain = SentenceTransformerEmbedder(Settings().model, cache_dir=warm_cache)
+        assert plain.documents_encoder == "float32"
+        first = update_index(notes, where, plain, 200)
+    index = load_index(where, plain.name, plain.dim, 200)
+    assert index.manifest.encoder == "float32"
+    torch = plain.embed_torch([c.indexed_text for c in index.chunks[:3]])
+    assert np.abs(index.dense.vectors()[:3] - torch).max() <= TOLERANCE
+
+    embedder = SentenceTransformerEmbedder(Settings().model, cache_dir=warm_cache)
+    again = update_index(notes, where, embedder, 200)
+    assert again.embedded == first.embedded > 0 and "float32" in again.rebuild_reason
+    assert load_index(where, embedder.name, embedder.dim, 200).manifest.encoder != "float32"
+    assert update_index(notes, where, embedder, 200).embedded == 0
 
 
 def test_the_cached_export_is_reused(warm_cache, tmp_path, monkeypatch):
-    cache, file = _copy(warm_cache, tmp_path)
-    before = file.read_bytes()
+    cache, file, bulk = _copy(warm_cache, tmp_path)
+    before = file.read_bytes(), bulk.read_bytes()
 
     def no_export(*args):
         raise AssertionError("the cached file should have been used")
 
     monkeypatch.setattr(rag.index.onnx, "export_onnx", no_export)
+    monkeypatch.setattr(rag.index.onnx, "quantize_onnx", no_export)
     embedder = SentenceTransformerEmbedder(Settings().model, cache_dir=cache)
     assert embedder.fast_path() is not None, embedder.fast_problem
-    assert embedder.fast_path().file == file and file.read_bytes() == before
-    assert list(cache.iterdir()) == [file]  # no temporary file left behind
+    assert embedder.bulk_path() is not None, embedder.bulk_problem
+    assert embedder.fast_path().file == file and embedder.bulk_path().file == bulk
+    assert (file.read_bytes(), bulk.read_bytes()) == before
+    assert set(cache.iterdir()) == {file, bulk}  # no temporary file left behind
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_a_broken_cached_file_is_exported_again(warm_cache, tmp_path, damage):
-    cache, file = _copy(warm_cache, tmp_path)
+    cache, file, bulk = _copy(warm_cache, tmp_path)
     good = file.read_bytes()
     file.write_bytes(b"not an onnx file" if damage == "garbage" else good[: len(good) // 2])
     embedder = SentenceTransformerEmbedder(Settings().model, cache_dir=cache)
     assert embedder.fast_path() is not None, embedder.fast_problem
-    assert file.stat().st_size > len(good) // 2 and list(cache.iterdir()) == [file]
+    assert file.stat().st_size > len(good) // 2 and set(cache.iterdir()) == {file, bulk}
     assert np.abs(embedder.embed(TEXTS) - embedder.embed_torch(TEXTS)).max() <= TOLERANCE
 
 
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_broken_int8_copy_is_made_again(warm_cache, tmp_path, damage):
+    cache, file, bulk = _copy(warm_cache, tmp_path)
+    good = bulk.read_bytes()
+    bulk.write_bytes(b"not an onnx file" if damage == "garbage" else good[: len(good) // 2])
+    embedder = SentenceTransformerEmbedder(Settings().model, cache_dir=cache)
+    assert embedder.bulk_path() is not None, embedder.bulk_problem
+    assert bulk.read_bytes() == good and set(cache.iterdir()) == {file, bulk}
+
+
 def test_torch_answers_when_the_export_fails_too(warm_cache, tmp_path, monkeypatch):
-    cache, file = _copy(warm_cache, tmp_path)
+    cache, file, bulk = _copy(warm_cache, tmp_path)
     file.write_bytes(b"not an onnx file")
+    bulk.unlink()
 
     def failing_export(*args):
         raise RuntimeError("exporter unavailable")
@@ -122,6 +186,10 @@ def test_torch_answers_when_the_export_fails_too(warm_cache, tmp_path, monkeypat
     assert "exporter unavailable" in warm_up(embedder) and embedder.fast_path() is None
     vectors = embedder.embed(TEXTS[:2])  # no error: the torch path answers
     assert (vectors == embedder.embed_torch(TEXTS[:2])).all()
+    # Note text too, and the index says so.
+    assert embedder.documents_encoder == "float32" and embedder.bulk_path() is None
+    assert "exporter unavailable" in embedder.bulk_problem
+    assert (embedder.embed_documents(TEXTS[:2]) == vectors).all()
 
 
 def test_model_head_reads_the_config(tmp_path):

@@ -3,9 +3,11 @@
     report = update_index(Path("notes"), Path("index"), embedder, max_tokens=200)
     report.embedded   # chunks whose text was new to the index
 
-Vectors depend only on the model and the text, so every chunk or unit whose text has a vector
-in the live generation keeps it (a renamed note embeds nothing). Those vectors are re-used
-only from a generation whose files match their checksums, so damage is never copied forward.
+Vectors depend only on the model, its encoder (`Embedder.documents_encoder`, kept in the
+manifest: another one embeds everything again) and the text, so every chunk or unit whose
+text has a vector in the live generation keeps it (a renamed note embeds nothing). Those
+vectors are re-used only from a generation whose files match their checksums, so damage is
+never copied forward.
 One process updates an index at a time (`index/.lock`, released by the kernel even after
 kill -9).
 
@@ -30,7 +32,7 @@ from filelock import FileLock, Timeout
 from rag.errors import IndexBusy, IndexProblem, IndexUnwritable
 from rag.index.cutting import Chunk, chunk_note
 from rag.index.dense import DenseIndex
-from rag.index.embedding import Embedder, warm_up
+from rag.index.embedding import Embedder
 from rag.index.store import (
     Manifest,
     StoredIndex,
@@ -47,8 +49,6 @@ from rag.notes import Folders, Note, Skipped, fingerprints, require_notes
 
 log = logging.getLogger(__name__)
 EMBED_BATCH = 256  # texts per progress step
-# Opening the fast path costs 0.5-3 s (more to export it once); this many texts repay it.
-OPEN_FAST_PATH = 256
 Progress = Callable[[int, int], None]  # (done, total) texts embedded so far
 
 
@@ -106,6 +106,7 @@ def update_index(
         manifest = Manifest(
             model=embedder.name,
             dim=embedder.dim,
+            encoder=embedder.documents_encoder,
             chunker=chunker_settings(max_tokens),
             files=fingerprints(notes),
             chunks=len(chunks),
@@ -223,6 +224,11 @@ def _previous(
         old = load_index(index_dir, embedder.name, embedder.dim, None)
     except IndexProblem as e:  # e.g. a garbled CURRENT: this run writes a whole new index
         return None, e.reason
+    if old.manifest.encoder != embedder.documents_encoder:
+        return None, (
+            f"its vectors were made by {old.manifest.encoder} and this run's by "
+            f"{embedder.documents_encoder}: every text is embedded again, so the two never mix"
+        )
     check = verify and not verified_at_load(old.manifest)  # a small one was, by load_index
     problems = verify_generation(old.generation) if check else []
     if problems:
@@ -236,17 +242,15 @@ def _previous(
 
 
 def _embed(embedder: Embedder, texts: list[str], progress: Progress | None) -> np.ndarray:
-    """Vectors of `texts`, in their order. They are sent longest first, so each piece pads to
-    texts of about its own length (3-9% more texts/s in bench runs: docs/benchmarks.md)."""
-    if len(texts) >= OPEN_FAST_PATH:
-        warm_up(embedder)  # bulk encoding through ONNX Runtime too (`embed_many`)
+    """Vectors of `texts`, in their order. They are sent longest first: where batches are
+    padded (torch, without onnxruntime) each pads to texts of about its own length."""
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
     if progress and texts:
         progress(0, len(texts))
     for start in range(0, len(texts), EMBED_BATCH):
         rows = order[start : start + EMBED_BATCH]
-        out[rows] = embedder.embed([texts[i] for i in rows])
+        out[rows] = embedder.embed_documents([texts[i] for i in rows])
         if progress:
             progress(min(start + EMBED_BATCH, len(texts)), len(texts))
     return out

@@ -63,6 +63,7 @@ class Manifest:
     chunks: int
     units: int  # unit vectors, in chunk order
     created: str
+    encoder: str = "float32"  # how note text was embedded (Embedder.documents_encoder)
     # Filled in by write_generation, per file in the generation:
     checksums: dict = field(default_factory=dict)  # sha256, for `verify_generation`
     sizes: dict = field(default_factory=dict)  # bytes, checked at every load

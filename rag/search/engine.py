@@ -157,7 +157,8 @@ class Engine:
         }
         if not texts:
             return
-        vectors, at = self.embedder.embed([t for each in texts.values() for t in each]), 0
+        vectors = self.embedder.embed_documents([t for each in texts.values() for t in each])
+        at = 0
         for row, each in texts.items():
             cache[row], at = vectors[at : at + len(each)], at + len(each)
 
