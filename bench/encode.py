@@ -1,5 +1,6 @@
 """Encoding options for all-MiniLM-L6-v2 on this CPU: threads, batch size, length sorting, and
-ONNX Runtime (fp32 and int8), each checked against the top-10 of every eval question.
+ONNX Runtime (fp32 and the shipped int8 copy), each checked against the top-10 of every eval
+question embedded that way.
 
     python bench/encode.py /tmp/work   # prints JSON; needs bench/core.py's index in /tmp/work
 """
@@ -66,11 +67,11 @@ def main(work: Path) -> dict:
         "torch, longest first, pieces of 256 (the indexer before)",
         lambda t: _pieces(model, t, True),
     )
-    if embedder.fast_path() is not None:
+    if embedder.bulk_path() is not None:
         bulk(
-            f"rag embedder as shipped (bulk: ONNX Runtime, batches of {BULK_BATCH}, "
+            f"rag embedder as shipped for notes (its int8 copy, batches of {BULK_BATCH}, "
             f"{default_threads} at once)",
-            embedder.embed,
+            embedder.embed_documents,
         )
     out["query"] = {}
     for threads in sorted({1, default_threads}):
@@ -123,16 +124,15 @@ def _pieces(model, texts: list[str], by_length: bool) -> np.ndarray:
 
 
 def _onnx(embedder, texts, reference, questions, engine, baseline, work: Path, bulk, cores) -> dict:
-    """The product's ONNX export (rag.index.onnx), as it ships (fp32) and quantised to int8:
-    in batches of 16 with every thread, and as `embed_many` runs it (rows added by `bulk`)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from rag.index.onnx import OnnxEncoder, export_onnx, model_head
+    """The product's ONNX export (rag.index.onnx) and its int8 copy (`quantize_onnx`, what
+    note text goes through): in batches of 16 with every thread, and as `embed_many` runs them
+    (rows added by `bulk`). Their quality on the eval's tune split: bench/quantize.py."""
+    from rag.index.onnx import OnnxEncoder, export_onnx, model_head, quantize_onnx
 
     fp32, int8 = work / "minilm.onnx", work / "minilm-int8.onnx"
     start = time.perf_counter()
     export_onnx(embedder, fp32)
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+    quantize_onnx(fp32, int8)
     out: dict = {"export_s": time.perf_counter() - start}
     head = model_head(embedder.path)
     for name, path in (("fp32", fp32), ("int8", int8)):
