@@ -284,7 +284,7 @@ def test_the_chat_works_under_the_csp(browser, server: Server):
     page.fill("#question textarea", SQS_QUESTION)
     page.press("#question textarea", "Enter")
     page.wait_for_function(  # a function, not a string: a string is eval'd in the page
-        "() => /\\nSources\\n/.test(document.querySelector('#chat').innerText)",
+        "() => /\\nSources\\n/.test(document.querySelector('#chat')?.innerText ?? '')",
         timeout=30_000,
     )
     assert "256KB" in page.locator("#chat .bot").last.inner_text()
