@@ -133,8 +133,21 @@ def test_an_index_of_the_first_format_gets_the_rebuild_message(tmp_path):
     manifest = json.loads((gen / "manifest.json").read_text())
     manifest["format_version"] = 1
     (gen / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(IndexIncompatible, match=r"rag-index v1, this rag reads rag-index v2"):
+    with pytest.raises(
+        IndexIncompatible, match=r"rag-index v1, this rag reads rag-index v2 and v3"
+    ):
         load_index(tmp_path, "m", DIM, 200)
+
+
+def test_an_index_of_format_2_is_read_as_it_is(tmp_path):
+    """v3 only added delta folders: a v2 generation is one without deltas."""
+    gen = write(tmp_path, 1)
+    manifest = json.loads((gen / "manifest.json").read_text())
+    del manifest["deltas"]
+    manifest["format_version"] = 2
+    (gen / "manifest.json").write_text(json.dumps(manifest))
+    index = load_index(tmp_path, "m", DIM, 200)
+    assert len(index.parts) == 1 and len(index.chunks) == index.dense.size == 2
 
 
 @pytest.mark.parametrize("pointer", [b"\xff\xfe garbage", b"gen-x.tmp", b"../etc"])
@@ -143,3 +156,14 @@ def test_a_damaged_pointer_is_named(tmp_path, pointer):
     (tmp_path / "CURRENT").write_bytes(pointer)
     with pytest.raises(IndexCorrupt, match=r"CURRENT.*rag index --full"):
         current_generation(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["../gen-x", "/etc", "delta-1/../..", "delta-x"])
+def test_a_delta_named_as_a_path_is_refused(tmp_path, name):
+    """A delta's name is a folder of the generation: never a path to read from elsewhere."""
+    gen = write(tmp_path, 1)
+    manifest = json.loads((gen / "manifest.json").read_text())
+    manifest["deltas"] = [{"name": name, "files": ["a.md"], "chunks": 0, "units": 0}]
+    (gen / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexCorrupt, match="is not a valid manifest"):
+        load_index(tmp_path, "m", DIM, 200)

@@ -112,13 +112,24 @@ class DenseIndex:
             return np.zeros((0, self.dim), dtype=np.float32)
         return self._index.reconstruct_batch(rows)
 
-    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Row numbers and cosine scores of the k nearest rows, best first."""
+    def search(
+        self, query: np.ndarray, k: int, keep: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Row numbers and cosine scores of the k nearest rows, best first; only rows the
+        bitmap `keep` marks (np.packbits, little bit order), when given."""
         k = min(k, self.size)
         if k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        params = None
+        if keep is not None:
+            chosen = faiss.IDSelectorBitmap(self.size, faiss.swig_ptr(keep))
+            if self.approximate:
+                params = faiss.SearchParametersIVF(sel=chosen, nprobe=self._index.nprobe)
+            else:
+                params = faiss.SearchParameters(sel=chosen)
         with _one_thread():
-            scores, rows = self._index.search(query.reshape(1, -1).astype(np.float32), k)
+            query = query.reshape(1, -1).astype(np.float32)
+            scores, rows = self._index.search(query, k, params=params)
         keep = rows[0] >= 0  # an approximate index may find fewer than k
         return rows[0][keep], scores[0][keep]
 

@@ -5,6 +5,11 @@
     index/gen-*/chunks.jsonl  one chunk (with its units) per line, in FAISS row order
     index/gen-*/dense.faiss   the chunk vectors (faiss.write_index); units.faiss: the unit vectors
     index/gen-*/bm25.*        the BM25 inverted index (.npy arrays); unit_counts.npy
+    index/gen-*/delta-N/      the same files for the notes one edit changed (none or more)
+
+A generation with deltas links the files of the one before (its base and earlier deltas) and
+writes only its new delta: an edit costs what the edited notes cost (`rag.index.join` reads
+them as one index; `rag.index.build` decides when to rewrite the whole).
 
 A new generation is written beside the live one, fsynced, and made live by `os.replace` of
 CURRENT: a reader sees the old generation or the new one, never half of either. A reader
@@ -23,10 +28,10 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +39,7 @@ import numpy as np
 from rag.errors import BadInput, IndexCorrupt, IndexIncompatible, IndexMissing, IndexUnwritable
 from rag.index.cutting import CUT_VERSION, Chunk, Unit
 from rag.index.dense import DenseIndex
+from rag.index.join import Joined, JoinedDense, Segment
 from rag.index.lexical import (
     POSTINGS_FILES,
     TOKENIZER_VERSION,
@@ -44,7 +50,9 @@ from rag.index.lexical import (
 from rag.jsonl import json_line
 
 FORMAT = "rag-index"
-FORMAT_VERSION = 2  # 2: units stored with their chunks; derived files always present
+FORMAT_VERSION = 3  # 2: units stored with their chunks; 3: delta folders may follow
+READS = (2, 3)  # a v2 generation is a v3 one without a delta
+_DELTA_NAME = re.compile(r"delta-[0-9]{1,9}")
 POINTER = "CURRENT"
 FILES = ("chunks.jsonl", "dense.faiss", "units.faiss", "unit_counts.npy", *POSTINGS_FILES)
 LOAD_ATTEMPTS = 5  # generations a load may find replaced under it before it gives up
@@ -64,6 +72,10 @@ class Manifest:
     units: int  # unit vectors, in chunk order
     created: str
     encoder: str = "float32"  # how note text was embedded (Embedder.documents_encoder)
+    # The delta folders, oldest first: [{"name": "delta-1", "files": [path, ...] (the notes it
+    # holds the chunks of, or removes), "chunks": n, "units": n}, ...]. `chunks` and `units`
+    # above count the generation's own folder (the base), edited notes' old chunks included.
+    deltas: list = field(default_factory=list)
     # Filled in by write_generation, per file in the generation:
     checksums: dict = field(default_factory=dict)  # sha256, for `verify_generation`
     sizes: dict = field(default_factory=dict)  # bytes, checked at every load
@@ -76,17 +88,23 @@ class Manifest:
 class StoredIndex:
     manifest: Manifest
     chunks: list[Chunk]
-    dense: DenseIndex  # one vector per chunk
-    units: DenseIndex  # one vector per unit of each chunk with more than one unit
+    dense: DenseIndex | JoinedDense  # one vector per chunk
+    units: DenseIndex | JoinedDense  # one vector per unit of each chunk with more than one unit
     postings: Postings  # BM25 inverted index of the chunks (memory-mapped)
     unit_counts: np.ndarray  # unit vectors of each chunk, in row order
     generation: Path
+    parts: list[Segment]  # the generation's own folder (the base), then its deltas, as read;
+    # with deltas, the fields above join them (rag.index.join)
 
-    @cached_property
+    @property
+    def base(self) -> Segment:
+        return self.parts[0]
+
+    @property
     def lines_pending(self) -> int:
-        """Unit (line) vectors a first pass left out: 0 for a whole index. Counted once: the
-        status line asks for it every few seconds."""
-        return int(unit_counts(self.chunks).sum() - self.unit_counts.sum())
+        """Unit (line) vectors a first pass left out: 0 for a whole index (deltas are only
+        written over a whole one, and hold all of theirs)."""
+        return sum(p.lines_pending for p in self.parts)
 
 
 def unit_counts(chunks: list[Chunk]) -> np.ndarray:
@@ -115,6 +133,11 @@ def current_generation(index_dir: Path) -> Path | None:
     return Path(index_dir) / name
 
 
+def generation_files(manifest: Manifest) -> tuple[str, ...]:
+    """Every file of a generation but its manifest: its own, then each delta's."""
+    return FILES + tuple(f"{d['name']}/{name}" for d in manifest.deltas for name in FILES)
+
+
 def read_manifest(gen: Path) -> Manifest:
     path = gen / "manifest.json"
     try:
@@ -124,13 +147,25 @@ def read_manifest(gen: Path) -> Manifest:
     except (OSError, ValueError) as e:
         raise IndexCorrupt(f"{path} is not a valid manifest ({e})") from e
     made = (data.get("format"), data.get("format_version")) if isinstance(data, dict) else None
-    if made != (FORMAT, FORMAT_VERSION):
+    if made is None or made[0] != FORMAT or made[1] not in READS:
         shown = f"{made[0]} v{made[1]}" if made else "not a manifest"
-        raise IndexIncompatible(f"{path} is {shown}, this rag reads {FORMAT} v{FORMAT_VERSION}")
+        readable = " and ".join(f"v{v}" for v in READS)
+        raise IndexIncompatible(f"{path} is {shown}, this rag reads {FORMAT} {readable}")
     try:
-        return Manifest(**data)
+        manifest = Manifest(**data)
     except TypeError as e:
         raise IndexCorrupt(f"{path} is not a valid manifest ({e})") from e
+    for d in manifest.deltas:  # a name is a folder to read: never a path elsewhere
+        if not (
+            isinstance(d, dict)
+            and isinstance(d.get("name"), str)
+            and _DELTA_NAME.fullmatch(d["name"])
+            and isinstance(d.get("files"), list)
+            and isinstance(d.get("chunks"), int)
+            and isinstance(d.get("units"), int)
+        ):
+            raise IndexCorrupt(f"{path} is not a valid manifest (a delta is {str(d)[:80]})")
+    return manifest
 
 
 def incompatibility(manifest: Manifest, model: str, dim: int, max_tokens: int | None) -> str | None:
@@ -146,14 +181,22 @@ def incompatibility(manifest: Manifest, model: str, dim: int, max_tokens: int | 
     return None
 
 
-def load_index(index_dir: Path, model: str, dim: int, max_tokens: int | None) -> StoredIndex:
-    """The live generation, checked against this model and cutter (`max_tokens` None: any)."""
+def load_index(
+    index_dir: Path,
+    model: str,
+    dim: int,
+    max_tokens: int | None,
+    reuse: StoredIndex | None = None,
+) -> StoredIndex:
+    """The live generation, checked against this model and cutter (`max_tokens` None: any).
+    `reuse`: an index loaded before, whose base folder is taken as it was read when the live
+    generation links the same files (an edit then reads its delta only)."""
     for _ in range(LOAD_ATTEMPTS):
         gen = current_generation(index_dir)
         if gen is None:
             raise IndexMissing(f"no index in {index_dir}")
         try:
-            return _load_generation(gen, model, dim, max_tokens)
+            return _load_generation(gen, model, dim, max_tokens, reuse)
         except (IndexCorrupt, OSError) as e:
             if current_generation(index_dir) == gen:  # not replaced under us: really broken
                 if not gen.is_dir():
@@ -167,29 +210,57 @@ def load_index(index_dir: Path, model: str, dim: int, max_tokens: int | None) ->
     raise IndexCorrupt(f"{index_dir} changed {LOAD_ATTEMPTS} times while it was being read")
 
 
-def _load_generation(gen: Path, model: str, dim: int, max_tokens: int | None) -> StoredIndex:
+def _load_generation(
+    gen: Path, model: str, dim: int, max_tokens: int | None, reuse: StoredIndex | None
+) -> StoredIndex:
     manifest = read_manifest(gen)
     reason = incompatibility(manifest, model, dim, max_tokens)
     if reason:
         raise IndexIncompatible(reason)
-    for name in FILES:
+    names = generation_files(manifest)
+    for name in names:
         _check_size(gen / name, manifest.sizes.get(name))
     if verified_at_load(manifest):  # damage must not change answers silently
-        for name in FILES:
+        for name in names:
             if _sha256(gen / name) != manifest.checksums.get(name):
                 raise IndexCorrupt(f"{gen / name} is damaged (checksum mismatch)")
-    chunks = _read_chunks(gen / "chunks.jsonl")
-    dense, units = _read_faiss(gen / "dense.faiss"), _read_faiss(gen / "units.faiss")
+    known = {p.name: p for p in reuse.parts} if reuse is not None else {}
+    parts = []
+    for d in [{"name": "", "chunks": manifest.chunks, "units": manifest.units}, *manifest.deltas]:
+        name = d["name"]
+        mine = [f"{name}/{f}" if name else f for f in FILES]
+        same = name in known and all(
+            reuse.manifest.checksums.get(f) == manifest.checksums.get(f) for f in mine
+        )
+        parts.append(known[name] if same else _read_segment(gen, d, dim))
+    if len(parts) == 1:
+        return StoredIndex(manifest, *_fields(parts[0]), gen, parts)
+    owner = {f: k for k, d in enumerate(manifest.deltas, 1) for f in d["files"]}
+    view = Joined.of(parts, manifest.files, owner)
+    return StoredIndex(manifest, *_fields(view), gen, parts)
+
+
+def _fields(s: Segment | Joined) -> tuple:
+    return s.chunks, s.dense, s.units, s.postings, s.unit_counts
+
+
+def _read_segment(gen: Path, counted: dict, dim: int) -> Segment:
+    """One folder's chunks, vectors (memory-mapped) and postings, checked against its counts:
+    the generation's own (`counted["name"]` "") or a delta's."""
+    folder = gen / counted["name"] if counted["name"] else gen
+    chunks_expected, units_expected = counted["chunks"], counted["units"]
+    chunks = _read_chunks(folder / "chunks.jsonl")
+    dense, units = _read_faiss(folder / "dense.faiss"), _read_faiss(folder / "units.faiss")
     try:
         try:
-            postings = Postings.load(gen)
+            postings = Postings.load(folder)
         except StalePostings:  # an older tokenizer's (an update re-cuts the notes anyway)
             postings = Postings.from_docs([tokenize(c.indexed_text) for c in chunks])
-        counts = np.load(gen / "unit_counts.npy", mmap_mode="r", allow_pickle=False)
+        counts = np.load(folder / "unit_counts.npy", mmap_mode="r", allow_pickle=False)
     except ValueError as e:
-        raise IndexCorrupt(f"{gen}: the BM25 index or unit counts cannot be read ({e})") from e
+        raise IndexCorrupt(f"{folder}: the BM25 index or unit counts cannot be read ({e})") from e
     found = (len(chunks), dense.size, units.size, dense.dim, units.dim)
-    expected = (manifest.chunks, manifest.chunks, manifest.units, manifest.dim, manifest.dim)
+    expected = (chunks_expected, chunks_expected, units_expected, dim, dim)
     if (
         found != expected
         or len(postings.doc_len) != len(chunks)
@@ -197,11 +268,11 @@ def _load_generation(gen: Path, model: str, dim: int, max_tokens: int | None) ->
         or int(counts.sum()) != units.size
     ):
         raise IndexCorrupt(
-            f"{gen} is inconsistent: {len(chunks)} chunks, {dense.size} + {units.size} vectors "
-            f"of dim {dense.dim}; the manifest says {manifest.chunks} + {manifest.units} of "
-            f"dim {manifest.dim}"
+            f"{folder} is inconsistent: {len(chunks)} chunks, {dense.size} + {units.size} "
+            f"vectors of dim {dense.dim}; the manifest says {chunks_expected} + "
+            f"{units_expected} of dim {dim}"
         )
-    return StoredIndex(manifest, chunks, dense, units, postings, counts, gen)
+    return Segment(chunks, dense, units, postings, counts, counted["name"])
 
 
 def verified_at_load(manifest: Manifest) -> bool:
@@ -209,15 +280,15 @@ def verified_at_load(manifest: Manifest) -> bool:
     return sum(manifest.sizes.values()) <= VERIFY_AT_LOAD
 
 
-def verify_generation(gen: Path) -> list[str]:
-    """Every file of a generation read against the sha256 the manifest holds: the problems,
-    one line each (none: the generation is whole)."""
+def verify_generation(gen: Path, names: tuple[str, ...] | None = None) -> list[str]:
+    """Every file of a generation (or those `names` gives) read against the sha256 the manifest
+    holds: the problems, one line each (none: the generation is whole)."""
     try:
         manifest = read_manifest(gen)
     except (IndexCorrupt, IndexIncompatible) as e:
         return [e.reason]
     problems = []
-    for name in FILES:
+    for name in names or generation_files(manifest):
         path = gen / name
         if not path.is_file():
             problems.append(f"{path} is missing")
@@ -233,9 +304,12 @@ def write_generation(
     units: DenseIndex,
     manifest: Manifest,
     counts: np.ndarray | None = None,
+    base: StoredIndex | None = None,
 ) -> Path:
     """Write a complete new generation and make it the live one; returns its folder. `counts`:
-    unit vectors per chunk, when a first pass left them out (`rag.index.build`).
+    unit vectors per chunk, when a first pass left them out (`rag.index.build`). With `base`
+    (the live generation), what is given is a delta, the last of `manifest.deltas`: the new
+    generation links `base`'s own files and those of the deltas before it, and writes it.
 
     A failure (disk full, read-only folder) leaves the live generation as it was and nothing
     of the new one behind: IndexUnwritable says why."""
@@ -252,7 +326,15 @@ def write_generation(
         index_dir.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
         counts = unit_counts(chunks) if counts is None else counts
-        _write_files(tmp, chunks, dense, units, manifest, counts, previous)
+        if base is None:
+            extra = _write_segment(tmp, chunks, dense, units, counts)
+        else:
+            *kept, new = [d["name"] for d in manifest.deltas]
+            extra = _link(base, tmp, [*FILES, *(f"{d}/{f}" for d in kept for f in FILES)])
+            delta = _write_segment(tmp / new, chunks, dense, units, counts)
+            for key in extra:
+                extra[key].update({f"{new}/{name}": v for name, v in delta[key].items()})
+        _write_manifest(tmp, manifest, extra, previous)
         os.replace(tmp, gen)  # a finished generation never has a ".tmp" name
         _fsync(index_dir)
         pointer_tmp.write_text(gen.name + "\n", encoding="utf-8")
@@ -272,30 +354,52 @@ def write_generation(
     return gen
 
 
-def _write_files(
-    tmp: Path,
-    chunks: list[Chunk],
-    dense: DenseIndex,
-    units: DenseIndex,
-    manifest: Manifest,
-    counts: np.ndarray,
-    previous: Path | None,
-) -> None:
-    with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as f:
+def _write_segment(
+    folder: Path, chunks: list[Chunk], dense: DenseIndex, units: DenseIndex, counts: np.ndarray
+) -> dict[str, dict]:
+    """A folder's files, fsynced; their checksums and sizes."""
+    folder.mkdir(exist_ok=True)
+    with open(folder / "chunks.jsonl", "w", encoding="utf-8") as f:
         for chunk in chunks:
             f.write(json_line(chunk_to_json(chunk)))
-    dense.save(tmp / "dense.faiss")
-    units.save(tmp / "units.faiss")
-    Postings.from_docs([tokenize(c.indexed_text) for c in chunks]).save(tmp)
-    np.save(tmp / "unit_counts.npy", counts, allow_pickle=False)
-    checksums = {name: _sha256(tmp / name) for name in FILES}
-    sizes = {name: (tmp / name).stat().st_size for name in FILES}
+    dense.save(folder / "dense.faiss")
+    units.save(folder / "units.faiss")
+    Postings.from_docs([tokenize(c.indexed_text) for c in chunks]).save(folder)
+    np.save(folder / "unit_counts.npy", counts, allow_pickle=False)
+    for name in FILES:
+        _fsync(folder / name)
+    return {
+        "checksums": {name: _sha256(folder / name) for name in FILES},
+        "sizes": {name: (folder / name).stat().st_size for name in FILES},
+    }
+
+
+def _link(base: StoredIndex, folder: Path, names: list[str]) -> dict[str, dict]:
+    """These files of the base generation in `folder`, hard-linked (copied where the file
+    system cannot link); their checksums and sizes, as its manifest has them."""
+    for name in names:
+        (folder / name).parent.mkdir(exist_ok=True)
+        try:
+            os.link(base.generation / name, folder / name)
+        except OSError:
+            shutil.copyfile(base.generation / name, folder / name)
+            _fsync(folder / name)
+    known = base.manifest
+    return {
+        "checksums": {name: known.checksums[name] for name in names},
+        "sizes": {name: known.sizes[name] for name in names},
+    }
+
+
+def _write_manifest(
+    folder: Path, manifest: Manifest, extra: dict[str, dict], previous: Path | None
+) -> None:
     previous_name = previous.name if previous else ""
-    extra = {"checksums": checksums, "sizes": sizes, "previous": previous_name}
-    manifest = Manifest(**{**asdict(manifest), **extra})
-    (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2) + "\n")
-    for name in (*FILES, "manifest.json"):
-        _fsync(tmp / name)
+    manifest = Manifest(**{**asdict(manifest), **extra, "previous": previous_name})
+    (folder / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2) + "\n")
+    _fsync(folder / "manifest.json")
+    for delta in manifest.deltas:
+        _fsync(folder / delta["name"])
 
 
 def _why(e: BaseException) -> str:

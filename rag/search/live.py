@@ -244,12 +244,18 @@ class LiveIndex:
                 tuning = Tuning()
             else:
                 embedder, tuning = engine.embedder, engine.tuning
+            known = engine.index if engine is not None else None
             report = update_index(
-                s.folders, s.index_dir, embedder, s.max_chunk_tokens, progress=self._step
+                s.folders,
+                s.index_dir,
+                embedder,
+                s.max_chunk_tokens,
+                progress=self._step,
+                live=known,
             )
             if report.written or engine is None:
-                e = embedder
-                index = load_index(s.index_dir, e.name, e.dim, s.max_chunk_tokens)
+                e = embedder  # an edit's delta is read; the base's files were read before
+                index = load_index(s.index_dir, e.name, e.dim, s.max_chunk_tokens, known)
                 self._engine = Engine(index, e, tuning)  # the swap
                 self.version += 1
             self._last, self._error = report, ""
