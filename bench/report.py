@@ -80,6 +80,16 @@ def _targets(r: dict) -> list[str]:
                     "ms",
                 )
             )
+        if int(size) == 100_000:
+            rows.append(
+                _target(
+                    "one-line edit searchable at 100k chunks (median of 3 edits)",
+                    _get(leg, "edit", "seconds"),
+                    1.0,
+                    "s",
+                )
+                + ("update_index, new generation loaded, Engine swapped, the line found",)
+            )
         if int(size) == 1_000_000:
             load = leg.get("load", {})
             name = "extra peak RSS to load (load_index) and answer, 1M chunks"
@@ -219,6 +229,7 @@ def _scale(scale: dict) -> list[str]:
     sizes = sorted(scale, key=int)
     legs = [scale[s] for s in sizes]
     b, lo = [x.get("build", {}) for x in legs], [x.get("load", {}) for x in legs]
+    edits = [x.get("edit", {}) for x in legs]
 
     def row(name, fn):
         values = []
@@ -227,6 +238,14 @@ def _scale(scale: dict) -> list[str]:
                 values.append(fn(build, load))
             except (KeyError, TypeError):
                 values.append(None)
+        return (name, *values)
+
+    def edit_row(name, key):
+        values = []
+        for e in edits:
+            runs = e.get("runs") or []
+            shown = [f"{r[key]:.2f}" if isinstance(r[key], float) else str(r[key]) for r in runs]
+            values.append(" / ".join(shown) if runs else None)
         return (name, *values)
 
     def both(load, when) -> str:
@@ -269,6 +288,11 @@ def _scale(scale: dict) -> list[str]:
         row("extra RSS after load_index, anon + file MiB", lambda b, lo: both(lo, "after_load")),
         row("extra RSS after 100 queries, anon + file", lambda b, lo: both(lo, "after_queries")),
         row("peak RSS while building, MiB", lambda b, lo: b["peak"]["peak_mb"]),
+        edit_row("one-line edit, each of 3 notes: searchable after, s", "seconds"),
+        edit_row("  update_index (a delta written), s", "update_s"),
+        edit_row("  load the new generation (base re-used) + Engine, s", "swap_s"),
+        edit_row("  deltas after each edit", "deltas"),
+        edit_row("  chunks in the deltas", "delta_chunks"),
     ]
     headers = ["synthetic notes", *(f"{int(s):,} chunks" for s in sizes)]
     return [
@@ -280,7 +304,9 @@ def _scale(scale: dict) -> list[str]:
         "near its chunk's. The index is a real generation, loaded by `load_index` and searched by "
         "`Engine` with the product's `Tuning`; query times leave out the question's embedding "
         '(see the default-notes table). "file" memory is memory-mapped index pages: the kernel '
-        "can drop them.",
+        "can drop them. The one-line edits add a line to three notes of 100 sections in turn, "
+        "as a server takes them (`LiveIndex.reindex`): from an index of 1,000 chunks on, each "
+        "is written as a delta over the index before it (docs/index-format.md).",
         "",
         markdown_table(headers, rows),
         "",

@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             results["scale"][str(size)] = {
                 "build": _part("scale", "build", str(size), folder),
                 "load": _part("scale", "load", folder),
+                "edit": _part("scale", "edit", folder),
             }
             subprocess.run(["rm", "-rf", str(folder)], check=False)
     chunk_sizes = [int(s) for s in args.chunk_index_sizes.split(",") if s.strip()]

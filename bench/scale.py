@@ -2,18 +2,22 @@
 
     python bench/scale.py build 100000 /tmp/scale-100k   # prints JSON
     python bench/scale.py load /tmp/scale-100k           # prints JSON
+    python bench/scale.py edit /tmp/scale-100k           # one-line edits, as a server takes them
     python bench/scale.py chunk-index 1000000            # the chunk index alone; JSON
 
 Dense vectors are synthetic (bench/synth.py), so nothing is embedded. The build writes a real
 index generation (rag.index.store.write_generation); the load reads it with `load_index` and
 searches with the product's `Engine` and `Tuning`, a question's vector looked up instead of
 embedded (the core benchmark measures embedding on the real model). Each leg is timed alone
-(BM25, dense, fusion), then as `Engine.search`.
+(BM25, dense, fusion), then as `Engine.search`. The notes are written as files too, so the edit
+leg can change a line and time what a server does with it (`LiveIndex.reindex`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -49,7 +53,8 @@ def build(size: int, folder: Path) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     out: dict = {"chunks": size, "base": rss()}
     with timer() as t:
-        chunks = synth.synthetic_chunks(size)
+        notes = synth.notes(size)
+        chunks = synth.chunks_of(notes)[:size]  # synth.synthetic_chunks
     out["generate_s"] = t.seconds
     out["bm25"] = _build_lexical(chunks)
     counts = unit_counts(chunks)
@@ -57,11 +62,22 @@ def build(size: int, folder: Path) -> dict:
     questions = _questions(chunks)
     chunk_index, unit_index, out["dense"] = _build_dense(size, counts, questions, folder)
     (folder / "questions.json").write_text(json.dumps([q for q, _ in questions]))
+    # The notes as files, each up to its last chunk in the index (`size` chunks end within
+    # a note; the notes after it are left out).
+    files, ends = {}, {}
+    for chunk in chunks:
+        ends[chunk.path] = chunk.end_line
+    (folder / "notes").mkdir(exist_ok=True)
+    for path, text in notes:
+        if path in ends:
+            text = "\n".join(text.split("\n")[: ends[path]]) + "\n"
+            (folder / "notes" / path).write_text(text, encoding="utf-8")
+            files[path] = hashlib.sha256(text.encode()).hexdigest()
     manifest = Manifest(
         model=MODEL,
         dim=DIM,
         chunker=chunker_settings(200),
-        files={},
+        files=files,
         chunks=len(chunks),
         units=out["units"],
         created="synthetic",
@@ -274,6 +290,70 @@ def load(folder: Path) -> dict:
     return out
 
 
+EDITS = 3  # one-line edits timed, each in another note
+
+
+def edit(folder: Path) -> dict:
+    """One-line edits, each as a server takes it: `update_index` given the index it answers
+    from, the new generation loaded beside it (`load_index`, its base re-used), a new Engine;
+    then the edited line is searched for. New text is embedded by a hash of itself."""
+    from rag.index.build import update_index
+
+    embedder = _Hashed()
+    engine = Engine(load_index(folder / "index", MODEL, DIM, 200), embedder, TUNING)
+    engine.search("what about the notes", k=5)  # as a server that has answered a question
+    notes = sorted((folder / "notes").iterdir())
+    runs = []
+    for n in range(EDITS):
+        note = notes[(n + 1) * len(notes) // (EDITS + 1)]
+        text = note.read_text(encoding="utf-8")
+        line = f"- quokka{n} zanzibar{n} tamarind{n}"
+        heading = next(x for x in text.splitlines() if x.startswith("##"))
+        note.write_text(text.replace(heading + "\n", f"{heading}\n\n{line}\n", 1))
+        with timer() as whole:
+            with timer() as t:
+                report = update_index(
+                    folder / "notes", folder / "index", embedder, 200, live=engine.index
+                )
+            update_s = t.seconds
+            with timer() as t:
+                index = load_index(folder / "index", MODEL, DIM, 200, engine.index)
+                engine = Engine(index, embedder, TUNING)
+            swap_s = t.seconds
+            hit = engine.search(f"quokka{n} zanzibar{n}", k=1, mode="bm25")[0]
+        assert hit.chunk.path == note.name and line[2:] in hit.chunk.text, hit.chunk
+        runs.append(
+            {
+                "seconds": whole.seconds,
+                "update_s": update_s,
+                "swap_s": swap_s,
+                "embedded": report.embedded,
+                "deltas": len(index.manifest.deltas),
+                "delta_chunks": sum(d["chunks"] for d in index.manifest.deltas),
+            }
+        )
+    out = {"runs": runs, "chunks": len(engine.chunks)}
+    out["seconds"] = statistics.median(r["seconds"] for r in runs)
+    out["peak"] = rss()
+    return out
+
+
+class _Hashed:
+    """An Embedder for new synthetic text: a unit vector seeded by the text's hash."""
+
+    name, dim, documents_encoder = MODEL, DIM, "float32"
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        seeds = [int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little") for t in texts]
+        vectors = np.stack([np.random.default_rng(s).normal(size=DIM) for s in seeds])
+        return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+    embed_documents = embed
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return synth.word_tokens(texts)
+
+
 class _LookedUp:
     """An Embedder for the synthetic questions: each one's vector was made with the notes."""
 
@@ -300,6 +380,8 @@ def _scored(rows, scores) -> dict[int, float]:
 if __name__ == "__main__":
     if sys.argv[1] == "build":
         result = build(int(sys.argv[2]), Path(sys.argv[3]))
+    elif sys.argv[1] == "edit":
+        result = edit(Path(sys.argv[2]))
     elif sys.argv[1] == "chunk-index":
         result = chunk_index(int(sys.argv[2]))
     else:

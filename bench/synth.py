@@ -27,7 +27,7 @@ from rag.notes import Note
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_NOTES = ROOT / "notes" / "aws-notes.md"
-SECTIONS_PER_FILE = 1000
+SECTIONS_PER_FILE = 100  # a note of about 1,240 lines (the default notes' one file: 3,708)
 TOPIC_SIZE = 50  # sections per topic
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]+")
 _BULLET = re.compile(r"^(\s*)- ")
