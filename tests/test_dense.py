@@ -139,3 +139,32 @@ def test_flat_index_round_trips_memory_mapped(tmp_path):
     loaded = DenseIndex.load(tmp_path / "flat.faiss")
     assert not loaded.approximate and loaded.vectors().tolist() == vectors.tolist()
     assert loaded.search(vectors[7], 1)[0].tolist() == [7]
+
+
+def centroids(index: DenseIndex) -> np.ndarray:
+    return index._index.quantizer.reconstruct_n(0, index.probes[1])
+
+
+def test_a_rewrite_keeps_the_groups_of_an_approximate_index_while_they_stay_balanced():
+    rng = np.random.default_rng(7)
+    vectors = clustered(rng, 60_000, 48, 300)
+    old = DenseIndex.build(vectors)
+    assert old.approximate and old.trained_balance >= 1.0
+    keep = rng.permutation(len(vectors))[:59_000]  # rows reordered, 1,000 dropped, 1,000 new
+    new = np.concatenate([vectors[keep], clustered(rng, 1_000, 48, 300)])
+    groups = np.concatenate([old.groups(keep), np.full(1_000, -1)])
+    kept = DenseIndex.build_in_groups(new, old, groups)
+    assert kept.probes == old.probes and np.array_equal(centroids(kept), centroids(old))
+    assert np.array_equal(kept.groups(np.arange(59_000)), old.groups(keep))  # no row moved
+    assert kept.trained_balance == old.trained_balance
+    exact = DenseIndex.build(new, approximate=False)
+    queries = new[rng.integers(0, len(new), size=50)]
+    recalls = [recall_at_10(kept.search(q, 10)[0], exact.search(q, 10)[0]) for q in queries]
+    assert np.mean(recalls) >= 0.95
+    # Half the rows now crowd around one of them: the groups are trained again.
+    crowd = vectors[0] + rng.normal(scale=0.05, size=(30_000, 48))
+    crowd = (crowd / np.linalg.norm(crowd, axis=1, keepdims=True)).astype(np.float32)
+    lopsided = np.concatenate([vectors[keep[:30_000]], crowd])
+    groups = np.concatenate([old.groups(keep[:30_000]), np.full(30_000, -1)])
+    again = DenseIndex.build_in_groups(lopsided, old, groups)
+    assert again.approximate and not np.array_equal(centroids(again), centroids(old))

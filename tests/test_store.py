@@ -167,3 +167,17 @@ def test_a_delta_named_as_a_path_is_refused(tmp_path, name):
     (gen / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(IndexCorrupt, match="is not a valid manifest"):
         load_index(tmp_path, "m", DIM, 200)
+
+
+def test_a_chunk_is_written_with_every_field_and_read_back_whole():
+    from dataclasses import asdict, fields
+
+    from rag.index.cutting import Chunk
+
+    text = "---\ntags: [ops]\nowner: ann\n---\n# A\n\n## S\n\n- one #x\n- two\n  - child\n"
+    (chunk,) = chunk_note(Note("a.md", text, "h"), words, 200)
+    assert chunk.tags and chunk.properties and len(chunk.units) > 1
+    data = json.loads(json.dumps(store.chunk_to_json(chunk)))
+    assert list(data) == [f.name for f in fields(Chunk)]
+    assert data == json.loads(json.dumps(asdict(chunk)))
+    assert store.chunk_from_json(data) == chunk

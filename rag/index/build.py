@@ -33,6 +33,8 @@ from rag.errors import IndexBusy, IndexProblem, IndexUnwritable
 from rag.index.cutting import Chunk, chunk_note
 from rag.index.dense import DenseIndex
 from rag.index.embedding import Embedder
+from rag.index.join import join_postings
+from rag.index.lexical import Postings, tokenize
 from rag.index.store import (
     Manifest,
     StoredIndex,
@@ -131,6 +133,8 @@ def update_index(
             report.seconds = time.perf_counter() - started
             return report
         chunk_vectors, unit_vectors = vectors.build(embedder, progress)
+        dense = _dense_index(chunk_vectors, old and old.dense, vectors.sources[0])
+        units = _dense_index(unit_vectors, old and old.units, vectors.sources[1])
         manifest = Manifest(
             model=embedder.name,
             dim=embedder.dim,
@@ -140,9 +144,12 @@ def update_index(
             chunks=len(chunks),
             units=len(unit_vectors),
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            balance=_balances(dense, units),
         )
-        dense, units = DenseIndex.build(chunk_vectors), DenseIndex.build(unit_vectors)
-        gen = write_generation(index_dir, chunks, dense, units, manifest, vectors.counts)
+        postings = _postings(chunks, old if not reason else None)
+        gen = write_generation(
+            index_dir, chunks, dense, units, manifest, vectors.counts, postings=postings
+        )
         report.written = True
         report.seconds = time.perf_counter() - started
         log.debug("wrote %s: %d chunks, %d embedded", gen.name, report.chunks, report.embedded)
@@ -219,6 +226,7 @@ def _update_delta(
         files=fingerprints(notes),
         chunks=base_size,
         units=old.base.units.size,
+        balance=old.manifest.balance,
         deltas=[*kept, delta],
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
@@ -226,6 +234,33 @@ def _update_delta(
     write_generation(index_dir, chunks, dense, units, manifest, vectors.counts, base=old)
     report.written = True
     return report
+
+
+def _postings(chunks: list[Chunk], old: StoredIndex | None) -> Postings:
+    """The chunks' BM25 postings: a chunk whose text the old index holds takes its postings
+    from there (tokenizing 100k chunks takes 10-25 s); only the others are tokenized."""
+    if old is None:
+        return Postings.from_docs([tokenize(c.indexed_text) for c in chunks])
+    rows: dict[str, int] = {}
+    for row, chunk in enumerate(old.chunks):
+        rows.setdefault(chunk.content_hash, row)
+    kept = np.full(len(old.chunks), -1, dtype=np.int64)  # old document -> new row
+    fresh: list[int] = []
+    for i, chunk in enumerate(chunks):
+        row = rows.pop(chunk.content_hash, None)  # an old document lands in one row only
+        if row is None:
+            fresh.append(i)
+        else:
+            kept[row] = i
+    tokens = Postings.from_docs([tokenize(chunks[i].indexed_text) for i in fresh])
+    new = np.array(fresh, dtype=np.int64)
+    return join_postings([old.postings, tokens], [kept, new], len(chunks))
+
+
+def _balances(dense: DenseIndex, units: DenseIndex) -> dict[str, float]:
+    """What training left each approximate index's groups at (store.Manifest.balance)."""
+    found = {"dense.faiss": dense.trained_balance, "units.faiss": units.trained_balance}
+    return {name: b for name, b in found.items() if b is not None}
 
 
 def _report(notes, skipped, old, chunks, vectors, changed, reason, dry_run) -> IndexReport:
@@ -311,13 +346,15 @@ class VectorPlan:
             h: t for h, t in [*self.chunk_items, *self.unit_items] if h not in self.known
         }
         self.new_chunks = len({h for h, _ in self.chunk_items if h in self.missing})
+        self.sources: list[np.ndarray] = []  # by `build`: each row's old row, or -1 (new)
 
     def build(self, embedder: Embedder, progress: Progress | None) -> tuple[np.ndarray, ...]:
         fresh = _embed(embedder, list(self.missing.values()), progress)
         fresh_rows = {h: i for i, h in enumerate(self.missing)}
 
-        def gather(items: list[tuple[str, str]]) -> np.ndarray:
+        def gather(items: list[tuple[str, str]], kind: int) -> np.ndarray:
             out = np.zeros((len(items), embedder.dim), dtype=np.float32)
+            sources = np.full(len(items), -1, dtype=np.int64)
             kept: tuple[list[int], list[int]] = ([], [])  # places, old rows: chunks
             kept_units: tuple[list[int], list[int]] = ([], [])  # and units
             for i, (h, _) in enumerate(items):
@@ -331,9 +368,23 @@ class VectorPlan:
             for (places, rows), index in ((kept, "dense"), (kept_units, "units")):
                 if places:  # only the rows needed, read from the old index in one call
                     out[places] = getattr(self.old, index).take(np.array(rows, dtype=np.int64))
+            same = kept_units if kind else kept  # rows of the index this one replaces
+            sources[same[0]] = same[1]  # (a vector taken from the other index has no group)
+            self.sources.append(sources)
             return out
 
-        return gather(self.chunk_items), gather(self.unit_items)
+        return gather(self.chunk_items, 0), gather(self.unit_items, 1)
+
+
+def _dense_index(vectors: np.ndarray, old, sources: np.ndarray) -> DenseIndex:
+    """An index of `vectors`: an approximate one keeps the groups of `old` (the index its
+    rows came from, `sources[i]` the old row of row i or -1) while they stay balanced."""
+    if old is None or not old.grouped.approximate:
+        return DenseIndex.build(vectors)
+    groups = np.full(len(vectors), -1, dtype=np.int64)
+    known = sources >= 0
+    groups[known] = old.groups(sources[known])
+    return DenseIndex.build_in_groups(vectors, old.grouped, groups)
 
 
 def _previous(

@@ -24,11 +24,18 @@ PROBE_SHARE = 16  # an approximate index searches 1/PROBE_SHARE of its groups,
 PROBE_MIN = 32  # and at least this many (recall@10 falls fast below; tests/test_dense.py)
 TRAIN_PER_LIST = 40  # k-means sample per group (faiss warns below 39)
 MAX_LISTS = 8192  # groups; training then takes about 5 min on 2 cores (327k rows sampled)
+# A rewrite keeps an approximate index's groups (each kept row in its group, a new one in its
+# nearest) until they grow unbalanced: a question scans about `balance` times the rows it
+# would with groups of even size (faiss's imbalance factor: groups x sum(size^2) / rows^2),
+# so once that is REBALANCE times what training gave, searches have slowed by as much and
+# k-means runs again. Rows move between groups only as notes change, so this is rare.
+REBALANCE = 1.2
 
 
 class DenseIndex:
-    def __init__(self, index: faiss.Index) -> None:
+    def __init__(self, index: faiss.Index, trained_balance: float | None = None) -> None:
         self._index = index
+        self.trained_balance = trained_balance  # an approximate index's, when trained
 
     @classmethod
     def build(cls, vectors: np.ndarray, approximate: bool | None = None) -> DenseIndex:
@@ -59,7 +66,53 @@ class DenseIndex:
             raise ValueError(f"{n} rows announced, {index.ntotal} given")
         index.make_direct_map()  # row -> place in its group, for reconstruct()
         index.nprobe = min(nlist, max(PROBE_MIN, nlist // PROBE_SHARE))
-        return cls(index)
+        return cls(index, _balance(index))
+
+    @classmethod
+    def build_in_groups(
+        cls, vectors: np.ndarray, old: DenseIndex, groups: np.ndarray
+    ) -> DenseIndex:
+        """`vectors` in the groups of `old`, an approximate index: `groups[i]` is the group of
+        `vectors[i]` there, or -1 for a vector new to it (put in its nearest group). Built as
+        `build` does, k-means and all, when the size calls for another number of groups or
+        the groups would be REBALANCE times as unbalanced as training left them."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        n, dim = vectors.shape
+        nlist = old.probes[1]
+        if n < APPROX_MIN or not old.approximate or _nlist(n) != nlist:
+            return cls.build(vectors)
+        groups = np.array(groups, dtype=np.int64)
+        new = groups < 0
+        if new.any():
+            with _one_thread():
+                groups[new] = old._index.quantizer.search(vectors[new], 1)[1][:, 0]
+        sizes = np.bincount(groups, minlength=nlist).astype(np.float64)
+        balance = nlist * float((sizes**2).sum()) / n**2
+        trained = old.trained_balance or _balance(old._index)
+        if balance > REBALANCE * trained:
+            return cls.build(vectors)
+        quantizer = faiss.IndexFlatIP(dim)
+        quantizer.add(old._index.quantizer.reconstruct_n(0, nlist))
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.own_fields = True  # the index frees its quantizer
+        quantizer.this.disown()
+        index.add_core(n, faiss.swig_ptr(vectors), None, faiss.swig_ptr(groups))
+        index.make_direct_map()
+        index.nprobe = old._index.nprobe
+        return cls(index, trained)
+
+    @property
+    def grouped(self) -> DenseIndex:
+        """The index whose groups `groups` names: this one (JoinedDense: its base)."""
+        return self
+
+    def groups(self, rows: np.ndarray) -> np.ndarray:
+        """The group of each given row (-1 for every row of an exact index)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not self.approximate:
+            return np.full(len(rows), -1, dtype=np.int64)
+        places = faiss.vector_to_array(self._index.direct_map.array)  # group << 32 | offset
+        return (places[rows] >> 32).astype(np.int64)
 
     @classmethod
     def empty(cls, dim: int) -> DenseIndex:
@@ -144,6 +197,11 @@ def _one_thread() -> Iterator[None]:
         yield
     finally:
         faiss.omp_set_num_threads(before)
+
+
+def _balance(index: faiss.Index) -> float:
+    """faiss's imbalance factor of an IVF index's groups: 1.0 when all are the same size."""
+    return float(index.invlists.imbalance_factor())
 
 
 def _nlist(n: int) -> int:

@@ -125,6 +125,19 @@ class JoinedDense:
     def vectors(self) -> np.ndarray:
         return self.take(np.arange(self.size))
 
+    def groups(self, rows: np.ndarray) -> np.ndarray:
+        """The group of each given row in the base (`parts[0]`); -1 for a delta's rows."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.full(len(rows), -1, dtype=np.int64)
+        mine = self.part[rows] == 0
+        out[mine] = self.parts[0].groups(self.local[rows[mine]])
+        return out
+
+    @property
+    def grouped(self) -> DenseIndex:
+        """The index whose groups `groups` names."""
+        return self.parts[0]
+
 
 @dataclass
 class Joined:

@@ -111,7 +111,8 @@ POSTINGS_FILES = ("bm25.json", *(f"bm25.{name}.npy" for name in ARRAYS))
 
 class Postings(NamedTuple):
     """An inverted index: term `t` occurs `tfs[i]` times in document `docs[i]`, for i in
-    `indptr[t]:indptr[t + 1]` (documents ascending). Plain arrays, so they save as .npy files."""
+    `indptr[t]:indptr[t + 1]` (documents ascending when made by `from_docs`; not always when
+    joined, `rag.index.join`). Plain arrays, so they save as .npy files."""
 
     vocab: dict[str, int]  # token -> term id, in order of first appearance
     indptr: np.ndarray  # (terms + 1,) int64
