@@ -293,6 +293,10 @@ def _scale(scale: dict) -> list[str]:
         edit_row("  load the new generation (base re-used) + Engine, s", "swap_s"),
         edit_row("  deltas after each edit", "deltas"),
         edit_row("  chunks in the deltas", "delta_chunks"),
+        (
+            "a fourth edit, the whole index rewritten (as when the deltas outgrow their bound), s",
+            *(e.get("rewrite_s") for e in edits),
+        ),
     ]
     headers = ["synthetic notes", *(f"{int(s):,} chunks" for s in sizes)]
     return [
