@@ -135,15 +135,12 @@ def update_index(
         chunk_vectors, unit_vectors = vectors.build(embedder, progress)
         dense = _dense_index(chunk_vectors, old and old.dense, vectors.sources[0])
         units = _dense_index(unit_vectors, old and old.units, vectors.sources[1])
-        manifest = Manifest(
-            model=embedder.name,
-            dim=embedder.dim,
-            encoder=embedder.documents_encoder,
-            chunker=chunker_settings(max_tokens),
-            files=fingerprints(notes),
+        manifest = _manifest(
+            embedder,
+            max_tokens,
+            notes,
             chunks=len(chunks),
             units=len(unit_vectors),
-            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             balance=_balances(dense, units),
         )
         postings = _postings(chunks, old if not reason else None)
@@ -218,17 +215,14 @@ def _update_delta(
         "chunks": len(chunks),
         "units": len(unit_vectors),
     }
-    manifest = Manifest(
-        model=embedder.name,
-        dim=embedder.dim,
-        encoder=embedder.documents_encoder,
-        chunker=chunker_settings(max_tokens),
-        files=fingerprints(notes),
+    manifest = _manifest(
+        embedder,
+        max_tokens,
+        notes,
         chunks=base_size,
         units=old.base.units.size,
         balance=old.manifest.balance,
         deltas=[*kept, delta],
-        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     dense, units = DenseIndex.build(chunk_vectors), DenseIndex.build(unit_vectors)
     write_generation(index_dir, chunks, dense, units, manifest, vectors.counts, base=old)
@@ -255,6 +249,20 @@ def _postings(chunks: list[Chunk], old: StoredIndex | None) -> Postings:
     tokens = Postings.from_docs([tokenize(chunks[i].indexed_text) for i in fresh])
     new = np.array(fresh, dtype=np.int64)
     return join_postings([old.postings, tokens], [kept, new], len(chunks))
+
+
+def _manifest(embedder: Embedder, max_tokens: int, notes: list[Note], **counts) -> Manifest:
+    """The manifest of a generation of these notes, by this embedder and cutter; `counts`:
+    its chunks, units, deltas and groups' balance."""
+    return Manifest(
+        model=embedder.name,
+        dim=embedder.dim,
+        encoder=embedder.documents_encoder,
+        chunker=chunker_settings(max_tokens),
+        files=fingerprints(notes),
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **counts,
+    )
 
 
 def _balances(dense: DenseIndex, units: DenseIndex) -> dict[str, float]:
