@@ -18,6 +18,7 @@ import json
 import math
 import re
 import unicodedata
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -121,21 +122,36 @@ class Postings(NamedTuple):
     doc_len: np.ndarray  # (documents,) int64: tokens per document
 
     @classmethod
-    def from_docs(cls, docs: list[list[str]]) -> Postings:
+    def from_docs(cls, docs: Iterable[list[str]]) -> Postings:
+        """Postings of tokenized documents, given as a list or one at a time (a generator
+        keeps only one document's tokens at once: 1M chunks' tokens take about 5 GB)."""
         vocab: dict[str, int] = {}
-        ids = np.fromiter(
-            (vocab.setdefault(t, len(vocab)) for doc in docs for t in doc), dtype=np.int64
-        )
-        doc_len = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
-        owner = np.repeat(np.arange(len(docs), dtype=np.int64), doc_len)
+        lengths: list[int] = []
+
+        def term_ids() -> Iterator[int]:
+            for doc in docs:
+                lengths.append(len(doc))
+                for t in doc:
+                    yield vocab.setdefault(t, len(vocab))
+
+        ids = np.fromiter(term_ids(), dtype=np.int64)
+        n = max(len(lengths), 1)
+        doc_len = np.array(lengths, dtype=np.int64)
+        owner = np.repeat(np.arange(len(lengths), dtype=np.int64), doc_len)
         # One sort groups postings by term, then by document; a run's length is the count.
-        keys, tfs = np.unique(ids * max(len(docs), 1) + owner, return_counts=True)
-        terms = keys // max(len(docs), 1)
+        keys, tfs = np.unique(ids * n + owner, return_counts=True)
+        del ids, owner
+        terms = keys // n
         indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
         np.cumsum(np.bincount(terms, minlength=len(vocab)), out=indptr[1:])
         tf_type = np.uint16 if tfs.max(initial=0) <= np.iinfo(np.uint16).max else np.int32
-        docs_col = (keys % max(len(docs), 1)).astype(np.int32)
+        docs_col = (keys % n).astype(np.int32)
         return cls(vocab, indptr, docs_col, tfs.astype(tf_type), doc_len)
+
+    @classmethod
+    def of_texts(cls, texts: Iterable[str]) -> Postings:
+        """Postings of texts, each tokenized as it is reached (chunks' `indexed_text`)."""
+        return cls.from_docs(tokenize(t) for t in texts)
 
     def save(self, folder: Path) -> None:
         """`bm25.json` (vocabulary in term order) and one .npy per array, never pickled."""
