@@ -14,9 +14,9 @@ import shutil
 import numpy as np
 import pytest
 
-from rag.index import build, store
+from rag.index import build, chunkfile, store
 from rag.index.build import update_index
-from rag.index.join import join_postings
+from rag.index.join import JoinedChunks, join_postings
 from rag.index.lexical import LexicalIndex, Postings
 from rag.index.store import FILES, current_generation, load_index, verify_generation
 from rag.search.engine import Engine
@@ -138,6 +138,22 @@ def test_an_edit_writes_a_delta_that_answers_as_a_rewrite_would(
     hit = Engine(delta, embedder).search("how long does an express workflow last", k=1)[0]
     assert "five minutes" in hit.chunk.text and hit.chunk.path == note_of(notes, EDIT[0]).name
     same_answers(Engine(delta, embedder), rewritten(notes, embedder, tmp_path, monkeypatch))
+
+
+def test_chunks_read_as_asked_answer_as_chunks_read_whole(split, embedder, monkeypatch):
+    """A large index's chunks are not parsed at load (rag.index.chunkfile): its base's and
+    its deltas' rows, read as asked, give the same answers."""
+    notes, index = split
+    add_line(notes, *EDIT)
+    update_index(notes, index, embedder, 200)
+    whole = engine(index, embedder)
+    monkeypatch.setattr(chunkfile, "LAZY_BYTES", 0)
+    lazy = engine(index, embedder)
+    assert isinstance(lazy.index.base.chunks, chunkfile.ChunkFile)
+    assert isinstance(lazy.chunks, JoinedChunks) and len(lazy.chunks) == len(whole.chunks)
+    assert list(lazy.chunks) == list(whole.chunks) and lazy.chunks[-1] == whole.chunks[-1]
+    assert chunkfile.chunk_paths(lazy.chunks) == [c.path for c in whole.chunks]
+    same_answers(lazy, whole)
 
 
 def test_deltas_stack_removed_and_new_notes_included(split, embedder, tmp_path, monkeypatch):

@@ -100,7 +100,7 @@ def test_the_approximate_index_finds_at_least_95_percent_of_the_true_top_10(tmp_
     vectors = clustered(rng, 40_000, 48, 200)
     queries = clustered(rng, 100, 48, 200)
     exact, ivf = DenseIndex.build(vectors), DenseIndex.build(vectors, approximate=True)
-    assert ivf.approximate and not exact.approximate
+    assert ivf.approximate and ivf.compressed and not exact.approximate
     ivf.save(tmp_path / "ivf.faiss")
     loaded = DenseIndex.load(tmp_path / "ivf.faiss")  # memory-mapped: same answers
     recalls = []
@@ -111,6 +111,22 @@ def test_the_approximate_index_finds_at_least_95_percent_of_the_true_top_10(tmp_
         recalls.append(recall_at_10(rows, truth))
     assert np.mean(recalls) >= 0.95
     assert loaded.take(np.array([5, 0, 39_999])).tolist() == vectors[[5, 0, 39_999]].tolist()
+
+
+def test_rows_given_block_by_block_go_to_a_file_that_saving_links(tmp_path):
+    """A build too large for memory writes the float rows as they come and maps them; the
+    generation then links that file instead of writing it again."""
+    vectors = clustered(np.random.default_rng(4), 12_000, 48, 40)
+    blocks = (vectors[a : a + 5_000] for a in range(0, len(vectors), 5_000))
+    index = DenseIndex.build_approximate(vectors[::2], blocks, len(vectors), tmp_path / "r.npy")
+    assert index.compressed and np.array_equal(index.vectors(), vectors)
+    index.save(tmp_path / "units.faiss")
+    assert (tmp_path / "units.npy").stat().st_ino == (tmp_path / "r.npy").stat().st_ino
+    loaded = DenseIndex.load(tmp_path / "units.faiss")
+    for q in vectors[:20]:
+        assert loaded.search(q, 10)[0].tolist() == index.search(q, 10)[0].tolist()
+    with pytest.raises(ValueError, match="12000 rows announced"):
+        DenseIndex.build_approximate(vectors[::2], [vectors[:100]], len(vectors))
 
 
 def test_chunk_and_unit_search_over_approximate_indexes_keeps_95_percent_of_the_top_10():
@@ -145,6 +161,12 @@ def centroids(index: DenseIndex) -> np.ndarray:
     return index._index.quantizer.reconstruct_n(0, index.probes[1])
 
 
+def codebooks(index: DenseIndex) -> np.ndarray:
+    import faiss
+
+    return faiss.vector_to_array(index._index.pq.centroids)
+
+
 def test_a_rewrite_keeps_the_groups_of_an_approximate_index_while_they_stay_balanced():
     rng = np.random.default_rng(7)
     vectors = clustered(rng, 60_000, 48, 300)
@@ -155,6 +177,7 @@ def test_a_rewrite_keeps_the_groups_of_an_approximate_index_while_they_stay_bala
     groups = np.concatenate([old.groups(keep), np.full(1_000, -1)])
     kept = DenseIndex.build_in_groups(new, old, groups)
     assert kept.probes == old.probes and np.array_equal(centroids(kept), centroids(old))
+    assert np.array_equal(codebooks(kept), codebooks(old))  # the codes mean what they meant
     assert np.array_equal(kept.groups(np.arange(59_000)), old.groups(keep))  # no row moved
     assert kept.trained_balance == old.trained_balance
     exact = DenseIndex.build(new, approximate=False)

@@ -217,6 +217,7 @@ def test_a_first_pass_embeds_chunks_only_and_the_next_update_adds_the_lines(tmp_
     assert first.written and partial.units.size == 0 and partial.manifest.units == 0
     pending = partial.lines_pending
     assert pending == sum(len(c.vector_units) for c in partial.chunks) > 1000
+    assert partial.manifest.lines_pending == pending  # recorded: a large index is not parsed
     # It answers. The search is by section vectors alone; the lines of the sections it finds
     # are embedded then, so an answer picks the lines a whole index would (checked below).
     question = "maximum size of an SQS message"
@@ -229,7 +230,7 @@ def test_a_first_pass_embeds_chunks_only_and_the_next_update_adds_the_lines(tmp_
     second = update(notes, index, embedder)
     whole = load_index(index, embedder.name, embedder.dim, 200)
     assert second.written and second.embedded == 0  # every chunk vector was kept
-    assert whole.lines_pending == 0 and whole.units.size == pending
+    assert whole.manifest.lines_pending == 0 and whole.units.size == pending
     assert np.array_equal(whole.dense.vectors(), partial.dense.vectors())
     whole_engine = Engine(whole, embedder)
     lines = {h.chunk.id: h.unit_scores for h in whole_engine.search(question, k=20)}

@@ -10,12 +10,13 @@ import re
 import shutil
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from rag.errors import IndexCorrupt, IndexIncompatible
-from rag.index import store
+from rag.index import chunkfile, store
 from rag.index.cutting import chunk_note
 from rag.index.dense import DenseIndex
 from rag.index.store import (
@@ -28,6 +29,7 @@ from rag.index.store import (
     verify_generation,
     write_generation,
 )
+from rag.jsonl import json_line
 from rag.notes import Note
 
 DIM = 8
@@ -134,7 +136,7 @@ def test_an_index_of_the_first_format_gets_the_rebuild_message(tmp_path):
     manifest["format_version"] = 1
     (gen / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(
-        IndexIncompatible, match=r"rag-index v1, this rag reads rag-index v2 and v3"
+        IndexIncompatible, match=r"rag-index v1, this rag reads rag-index v2, v3 and v4"
     ):
         load_index(tmp_path, "m", DIM, 200)
 
@@ -148,6 +150,36 @@ def test_an_index_of_format_2_is_read_as_it_is(tmp_path):
     (gen / "manifest.json").write_text(json.dumps(manifest))
     index = load_index(tmp_path, "m", DIM, 200)
     assert len(index.parts) == 1 and len(index.chunks) == index.dense.size == 2
+
+
+def test_an_index_of_format_3_is_read_with_its_rows_from_its_faiss_files(tmp_path):
+    """v4 added the float rows beside each FAISS file: a v3 generation, which has none, is
+    read as it is, each row taken from its FAISS index."""
+    gen = write(tmp_path, 1)
+    written = load_index(tmp_path, "m", DIM, 200)
+    vectors = written.dense.vectors(), written.units.vectors()
+    manifest = json.loads((gen / "manifest.json").read_text())
+    for name in ("dense.npy", "units.npy"):
+        (gen / name).unlink()
+        del manifest["checksums"][name], manifest["sizes"][name]
+    manifest["format_version"] = 3
+    (gen / "manifest.json").write_text(json.dumps(manifest))
+    index = load_index(tmp_path, "m", DIM, 200)
+    assert np.array_equal(index.dense.vectors(), vectors[0])
+    assert np.array_equal(index.units.take(np.array([1, 0])), vectors[1][[1, 0]])
+    assert verify_generation(gen) == []
+
+
+def test_a_rows_file_of_the_wrong_shape_is_named(tmp_path, monkeypatch):
+    gen = write(tmp_path, 1)
+    np.save(gen / "dense.npy", np.zeros((1, DIM), dtype=np.float32))
+    manifest = json.loads((gen / "manifest.json").read_text())
+    manifest["sizes"]["dense.npy"] = (gen / "dense.npy").stat().st_size
+    manifest["checksums"] = {}
+    (gen / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(store, "VERIFY_AT_LOAD", 0)  # not found by its checksum: by its shape
+    with pytest.raises(IndexCorrupt, match=r"dense.faiss cannot be read .*dense.npy holds"):
+        load_index(tmp_path, "m", DIM, 200)
 
 
 @pytest.mark.parametrize("pointer", [b"\xff\xfe garbage", b"gen-x.tmp", b"../etc"])
@@ -169,6 +201,35 @@ def test_a_delta_named_as_a_path_is_refused(tmp_path, name):
         load_index(tmp_path, "m", DIM, 200)
 
 
+def test_a_large_chunks_file_is_read_line_by_line_and_damage_is_named(tmp_path, monkeypatch):
+    gen = write(tmp_path, 1)
+    whole = load_index(tmp_path, "m", DIM, 200).chunks
+    monkeypatch.setattr(chunkfile, "LAZY_BYTES", 0)
+    monkeypatch.setattr(store, "VERIFY_AT_LOAD", 0)  # a large index: checksums by --check
+    lazy = load_index(tmp_path, "m", DIM, 200).chunks
+    assert isinstance(lazy, chunkfile.ChunkFile) and len(lazy) == len(whole) == 2
+    assert list(lazy) == whole and lazy[-1] == lazy[1] == whole[1] and lazy[:1] == whole[:1]
+    with pytest.raises(IndexError):
+        lazy[2]
+    assert chunkfile.chunk_paths(lazy) == ["a.md", "a.md"]
+    odd = [replace(c, path=p) for c, p in zip(whole, ['q/"x"\\ é.md', "b\u2028.md"], strict=True)]
+    (tmp_path / "odd.jsonl").write_text("".join(json_line(chunkfile.chunk_to_json(c)) for c in odd))
+    assert chunkfile.ChunkFile(tmp_path / "odd.jsonl").paths == [c.path for c in odd]
+    shutil.rmtree(gen)  # a writer removed the generation: a server reading it still can
+    assert lazy[0] == whole[0]
+    gen = write(tmp_path, 2)
+    path = gen / "chunks.jsonl"
+    lines = path.read_bytes().split(b"\n")
+    path.write_bytes(lines[0] + b"\n" + b"{garbled" + b" " * (len(lines[1]) - 8) + b"\n")
+    damaged = load_index(tmp_path, "m", DIM, 200).chunks
+    assert damaged[0].path == "a.md"  # the lines before it read as ever
+    with pytest.raises(IndexCorrupt, match=r"chunks.jsonl line 2 is not a valid chunk"):
+        damaged[1]
+    path.write_bytes(path.read_bytes()[:-1])  # cut short: its last line unfinished
+    with pytest.raises(IndexCorrupt, match=r"chunks.jsonl ends inside a line"):
+        chunkfile.read_chunks(path)
+
+
 def test_a_chunk_is_written_with_every_field_and_read_back_whole():
     from dataclasses import asdict, fields
 
@@ -177,7 +238,7 @@ def test_a_chunk_is_written_with_every_field_and_read_back_whole():
     text = "---\ntags: [ops]\nowner: ann\n---\n# A\n\n## S\n\n- one #x\n- two\n  - child\n"
     (chunk,) = chunk_note(Note("a.md", text, "h"), words, 200)
     assert chunk.tags and chunk.properties and len(chunk.units) > 1
-    data = json.loads(json.dumps(store.chunk_to_json(chunk)))
+    data = json.loads(json.dumps(chunkfile.chunk_to_json(chunk)))
     assert list(data) == [f.name for f in fields(Chunk)]
     assert data == json.loads(json.dumps(asdict(chunk)))
-    assert store.chunk_from_json(data) == chunk
+    assert chunkfile.chunk_from_json(data) == chunk

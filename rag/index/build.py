@@ -30,12 +30,14 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from rag.errors import IndexBusy, IndexProblem, IndexUnwritable
+from rag.index.chunkfile import chunk_paths
 from rag.index.cutting import Chunk, chunk_note
 from rag.index.dense import DenseIndex
 from rag.index.embedding import Embedder
 from rag.index.join import join_postings
-from rag.index.lexical import Postings, tokenize
+from rag.index.lexical import Postings
 from rag.index.store import (
+    FORMAT_VERSION,
     Manifest,
     StoredIndex,
     chunker_settings,
@@ -166,8 +168,8 @@ def _update_delta(
     """Write the notes changed since `old` as a new delta over it; None when the index is too
     small for deltas or they would outgrow their base (the caller rewrites the whole)."""
     base_size = len(old.base.chunks)
-    if base_size < DELTA_MIN_CHUNKS:
-        return None
+    if base_size < DELTA_MIN_CHUNKS or old.manifest.format_version < FORMAT_VERSION:
+        return None  # an older format's files are not linked into this one's
     deltas = old.manifest.deltas
     old_files, paths = old.manifest.files, {n.path for n in notes}
     changed = [n.path for n in notes if old_files.get(n.path) != n.sha256]
@@ -185,14 +187,15 @@ def _update_delta(
     if check and verify_generation(old.generation, names):
         return None  # the rewrite finds the damage, says so, and builds anew
     mine = [n for n in notes if n.path in covered]
-    old_rows = np.flatnonzero([c.path in covered for c in old.chunks])
+    old_paths = chunk_paths(old.chunks)  # a large index's rows are not parsed for this
+    old_rows = np.flatnonzero([p in covered for p in old_paths])
     old_chunks = [old.chunks[r] for r in old_rows]
     chunks, _ = _chunks(mine, old_chunks, old_files, embedder, max_tokens)
     if (sum(d["chunks"] for d in kept) + len(chunks)) * DELTA_SHARE > base_size:
         return None
     vectors = VectorPlan(old, chunks, reuse=old_rows)
     old_ids, new_ids = {c.id for c in old_chunks}, {c.id for c in chunks}
-    cut = {c.path for c in old.chunks if c.path not in covered} | {c.path for c in chunks}
+    cut = {p for p in old_paths if p not in covered} | {c.path for c in chunks}
     empty = [Skipped(p, "headings only: no text to index") for p in sorted(paths - cut)]
     report = IndexReport(
         files=len(notes),
@@ -234,7 +237,7 @@ def _postings(chunks: list[Chunk], old: StoredIndex | None) -> Postings:
     """The chunks' BM25 postings: a chunk whose text the old index holds takes its postings
     from there (tokenizing 100k chunks takes 10-25 s); only the others are tokenized."""
     if old is None:
-        return Postings.from_docs([tokenize(c.indexed_text) for c in chunks])
+        return Postings.of_texts(c.indexed_text for c in chunks)
     rows: dict[str, int] = {}
     for row, chunk in enumerate(old.chunks):
         rows.setdefault(chunk.content_hash, row)
@@ -246,7 +249,7 @@ def _postings(chunks: list[Chunk], old: StoredIndex | None) -> Postings:
             fresh.append(i)
         else:
             kept[row] = i
-    tokens = Postings.from_docs([tokenize(chunks[i].indexed_text) for i in fresh])
+    tokens = Postings.of_texts(chunks[i].indexed_text for i in fresh)
     new = np.array(fresh, dtype=np.int64)
     return join_postings([old.postings, tokens], [kept, new], len(chunks))
 

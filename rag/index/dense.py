@@ -4,14 +4,21 @@ dense = DenseIndex.build(vectors)
 rows, scores = dense.search(embedder.embed(["max sqs message size"])[0], k=10)
 
 Up to APPROX_MIN vectors an index is exact (IndexFlatIP); from there it is an inverted-file
-index (IndexIVFFlat: vectors grouped around k-means centroids, and a question searches only the
-`nprobe` nearest groups), which scores what it finds exactly but may miss a few true neighbours
-(recall@10 is measured in tests/test_dense.py and bench/run.py). Loading memory-maps the file.
+index of product-quantized codes (IndexIVFPQ: vectors grouped around k-means centroids, each
+held as PQ_BYTES bytes; a question searches only the `nprobe` nearest groups). Its candidates
+are scored again exactly from the float rows, so what it returns has exact cosines; it may miss
+a few true neighbours (recall@10 is measured in tests/test_dense.py and bench/run.py).
+
+Every index keeps its rows as float32 in a .npy file beside its FAISS file (`rows`, `take`).
+Loading memory-maps both: an approximate index's codes are what a question scans (48 bytes a
+vector instead of 1,536), and only its candidates' float rows are read.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,11 +37,27 @@ MAX_LISTS = 8192  # groups; training then takes about 5 min on 2 cores (327k row
 # so once that is REBALANCE times what training gave, searches have slowed by as much and
 # k-means runs again. Rows move between groups only as notes change, so this is rare.
 REBALANCE = 1.2
+# An approximate index holds each vector as PQ_BYTES one-byte codes, each naming one of 256
+# centroids for 384 / PQ_BYTES of its dimensions (48: 8 dimensions a byte). A search for k
+# rows takes the k + RESCORE best by their codes and scores those exactly from the float rows:
+# the codes rank well enough that the true top 10 is almost always among the first 100
+# (recall@10 by depth: docs/benchmarks.md, tests/test_dense.py). A margin, not a multiple:
+# the unit search asks for 800 rows, and faiss takes 2.5 times as long for 1,600 as for 900.
+PQ_BYTES = 48
+RESCORE = 100
 
 
 class DenseIndex:
-    def __init__(self, index: faiss.Index, trained_balance: float | None = None) -> None:
+    def __init__(
+        self,
+        index: faiss.Index,
+        rows: np.ndarray | None = None,
+        trained_balance: float | None = None,
+    ) -> None:
         self._index = index
+        # The float rows: in memory after a build, memory-mapped after a load. None only for
+        # an index of format 3 read as it was (an exact or IVFFlat index, which keeps them).
+        self._rows = rows
         self.trained_balance = trained_balance  # an approximate index's, when trained
 
     @classmethod
@@ -47,26 +70,39 @@ class DenseIndex:
         if not approximate or n == 0:
             index = faiss.IndexFlatIP(dim)
             index.add(vectors)
-            return cls(index)
+            return cls(index, vectors)
         return cls.build_approximate(vectors[:: max(1, n // train_size(n))], [vectors], n)
 
     @classmethod
     def build_approximate(
-        cls, sample: np.ndarray, blocks: Iterable[np.ndarray], n: int
+        cls,
+        sample: np.ndarray,
+        blocks: Iterable[np.ndarray],
+        n: int,
+        rows_file: Path | None = None,
     ) -> DenseIndex:
-        """An IVF index over `n` rows given block by block (they need not all fit in memory),
-        with about 8 sqrt(n) groups (see _nlist) found by seeded k-means on `sample`."""
+        """An IVF-PQ index over `n` rows given block by block, with about 8 sqrt(n) groups
+        (see _nlist) found by seeded k-means on `sample`, and its codes trained there too.
+        `rows_file`: write the float rows to this .npy file as they come, and map it (rows that
+        need not fit in memory); else they are kept in memory."""
+        dim = sample.shape[1]
         nlist = _nlist(n)
-        index = faiss.index_factory(sample.shape[1], f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
+        index = _ivf_pq(faiss.IndexFlatIP(dim), nlist, _pq_bytes(dim))
         index.cp.seed = 1234
+        index.pq.cp.seed = 1234
+        # Codebooks from 64 rows a centroid (16k), not faiss's 256: training takes a third of
+        # the time, and the codes only choose candidates that are then scored exactly.
+        index.pq.cp.max_points_per_centroid = 64
         index.train(np.ascontiguousarray(sample, dtype=np.float32))
-        for block in blocks:
-            index.add(np.ascontiguousarray(block, dtype=np.float32))
+        with _RowWriter(n, dim, rows_file) as rows:
+            for block in blocks:
+                block = np.ascontiguousarray(block, dtype=np.float32)
+                index.add(block)
+                rows.write(block)
         if index.ntotal != n:
             raise ValueError(f"{n} rows announced, {index.ntotal} given")
-        index.make_direct_map()  # row -> place in its group, for reconstruct()
         index.nprobe = min(nlist, max(PROBE_MIN, nlist // PROBE_SHARE))
-        return cls(index, _balance(index))
+        return cls(index, rows.array, _balance(index))
 
     @classmethod
     def build_in_groups(
@@ -79,7 +115,7 @@ class DenseIndex:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         n, dim = vectors.shape
         nlist = old.probes[1]
-        if n < APPROX_MIN or not old.approximate or _nlist(n) != nlist:
+        if n < APPROX_MIN or not old.compressed or _nlist(n) != nlist:
             return cls.build(vectors)
         groups = np.array(groups, dtype=np.int64)
         new = groups < 0
@@ -93,13 +129,12 @@ class DenseIndex:
             return cls.build(vectors)
         quantizer = faiss.IndexFlatIP(dim)
         quantizer.add(old._index.quantizer.reconstruct_n(0, nlist))
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.own_fields = True  # the index frees its quantizer
-        quantizer.this.disown()
+        index = _ivf_pq(quantizer, nlist, old._index.pq.M)
+        index.pq = old._index.pq  # a copy of the trained codebooks
+        index.is_trained = True
         index.add_core(n, faiss.swig_ptr(vectors), None, faiss.swig_ptr(groups))
-        index.make_direct_map()
         index.nprobe = old._index.nprobe
-        return cls(index, trained)
+        return cls(index, vectors, trained)
 
     @property
     def grouped(self) -> DenseIndex:
@@ -111,24 +146,51 @@ class DenseIndex:
         rows = np.asarray(rows, dtype=np.int64)
         if not self.approximate:
             return np.full(len(rows), -1, dtype=np.int64)
-        places = faiss.vector_to_array(self._index.direct_map.array)  # group << 32 | offset
-        return (places[rows] >> 32).astype(np.int64)
+        group = np.empty(self.size, dtype=np.int64)  # row -> group, from the groups' row lists
+        lists = self._index.invlists
+        for g in range(lists.nlist):
+            size = lists.list_size(g)
+            if size:
+                ids = lists.get_ids(g)
+                group[faiss.rev_swig_ptr(ids, size)] = g
+                lists.release_ids(g, ids)
+        return group[rows]
 
     @classmethod
     def empty(cls, dim: int) -> DenseIndex:
-        return cls(faiss.IndexFlatIP(dim))
+        return cls(faiss.IndexFlatIP(dim), np.zeros((0, dim), dtype=np.float32))
 
     @classmethod
-    def load(cls, path: Path) -> DenseIndex:
-        """Read an index, memory-mapping its vectors (pages are read as searches touch them)."""
+    def load(cls, path: Path, rows: bool = True) -> DenseIndex:
+        """Read an index and its float rows (`path` with .npy), memory-mapping both: pages are
+        read as searches touch them. `rows` False: an index of format 3, which has no rows file
+        (its exact or IVFFlat index keeps them)."""
         with open(path, "rb") as f:
             kind = f.read(4)
-        # IxFI: IndexFlatIP (maps its codes); IwFl: IndexIVFFlat (maps its inverted lists).
+        # IxFI: IndexFlatIP (maps its codes); IwPQ, IwFl: IVF indexes (map their lists).
         flag = faiss.IO_FLAG_MMAP_IFC if kind == b"IxFI" else faiss.IO_FLAG_MMAP
-        return cls(faiss.read_index(str(path), flag))
+        index = faiss.read_index(str(path), flag)
+        if not rows:
+            return cls(index)
+        found = np.load(rows_path(path), mmap_mode="r", allow_pickle=False)
+        if found.shape != (index.ntotal, index.d) or found.dtype != np.float32:
+            raise ValueError(f"{rows_path(path).name} holds {found.shape} {found.dtype} rows")
+        return cls(index, found)
 
     def save(self, path: Path) -> None:
+        """The FAISS file at `path`, the float rows beside it (rows_path): linked when they
+        are a file already (a build that wrote them as they came), else written."""
         faiss.write_index(self._index, str(path))
+        target = rows_path(path)
+        source = getattr(self._rows, "filename", None)  # a memory-mapped .npy file
+        if source is not None and Path(source) != target:
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copyfile(source, target)
+        elif source is None:
+            rows = self._rows if self._rows is not None else self.vectors()  # no copy
+            np.save(target, rows, allow_pickle=False)
 
     @property
     def size(self) -> int:
@@ -143,6 +205,11 @@ class DenseIndex:
         return isinstance(self._index, faiss.IndexIVF)
 
     @property
+    def compressed(self) -> bool:
+        """Whether searches find candidates by codes and re-score them from the float rows."""
+        return isinstance(self._index, faiss.IndexIVFPQ)
+
+    @property
     def probes(self) -> tuple[int, int]:
         """(groups a search scans, groups): (1, 1) for an exact index."""
         if not self.approximate:
@@ -153,9 +220,13 @@ class DenseIndex:
         """All stored rows, in insertion order (to re-use them in the next generation)."""
         if self.size == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._rows is not None:
+            return np.array(self._rows)
         return self._index.reconstruct_n(0, self.size)
 
     def rows(self, start: int, stop: int) -> np.ndarray:
+        if self._rows is not None:
+            return np.array(self._rows[start:stop])
         return self._index.reconstruct_n(start, stop - start)
 
     def take(self, rows: np.ndarray) -> np.ndarray:
@@ -163,6 +234,8 @@ class DenseIndex:
         rows = np.ascontiguousarray(rows, dtype=np.int64)
         if len(rows) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._rows is not None:
+            return self._rows[rows]
         return self._index.reconstruct_batch(rows)
 
     def search(
@@ -180,11 +253,17 @@ class DenseIndex:
                 params = faiss.SearchParametersIVF(sel=chosen, nprobe=self._index.nprobe)
             else:
                 params = faiss.SearchParameters(sel=chosen)
+        depth = min(self.size, k + RESCORE) if self.compressed else k
         with _one_thread():
             query = query.reshape(1, -1).astype(np.float32)
-            scores, rows = self._index.search(query, k, params=params)
-        keep = rows[0] >= 0  # an approximate index may find fewer than k
-        return rows[0][keep], scores[0][keep]
+            scores, rows = self._index.search(query, depth, params=params)
+        found = rows[0][rows[0] >= 0]  # an approximate index may find fewer than asked
+        if not self.compressed:
+            return found, scores[0][: len(found)]
+        found = np.sort(found)  # in file order: the float rows are read front to back
+        exact = self._rows[found] @ query[0]
+        best = np.argsort(-exact, kind="stable")[:k]
+        return found[best], exact[best]
 
 
 @contextmanager
@@ -197,6 +276,60 @@ def _one_thread() -> Iterator[None]:
         yield
     finally:
         faiss.omp_set_num_threads(before)
+
+
+class _RowWriter:
+    """Float rows as they come: kept in memory (one block is kept as it is, several joined),
+    or written to a .npy file that is then mapped."""
+
+    def __init__(self, n: int, dim: int, path: Path | None) -> None:
+        self.n, self.dim, self.path, self.done = n, dim, path, 0
+        self.blocks: list[np.ndarray] = []
+        self.array = np.zeros((0, dim), dtype=np.float32)
+
+    def __enter__(self) -> _RowWriter:
+        if self.path is not None:
+            self._file = open(self.path, "wb")
+            header = {"descr": "<f4", "fortran_order": False, "shape": (self.n, self.dim)}
+            np.lib.format.write_array_header_1_0(self._file, header)
+        return self
+
+    def write(self, block: np.ndarray) -> None:
+        self.done += len(block)
+        if self.done > self.n:
+            raise ValueError(f"{self.n} rows announced, more given")
+        if self.path is None:
+            self.blocks.append(block)
+        else:
+            self._file.write(block.tobytes())
+
+    def __exit__(self, *exc) -> None:
+        if self.path is not None:
+            self._file.close()
+            if exc[0] is None and self.done == self.n:
+                self.array = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        elif self.blocks:
+            self.array = self.blocks[0] if len(self.blocks) == 1 else np.concatenate(self.blocks)
+
+
+def _ivf_pq(quantizer: faiss.IndexFlatIP, nlist: int, m: int) -> faiss.IndexIVFPQ:
+    """An inner-product IVF-PQ index over the groups `quantizer` holds (or will, once trained),
+    `m` one-byte codes a vector; it owns the quantizer."""
+    index = faiss.IndexIVFPQ(quantizer, quantizer.d, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+    index.own_fields = True
+    quantizer.this.disown()
+    return index
+
+
+def _pq_bytes(dim: int) -> int:
+    """Codes a vector: PQ_BYTES, or the largest number below it that divides `dim` (each code
+    covers as many dimensions)."""
+    return max(m for m in range(1, PQ_BYTES + 1) if dim % m == 0)
+
+
+def rows_path(path: Path) -> Path:
+    """The float rows file of an index file: dense.faiss -> dense.npy."""
+    return Path(path).with_suffix(".npy")
 
 
 def _balance(index: faiss.Index) -> float:

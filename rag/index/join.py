@@ -16,12 +16,13 @@ bits, as its terms are summed in another order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
+from rag.index.chunkfile import chunk_paths
 from rag.index.cutting import Chunk
 from rag.index.dense import DenseIndex
 from rag.index.lexical import Postings
@@ -31,7 +32,7 @@ from rag.index.lexical import Postings
 class Segment:
     """What one folder of a generation holds: chunks, their vectors and postings, in row order."""
 
-    chunks: list[Chunk]
+    chunks: Sequence[Chunk]  # a list, or a ChunkFile (rag.index.chunkfile)
     dense: DenseIndex
     units: DenseIndex
     postings: Postings
@@ -42,9 +43,9 @@ class Segment:
     def spans(self) -> dict[str, tuple[int, int]]:
         """Note path -> its rows (start, stop): a note's chunks are written together."""
         spans: dict[str, tuple[int, int]] = {}
-        for row, chunk in enumerate(self.chunks):
-            start = spans.get(chunk.path, (row, row))[0]
-            spans[chunk.path] = (start, row + 1)
+        for row, path in enumerate(chunk_paths(self.chunks)):
+            start = spans.get(path, (row, row))[0]
+            spans[path] = (start, row + 1)
         return spans
 
     @cached_property
@@ -139,9 +140,30 @@ class JoinedDense:
         return self.parts[0]
 
 
+class JoinedChunks(Sequence[Chunk]):
+    """Chunks of several parts as one sequence: row r is row `local[r]` of part `part[r]`."""
+
+    def __init__(self, parts: list[Sequence[Chunk]], part: np.ndarray, local: np.ndarray):
+        self.parts, self.part, self.local = parts, part, local
+
+    def __len__(self) -> int:
+        return len(self.part)
+
+    def __getitem__(self, row):  # int -> Chunk; slice -> list[Chunk]
+        if isinstance(row, slice):
+            return [self[r] for r in range(*row.indices(len(self)))]
+        return self.parts[int(self.part[row])][int(self.local[row])]
+
+    @cached_property
+    def paths(self) -> list[str]:
+        """Each row's note path (chunkfile.chunk_paths), its parts' rows left unparsed."""
+        paths = [chunk_paths(p) for p in self.parts]
+        return [paths[p][r] for p, r in zip(self.part.tolist(), self.local.tolist(), strict=True)]
+
+
 @dataclass
 class Joined:
-    chunks: list[Chunk]
+    chunks: Sequence[Chunk]
     dense: JoinedDense
     units: JoinedDense
     postings: Postings
@@ -168,7 +190,12 @@ class Joined:
             counts[mine] = segment.unit_counts[local[mine]]
             unit_starts[mine] = segment.first_unit[local[mine]]
         unit_part, unit_local = _expand(part, unit_starts, counts)
-        chunks = [parts[p].chunks[r] for p, r in zip(part.tolist(), local.tolist(), strict=True)]
+        chunks: Sequence[Chunk]
+        if all(isinstance(s.chunks, list) for s in parts):
+            pairs = zip(part.tolist(), local.tolist(), strict=True)
+            chunks = [parts[p].chunks[r] for p, r in pairs]
+        else:  # a large part's chunks are read as asked for (rag.index.chunkfile): so are these
+            chunks = JoinedChunks([s.chunks for s in parts], part, local)
         dense = JoinedDense([s.dense for s in parts], part, local)
         units = JoinedDense([s.units for s in parts], unit_part, unit_local)
         postings = join_postings([s.postings for s in parts], dense.joined, len(chunks))

@@ -4,6 +4,7 @@
     index/gen-*/manifest.json format version, model, dimension, cutter settings, file hashes
     index/gen-*/chunks.jsonl  one chunk (with its units) per line, in FAISS row order
     index/gen-*/dense.faiss   the chunk vectors (faiss.write_index); units.faiss: the unit vectors
+    index/gen-*/dense.npy     their float32 rows (units.npy: the units'), for exact scores
     index/gen-*/bm25.*        the BM25 inverted index (.npy arrays); unit_counts.npy
     index/gen-*/delta-N/      the same files for the notes one edit changed (none or more)
 
@@ -31,13 +32,15 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from rag.errors import BadInput, IndexCorrupt, IndexIncompatible, IndexMissing, IndexUnwritable
-from rag.index.cutting import CUT_VERSION, Chunk, Unit
+from rag.index.chunkfile import chunk_to_json, read_chunks
+from rag.index.cutting import CUT_VERSION, Chunk
 from rag.index.dense import DenseIndex
 from rag.index.join import Joined, JoinedDense, Segment
 from rag.index.lexical import (
@@ -45,16 +48,18 @@ from rag.index.lexical import (
     TOKENIZER_VERSION,
     Postings,
     StalePostings,
-    tokenize,
 )
 from rag.jsonl import json_line
 
 FORMAT = "rag-index"
-FORMAT_VERSION = 3  # 2: units stored with their chunks; 3: delta folders may follow
-READS = (2, 3)  # a v2 generation is a v3 one without a delta
+# 2: units stored with their chunks; 3: delta folders may follow; 4: float rows beside each
+# FAISS file, whose approximate indexes hold codes (rag.index.dense)
+FORMAT_VERSION = 4
+READS = (2, 3, 4)  # a v2 generation is a v3 one without a delta; a v3 one keeps its rows
 _DELTA_NAME = re.compile(r"delta-[0-9]{1,9}")
 POINTER = "CURRENT"
-FILES = ("chunks.jsonl", "dense.faiss", "units.faiss", "unit_counts.npy", *POSTINGS_FILES)
+FILES_V3 = ("chunks.jsonl", "dense.faiss", "units.faiss", "unit_counts.npy", *POSTINGS_FILES)
+FILES = (*FILES_V3, "dense.npy", "units.npy")
 LOAD_ATTEMPTS = 5  # generations a load may find replaced under it before it gives up
 # An index up to this size is read against its checksums on every load (64 MiB: about 0.1 s;
 # the default notes' index is about 6 MB); a larger one only by `rag index --check` and before
@@ -79,6 +84,8 @@ class Manifest:
     # faiss's imbalance factor of each approximate index's groups when they were trained
     # ({"units.faiss": 1.3}): a rewrite keeps the groups until they drift from it (dense.py)
     balance: dict = field(default_factory=dict)
+    # Unit vectors a first pass left out of the base (None: not recorded, before format 4)
+    lines_pending: int | None = None
     # Filled in by write_generation, per file in the generation:
     checksums: dict = field(default_factory=dict)  # sha256, for `verify_generation`
     sizes: dict = field(default_factory=dict)  # bytes, checked at every load
@@ -90,7 +97,7 @@ class Manifest:
 @dataclass
 class StoredIndex:
     manifest: Manifest
-    chunks: list[Chunk]
+    chunks: Sequence[Chunk]  # a list, or a ChunkFile for a large one (rag.index.chunkfile)
     dense: DenseIndex | JoinedDense  # one vector per chunk
     units: DenseIndex | JoinedDense  # one vector per unit of each chunk with more than one unit
     postings: Postings  # BM25 inverted index of the chunks (memory-mapped)
@@ -106,7 +113,10 @@ class StoredIndex:
     @property
     def lines_pending(self) -> int:
         """Unit (line) vectors a first pass left out: 0 for a whole index (deltas are only
-        written over a whole one, and hold all of theirs)."""
+        written over a whole one, and hold all of theirs). The manifest says (format 4);
+        an older one's chunks are counted."""
+        if self.manifest.lines_pending is not None:
+            return self.manifest.lines_pending
         return sum(p.lines_pending for p in self.parts)
 
 
@@ -138,7 +148,13 @@ def current_generation(index_dir: Path) -> Path | None:
 
 def generation_files(manifest: Manifest) -> tuple[str, ...]:
     """Every file of a generation but its manifest: its own, then each delta's."""
-    return FILES + tuple(f"{d['name']}/{name}" for d in manifest.deltas for name in FILES)
+    files = segment_files(manifest)
+    return files + tuple(f"{d['name']}/{name}" for d in manifest.deltas for name in files)
+
+
+def segment_files(manifest: Manifest) -> tuple[str, ...]:
+    """The files of each folder of a generation of this manifest's format."""
+    return FILES if manifest.format_version >= 4 else FILES_V3
 
 
 def read_manifest(gen: Path) -> Manifest:
@@ -152,12 +168,16 @@ def read_manifest(gen: Path) -> Manifest:
     made = (data.get("format"), data.get("format_version")) if isinstance(data, dict) else None
     if made is None or made[0] != FORMAT or made[1] not in READS:
         shown = f"{made[0]} v{made[1]}" if made else "not a manifest"
-        readable = " and ".join(f"v{v}" for v in READS)
+        *older, last = [f"v{v}" for v in READS]
+        readable = f"{', '.join(older)} and {last}" if older else last
         raise IndexIncompatible(f"{path} is {shown}, this rag reads {FORMAT} {readable}")
     try:
         manifest = Manifest(**data)
     except TypeError as e:
         raise IndexCorrupt(f"{path} is not a valid manifest ({e})") from e
+    pending = manifest.lines_pending
+    if pending is not None and (type(pending) is not int or pending < 0):
+        raise IndexCorrupt(f"{path} is not a valid manifest (lines_pending {str(pending)[:20]})")
     for d in manifest.deltas:  # a name is a folder to read: never a path elsewhere
         if not (
             isinstance(d, dict)
@@ -231,11 +251,12 @@ def _load_generation(
     parts = []
     for d in [{"name": "", "chunks": manifest.chunks, "units": manifest.units}, *manifest.deltas]:
         name = d["name"]
-        mine = [f"{name}/{f}" if name else f for f in FILES]
+        mine = [f"{name}/{f}" if name else f for f in segment_files(manifest)]
         same = name in known and all(
             reuse.manifest.checksums.get(f) == manifest.checksums.get(f) for f in mine
         )
-        parts.append(known[name] if same else _read_segment(gen, d, dim))
+        rows = manifest.format_version >= 4
+        parts.append(known[name] if same else _read_segment(gen, d, dim, rows))
     parts[0].dense.trained_balance = manifest.balance.get("dense.faiss")
     parts[0].units.trained_balance = manifest.balance.get("units.faiss")
     if len(parts) == 1:
@@ -249,18 +270,20 @@ def _fields(s: Segment | Joined) -> tuple:
     return s.chunks, s.dense, s.units, s.postings, s.unit_counts
 
 
-def _read_segment(gen: Path, counted: dict, dim: int) -> Segment:
+def _read_segment(gen: Path, counted: dict, dim: int, rows: bool = True) -> Segment:
     """One folder's chunks, vectors (memory-mapped) and postings, checked against its counts:
-    the generation's own (`counted["name"]` "") or a delta's."""
+    the generation's own (`counted["name"]` "") or a delta's. `rows`: whether the folder has
+    float rows beside its FAISS files (format 4)."""
     folder = gen / counted["name"] if counted["name"] else gen
     chunks_expected, units_expected = counted["chunks"], counted["units"]
-    chunks = _read_chunks(folder / "chunks.jsonl")
-    dense, units = _read_faiss(folder / "dense.faiss"), _read_faiss(folder / "units.faiss")
+    chunks = read_chunks(folder / "chunks.jsonl")
+    dense = _read_faiss(folder / "dense.faiss", rows)
+    units = _read_faiss(folder / "units.faiss", rows)
     try:
         try:
             postings = Postings.load(folder)
         except StalePostings:  # an older tokenizer's (an update re-cuts the notes anyway)
-            postings = Postings.from_docs([tokenize(c.indexed_text) for c in chunks])
+            postings = Postings.of_texts(c.indexed_text for c in chunks)
         counts = np.load(folder / "unit_counts.npy", mmap_mode="r", allow_pickle=False)
     except ValueError as e:
         raise IndexCorrupt(f"{folder}: the BM25 index or unit counts cannot be read ({e})") from e
@@ -332,16 +355,19 @@ def write_generation(
     try:
         index_dir.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
-        counts = unit_counts(chunks) if counts is None else counts
+        expected = unit_counts(chunks)
+        counts = expected if counts is None else counts
         if base is None:
             extra = _write_segment(tmp, chunks, dense, units, counts, postings)
+            pending = int(expected.sum() - counts.sum())
         else:
             *kept, new = [d["name"] for d in manifest.deltas]
             extra = _link(base, tmp, [*FILES, *(f"{d}/{f}" for d in kept for f in FILES)])
             delta = _write_segment(tmp / new, chunks, dense, units, counts)
             for key in extra:
                 extra[key].update({f"{new}/{name}": v for name, v in delta[key].items()})
-        _write_manifest(tmp, manifest, extra, previous)
+            pending = base.lines_pending  # 0: deltas are written over a whole index only
+        _write_manifest(tmp, manifest, {**extra, "lines_pending": pending}, previous)
         os.replace(tmp, gen)  # a finished generation never has a ".tmp" name
         _fsync(index_dir)
         pointer_tmp.write_text(gen.name + "\n", encoding="utf-8")
@@ -377,7 +403,7 @@ def _write_segment(
     dense.save(folder / "dense.faiss")
     units.save(folder / "units.faiss")
     if postings is None:
-        postings = Postings.from_docs([tokenize(c.indexed_text) for c in chunks])
+        postings = Postings.of_texts(c.indexed_text for c in chunks)
     postings.save(folder)
     np.save(folder / "unit_counts.npy", counts, allow_pickle=False)
     for name in FILES:
@@ -406,7 +432,7 @@ def _link(base: StoredIndex, folder: Path, names: list[str]) -> dict[str, dict]:
 
 
 def _write_manifest(
-    folder: Path, manifest: Manifest, extra: dict[str, dict], previous: Path | None
+    folder: Path, manifest: Manifest, extra: dict[str, object], previous: Path | None
 ) -> None:
     previous_name = previous.name if previous else ""
     manifest = Manifest(**{**asdict(manifest), **extra, "previous": previous_name})
@@ -444,44 +470,10 @@ def clean_old_generations(index_dir: Path) -> None:
             shutil.rmtree(stale, ignore_errors=True)
 
 
-def chunk_to_json(chunk: Chunk) -> dict:
-    """Every field of the chunk (`dataclasses.asdict` by hand: it is five times faster)."""
-    return {
-        "id": chunk.id,
-        "path": chunk.path,
-        "heading": list(chunk.heading),
-        "start_line": chunk.start_line,
-        "end_line": chunk.end_line,
-        "text": chunk.text,
-        "context": chunk.context,
-        "content_hash": chunk.content_hash,
-        "units": [[u.start_line, u.end_line, list(u.parents)] for u in chunk.units],
-        "tags": list(chunk.tags),
-        "properties": chunk.properties,
-    }
-
-
-def chunk_from_json(data: dict) -> Chunk:
-    units = tuple(Unit(start, end, tuple(parents)) for start, end, parents in data["units"])
-    tags = tuple(data.get("tags", ()))  # absent before CUT_VERSION 7: that index is re-cut
-    return Chunk(**{**data, "heading": tuple(data["heading"]), "units": units, "tags": tags})
-
-
-def _read_chunks(path: Path) -> list[Chunk]:
-    chunks: list[Chunk] = []
+def _read_faiss(path: Path, rows: bool) -> DenseIndex:
     try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                chunks.append(chunk_from_json(json.loads(line)))
-    except (ValueError, TypeError, KeyError) as e:  # UnicodeDecodeError is a ValueError
-        raise IndexCorrupt(f"{path} line {len(chunks) + 1} is not a valid chunk ({e})") from e
-    return chunks
-
-
-def _read_faiss(path: Path) -> DenseIndex:
-    try:
-        return DenseIndex.load(path)
-    except RuntimeError as e:
+        return DenseIndex.load(path, rows)
+    except (RuntimeError, ValueError) as e:  # numpy: a rows file that is not a float array
         raise IndexCorrupt(f"{path} cannot be read ({e})") from e
 
 

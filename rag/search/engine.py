@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,7 +86,7 @@ class Engine:
 
     def __init__(self, index: StoredIndex, embedder: Embedder, tuning: Tuning = Tuning()):
         self.index = index
-        self.chunks: list[Chunk] = index.chunks
+        self.chunks: Sequence[Chunk] = index.chunks  # a ChunkFile reads rows as asked
         self.embedder = embedder
         self.dense = MultiVectorIndex(
             index.dense, index.units, index.unit_counts, tuning.chunk_weight
