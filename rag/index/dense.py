@@ -301,7 +301,7 @@ class _RowWriter:
         if self.path is None:
             self.blocks.append(block)
         else:
-            self._file.write(block.tobytes())
+            self._file.write(memoryview(block))  # contiguous: written as it is
 
     def __exit__(self, *exc) -> None:
         if self.path is not None:
