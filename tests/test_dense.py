@@ -129,6 +129,24 @@ def test_rows_given_block_by_block_go_to_a_file_that_saving_links(tmp_path):
         DenseIndex.build_approximate(vectors[::2], [vectors[:100]], len(vectors))
 
 
+def test_a_rows_file_reads_the_rows_asked_for(tmp_path):
+    """Rows are read from the .npy file as asked (RowFile), never memory-mapped."""
+    from rag.index.dense import RowFile
+
+    vectors = clustered(np.random.default_rng(8), 100, 8, 3)
+    np.save(tmp_path / "r.npy", vectors)
+    rows = RowFile(tmp_path / "r.npy")
+    picked = np.array([5, 6, 7, 2, 2, 99, 0])  # runs, repeats, out of order
+    assert rows.shape == (100, 8) and np.array_equal(rows[picked], vectors[picked])
+    assert np.array_equal(rows[3:9], vectors[3:9]) and np.array_equal(rows[::7], vectors[::7])
+    assert np.array_equal(np.array(rows), vectors) and np.array_equal(rows[np.int64(4)], vectors[4])
+    with pytest.raises(IndexError):
+        rows[np.array([100])]
+    np.save(tmp_path / "ints.npy", np.zeros((3, 8), dtype=np.int64))
+    with pytest.raises(ValueError, match="int64 rows, not float32"):
+        RowFile(tmp_path / "ints.npy")
+
+
 def test_chunk_and_unit_search_over_approximate_indexes_keeps_95_percent_of_the_top_10():
     chunk_vectors, unit_vectors, counts = chunk_and_unit_vectors(4, 6000, dim=48)
     exact = MultiVectorIndex(

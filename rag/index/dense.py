@@ -10,12 +10,14 @@ are scored again exactly from the float rows, so what it returns has exact cosin
 a few true neighbours (recall@10 is measured in tests/test_dense.py and bench/run.py).
 
 Every index keeps its rows as float32 in a .npy file beside its FAISS file (`rows`, `take`).
-Loading memory-maps both: an approximate index's codes are what a question scans (48 bytes a
-vector instead of 1,536), and only its candidates' float rows are read.
+Loading memory-maps the FAISS file: an approximate index's codes are what a question scans (48
+bytes a vector instead of 1,536). The rows file is not mapped but read (RowFile): a question
+reads only its candidates' rows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -55,8 +57,8 @@ class DenseIndex:
         trained_balance: float | None = None,
     ) -> None:
         self._index = index
-        # The float rows: in memory after a build, memory-mapped after a load. None only for
-        # an index of format 3 read as it was (an exact or IVFFlat index, which keeps them).
+        # The float rows: in memory after a build, a RowFile after a load. None only for an
+        # index of format 3 read as it was (an exact or IVFFlat index, which keeps them).
         self._rows = rows
         self.trained_balance = trained_balance  # an approximate index's, when trained
 
@@ -162,9 +164,9 @@ class DenseIndex:
 
     @classmethod
     def load(cls, path: Path, rows: bool = True) -> DenseIndex:
-        """Read an index and its float rows (`path` with .npy), memory-mapping both: pages are
-        read as searches touch them. `rows` False: an index of format 3, which has no rows file
-        (its exact or IVFFlat index keeps them)."""
+        """Read an index (memory-mapped: pages are read as searches touch them) and open its
+        float rows (`path` with .npy), read as asked. `rows` False: an index of format 3, which
+        has no rows file (its exact or IVFFlat index keeps them)."""
         with open(path, "rb") as f:
             kind = f.read(4)
         # IxFI: IndexFlatIP (maps its codes); IwPQ, IwFl: IVF indexes (map their lists).
@@ -172,9 +174,9 @@ class DenseIndex:
         index = faiss.read_index(str(path), flag)
         if not rows:
             return cls(index)
-        found = np.load(rows_path(path), mmap_mode="r", allow_pickle=False)
-        if found.shape != (index.ntotal, index.d) or found.dtype != np.float32:
-            raise ValueError(f"{rows_path(path).name} holds {found.shape} {found.dtype} rows")
+        found = RowFile(rows_path(path))
+        if found.shape != (index.ntotal, index.d):
+            raise ValueError(f"{rows_path(path).name} holds {found.shape} rows")
         return cls(index, found)
 
     def save(self, path: Path) -> None:
@@ -182,7 +184,7 @@ class DenseIndex:
         are a file already (a build that wrote them as they came), else written."""
         faiss.write_index(self._index, str(path))
         target = rows_path(path)
-        source = getattr(self._rows, "filename", None)  # a memory-mapped .npy file
+        source = getattr(self._rows, "filename", None)  # a RowFile
         if source is not None and Path(source) != target:
             try:
                 os.link(source, target)
@@ -307,9 +309,73 @@ class _RowWriter:
         if self.path is not None:
             self._file.close()
             if exc[0] is None and self.done == self.n:
-                self.array = np.load(self.path, mmap_mode="r", allow_pickle=False)
+                self.array = RowFile(self.path)
         elif self.blocks:
             self.array = self.blocks[0] if len(self.blocks) == 1 else np.concatenate(self.blocks)
+
+
+class RowFile:
+    """The float32 rows of a .npy file, read as asked (`rows[i]`, `rows[a:b]`, `rows[array]`)
+    with pread, not memory-mapped. A mapped file's pages count against the process once
+    touched, and Linux maps a whole cached folio per touch (up to MBs): scattered reads of
+    1M chunks' rows grew the process by 500 MB a question. Read, they stay in the page cache,
+    which the kernel shares and reclaims."""
+
+    def __init__(self, path: Path) -> None:
+        self.filename = str(path)
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else None
+            read = read or np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(f)
+            self._start = f.tell()
+        if dtype != np.float32 or fortran or len(shape) != 2:
+            raise ValueError(f"{Path(path).name} holds {shape} {dtype} rows, not float32 rows")
+        self.shape: tuple[int, int] = shape
+        self._row_bytes = 4 * shape[1]
+        self._fd: int | None = os.open(path, os.O_RDONLY)
+        with contextlib.suppress(AttributeError, OSError):  # rows are read one here, one there:
+            os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_RANDOM)  # no read-ahead around them
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            if step != 1:
+                return self[np.arange(start, stop, step)]
+            return self._read(start, max(stop - start, 0))
+        rows = np.asarray(key, dtype=np.int64)
+        if rows.ndim == 0:
+            return self[rows.reshape(1)][0]
+        out = np.empty((len(rows), self.shape[1]), dtype=np.float32)
+        if len(rows) == 0:
+            return out
+        if rows.min() < 0 or rows.max() >= len(self):
+            raise IndexError(f"rows outside 0..{len(self) - 1}")
+        order = np.argsort(rows, kind="stable")
+        ordered = rows[order]
+        runs = np.flatnonzero(np.diff(ordered) != 1) + 1  # consecutive rows: one read each
+        for a, b in zip([0, *runs.tolist()], [*runs.tolist(), len(rows)], strict=True):
+            out[order[a:b]] = self._read(int(ordered[a]), b - a)
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        rows = self[:]
+        return rows if dtype is None else rows.astype(dtype)
+
+    def _read(self, start: int, count: int) -> np.ndarray:
+        size = count * self._row_bytes
+        data = os.pread(self._fd, size, self._start + start * self._row_bytes)
+        if len(data) != size:
+            raise ValueError(f"{self.filename} ends before row {start + count}")
+        return np.frombuffer(data, dtype=np.float32).reshape(count, self.shape[1])  # read-only
+
+    def __del__(self) -> None:
+        fd, self._fd = getattr(self, "_fd", None), None
+        if fd is not None:
+            os.close(fd)
 
 
 def _ivf_pq(quantizer: faiss.IndexFlatIP, nlist: int, m: int) -> faiss.IndexIVFPQ:
