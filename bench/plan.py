@@ -1,7 +1,7 @@
 """Scale past what the default run builds: the approximate chunk index alone at 1M chunks,
-and the 1M-chunk memory target: what the index holds now, and what each way of storing its
-vectors would need. Sizes are computed from the counts; the last measured figures are quoted
-when this run did not build the 1M leg (it peaks near 22 GB on a 23.5 GB machine).
+and the 1M-chunk memory target: what the index holds, and what each way of storing its
+vectors needs. Sizes are computed from the counts; the last measured figures are quoted when
+this run did not build the 1M leg (`--sizes 10000,100000,1000000`: about 75 minutes more).
 """
 
 from __future__ import annotations
@@ -10,19 +10,31 @@ from bench.measure import markdown_table
 
 MIB = 2**20
 DIM = 384
-# The 1M-chunk leg as last measured (commit b6a6719, 2026-11-27 18:30 UTC, docs/benchmarks.json
-# of that commit): synthetic counts are seeded, so the unit count is the same in every run.
+# The 1M-chunk leg as last measured (docs/benchmarks.json of that run): synthetic counts are
+# seeded, so the unit count is the same in every run.
 LAST_1M = {
-    "units": 7_643_986,
-    "extra_peak_mb": 13_208,  # peak RSS after 100 questions, less the RSS before loading
-    "anon_mb": 304,
+    "units": 7_645_787,
+    "extra_peak_mb": 968.7,  # peak RSS after 100 questions, less the RSS before loading
+    "anon_mb": 264.5,
+    "file_mb": 685.0,
+    "build_peak_mb": 11_386.2,  # measured at build_commit (the build takes an hour)
+    "build_commit": "1b4869d",
+    "hybrid_p95_ms": 96.18,  # the median run of three, load average 2.7-3.8 (a build beside)
+    "load_s": 1.37,
+    "commit": "3ab7c5d",
+    "date": "2026-12-07 04:46 UTC",
+}
+# Format 3 (float32 IVF lists, every chunk parsed at load), measured at b6a6719.
+BEFORE_1M = {
+    "extra_peak_mb": 13_208,
+    "anon_mb": 304,  # without the Chunk objects, which added 1,369 MiB more
     "file_mb": 12_866,
-    "chunks_anon_mb": 1_369,  # Chunk objects of all 1M chunks, on top
+    "chunks_anon_mb": 1_369,
     "build_peak_mb": 21_822,
     "commit": "b6a6719",
 }
 OPTIONS = (  # name, bytes per vector in RAM, re-scored from the float file
-    ("float32 IVF lists, memory-mapped (now)", 4 * DIM, False),
+    ("float32 IVF lists, memory-mapped (format 3)", 4 * DIM, False),
     ("float16 (SQfp16)", 2 * DIM, False),
     ("8-bit scalar codes (SQ8)", DIM, True),
     ("4-bit scalar codes (SQ4)", DIM // 2, True),
@@ -30,7 +42,7 @@ OPTIONS = (  # name, bytes per vector in RAM, re-scored from the float file
     ("IVF-PQ, 48 bytes (PQ48x8)", 48, True),
 )
 IDS = 8  # bytes per vector: IVF list ids (int64)
-RESCORE_ROWS = 1_000  # float rows a query re-scores exactly: 100 chunks, 800 units, ...
+RESCORE_ROWS = 1_000  # float rows a query re-scores exactly: 200 chunks, 900 units, ...
 
 
 def lat(d: dict | None) -> str:
@@ -47,24 +59,20 @@ def section(results: dict) -> list[str]:
         now["units"], now["build_peak_mb"] = build["units"], build["peak"]["peak_mb"]
         for key in ("anon_mb", "file_mb"):
             now[key] = load["after_queries"][key] - load["base"][key]
-        now["chunks_anon_mb"] = load["after_chunks"]["anon_mb"] - load["after_queries"]["anon_mb"]
+        now["extra_peak_mb"] = load["after_queries"]["peak_mb"] - load["base"]["rss_mb"]
+        now["hybrid_p95_ms"], now["load_s"] = load["hybrid"]["p95_ms"], load["load_s"]
         measured = "measured in this run"
     except (KeyError, TypeError):
-        measured = f"last measured at {LAST_1M['commit']}; this run did not build the 1M leg"
-    units = now["units"]
+        measured = f"last measured at {LAST_1M['commit']}, {LAST_1M['date']}"
+    units, before = now["units"], BEFORE_1M
     pq = (results.get("chunk_index") or {}).get("1000000", {}).get("pq") or {}
     depths = sorted((int(k), v["recall@10"]) for k, v in pq.items() if isinstance(v, dict))
+    recall = ""
     if depths:
         recall = (
-            f"On the 1M synthetic chunk vectors, PQ{pq['bytes']} candidates re-scored exactly "
-            f"gave recall@10 {depths[0][1]:.3f} with the top {depths[0][0]} re-scored and "
-            f"{depths[-1][1]:.3f} with the top {depths[-1][0]} (above); real embeddings cluster "
-            "less cleanly than these, so the depth needs checking on real vectors."
-        )
-    else:
-        recall = (
-            "How many candidates must be re-scored to keep recall@10 >= 0.95 is not measured "
-            "in this run (`--chunk-index-sizes 1000000` measures it)."
+            f" On the 1M synthetic chunk vectors, re-scoring the top {depths[0][0]} by their "
+            f"PQ{pq['bytes']} codes gave recall@10 {depths[0][1]:.3f}, the top "
+            f"{depths[-1][0]} {depths[-1][1]:.3f} (above)."
         )
     chunks = 1_000_000
     rows = []
@@ -79,46 +87,50 @@ def section(results: dict) -> list[str]:
                 f"{chunk_mb:,.0f}",
                 f"{total:,.0f}",
                 touched,
-                "yes" if total + now["anon_mb"] <= 2048 else "no",
+                "yes" if total + before["anon_mb"] <= 2048 else "no",
             )
         )
     headers = ["vectors held as", "unit codes MiB", "chunk codes MiB", "dense total MiB",
                "float pages per query", "within 2 GB"]  # fmt: skip
     return [
-        "## 1M chunks in 2 GB: why not yet, and what would",
+        "## 1M chunks in 2 GB",
         "",
-        f"At 1M chunks ({measured}) answering 100 questions leaves "
+        f"At 1M chunks and {units:,} unit (line) vectors ({measured}), loading and answering "
+        f"100 questions raise the process's peak RSS by {now['extra_peak_mb']:,.0f} MiB: "
         f"{now['anon_mb']:,.0f} MiB anonymous and {now['file_mb']:,.0f} MiB of memory-mapped "
-        f"file pages resident, and building peaks at {now['build_peak_mb']:,.0f} MiB. The file "
-        f"pages are the IVF lists of the {units:,} unit (line) vectors, float32: each question "
-        "scans 1/16 of the lists (about 700 MiB), so a hundred questions touch nearly all of "
-        "the 11 GiB. The kernel may drop those pages, but a machine short of memory then reads "
-        "them from disk on every question. The build holds the whole float32 unit index in RAM "
-        "until it is written (11 GiB, more while its lists grow), beside the chunk vectors.",
+        f"file pages. Hybrid query p95 {now['hybrid_p95_ms']:.1f} ms; the load takes "
+        f"{now['load_s']:.1f} s; building peaks at {now['build_peak_mb']:,.0f} MiB. Format 3 "
+        f"(at {before['commit']}) took {before['extra_peak_mb']:,} MiB to answer, "
+        f"{before['file_mb']:,} of them the float32 IVF lists of the unit vectors (each "
+        "question scans 1/16 of them, so 100 questions touch nearly all 11 GiB), plus "
+        f"{before['chunks_anon_mb']:,} MiB of parsed chunks, and its build peaked at "
+        f"{before['build_peak_mb']:,} MiB.",
         "",
-        "What fits: small codes in RAM for candidate generation, then an exact re-score of the "
-        "candidates' rows from a memory-mapped float32 file (about 1,000 rows a question). "
-        "Sizes for 1M chunks and their unit vectors, with 8-byte list ids and the int64 "
-        "unit-to-chunk array, on top of the "
-        f"{now['anon_mb']:,.0f} MiB the rest of the engine held:",
+        "How format 4 fits:",
+        "",
+        "- an approximate FAISS index holds 48-byte PQ codes (IVF-PQ, memory-mapped: the file "
+        "pages above are these codes and the BM25 arrays); a question scans the codes of 1/16 "
+        "of its groups and re-scores its best k + 100 candidates exactly from a float32 `.npy` "
+        "of the rows, read with pread (`rag.index.dense.RowFile`). Mapped, those rows grew the "
+        "process by 500-900 MiB a question (10 GB after 100): Linux maps a whole cached folio, "
+        "up to MBs, on each touch;" + recall,
+        "- `chunks.jsonl` is not parsed at load: the reader keeps where each line starts (8 "
+        "bytes a chunk) and parses a chunk when it is asked for (`rag.index.chunkfile`);",
+        "- the build writes the unit rows to their `.npy` block by block as it adds them, and "
+        "tokenizes the chunks for BM25 one at a time instead of holding every token list.",
+        "",
+        "Sizes of each way to hold the vectors, for 1M chunks and their unit vectors, with "
+        "8-byte list ids and the int64 unit-to-chunk array, on top of the "
+        f"{before['anon_mb']:,} MiB the rest of the engine held at {before['commit']}:",
         "",
         markdown_table(headers, rows),
-        "",
-        "IVF-PQ48 or PQ96 with re-scoring meets the target for the two legs. "
-        + recall
-        + " Building it needs only "
-        "the PQ training sample and the codes in RAM, the floats written block by block to a "
-        ".npy file: a peak of about 3 GB instead of "
-        f"{now['build_peak_mb'] / 1024:.0f} GB. Loading all 1M `Chunk` objects adds "
-        f"{now['chunks_anon_mb']:,.0f} MiB more: within 2 GB they would have to be read on "
-        "demand (an 8 MiB offsets array into chunks.jsonl, only the hits parsed). Both change "
-        "the index format (a version bump and a rebuild).",
         "",
     ]
 
 
 def chunk_index_section(legs: dict) -> list[str]:
-    """The approximate chunk index alone at large sizes, and PQ codes with re-scoring."""
+    """The approximate chunk index alone at large sizes, and how many candidates its PQ codes
+    must give for exact re-scoring."""
     rows = []
     for size, c in sorted(legs.items(), key=lambda x: int(x[0])):
         if "error" in c:
@@ -154,9 +166,10 @@ def chunk_index_section(legs: dict) -> list[str]:
     if pq:
         some = next(c["pq"] for c in legs.values() if c.get("pq"))
         out += [
-            f"The same groups holding {some['bytes']}-byte PQ codes instead of the vectors "
-            "(what would fit 1M chunks in 2 GB, below): the top candidates by PQ score are "
-            "re-scored from their float rows. Recall@10 against exact search:",
+            f"The index holds {some['bytes']}-byte PQ codes; a search re-scores the top "
+            "candidates by their codes exactly from their float rows (the product takes "
+            "k + 100). Recall@10 against exact search, and the time of a top-10 search, by "
+            "how many are re-scored:",
             "",
             markdown_table(["chunks", "candidates re-scored", "recall@10", "query"], pq),
             "",

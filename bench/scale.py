@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import synth  # noqa: E402
 from bench.measure import latency, rss, timed_calls, timer  # noqa: E402
+from rag.index import dense  # noqa: E402
 from rag.index.dense import DenseIndex, MultiVectorIndex, train_size  # noqa: E402
 from rag.index.lexical import Postings, tokenize  # noqa: E402
 from rag.index.store import (  # noqa: E402
@@ -45,7 +46,8 @@ DEPTH = TUNING.depth
 MODEL, DIM = "synthetic@bench", 384  # the manifest's model: nothing here is embedded
 UNIT_SPREAD, QUESTION_SPREAD = 0.7, 0.8  # cosine about 0.82 to its chunk; 0.78
 BLOCK = 50_000  # chunks per block of vectors
-PQ_BYTES, RESCORE = 48, (50, 100, 200, 400)  # PQ code size; candidates re-scored exactly
+UNIT_BLOCK = 5_000  # chunks per block of unit vectors (about 38k units, 0.5 GB while made)
+RESCORE = (10, 25, 50, 100, 200)  # candidates re-scored exactly, by the chunk-index leg
 EXACT_CHECK_LIMIT = 2_000_000  # unit vectors up to which the exact dense leg is built to compare
 
 
@@ -56,23 +58,14 @@ def build(size: int, folder: Path) -> dict:
         notes = synth.notes(size)
         chunks = synth.chunks_of(notes)[:size]  # synth.synthetic_chunks
     out["generate_s"] = t.seconds
-    out["bm25"] = _build_lexical(chunks)
+    files = _write_notes(notes, chunks, folder)
+    del notes  # about 1 GB at 1M chunks: not held through the build
+    out["bm25"], postings = _build_lexical(chunks)
     counts = unit_counts(chunks)
     out["units"] = int(counts.sum())
     questions = _questions(chunks)
     chunk_index, unit_index, out["dense"] = _build_dense(size, counts, questions, folder)
     (folder / "questions.json").write_text(json.dumps([q for q, _ in questions]))
-    # The notes as files, each up to its last chunk in the index (`size` chunks end within
-    # a note; the notes after it are left out).
-    files, ends = {}, {}
-    for chunk in chunks:
-        ends[chunk.path] = chunk.end_line
-    (folder / "notes").mkdir(exist_ok=True)
-    for path, text in notes:
-        if path in ends:
-            text = "\n".join(text.split("\n")[: ends[path]]) + "\n"
-            (folder / "notes" / path).write_text(text, encoding="utf-8")
-            files[path] = hashlib.sha256(text.encode()).hexdigest()
     manifest = Manifest(
         model=MODEL,
         dim=DIM,
@@ -83,8 +76,10 @@ def build(size: int, folder: Path) -> dict:
         created="synthetic",
     )
     with timer() as t:
-        gen = write_generation(folder / "index", chunks, chunk_index, unit_index, manifest)
-    out["write_s"] = t.seconds  # chunks.jsonl, both FAISS files, BM25 again, checksums, fsync
+        gen = write_generation(
+            folder / "index", chunks, chunk_index, unit_index, manifest, postings=postings
+        )
+    out["write_s"] = t.seconds  # chunks.jsonl, FAISS files and rows, BM25, checksums, fsync
     out["disk_mb"] = sum(f.stat().st_size for f in gen.iterdir()) / 2**20
     out["dense"]["disk_mb"] = sum((gen / n).stat().st_size for n in ("dense.faiss", "units.faiss"))
     out["dense"]["disk_mb"] /= 2**20
@@ -93,9 +88,34 @@ def build(size: int, folder: Path) -> dict:
     return out
 
 
-def _build_lexical(chunks) -> dict:
-    """BM25 build times (write_generation builds it once more when it writes)."""
+def _write_notes(notes, chunks, folder: Path) -> dict[str, str]:
+    """The notes as files, each up to its last chunk in the index (`size` chunks end within
+    a note; the notes after it are left out): path -> sha256, for the manifest."""
+    files, ends = {}, {}
+    for chunk in chunks:
+        ends[chunk.path] = chunk.end_line
+    (folder / "notes").mkdir(exist_ok=True)
+    for path, text in notes:
+        if path in ends:
+            text = "\n".join(text.split("\n")[: ends[path]]) + "\n"
+            (folder / "notes" / path).write_text(text, encoding="utf-8")
+            files[path] = hashlib.sha256(text.encode()).hexdigest()
+    return files
+
+
+def _build_lexical(chunks) -> tuple[dict, Postings]:
+    """BM25 build times, and the postings (for write_generation)."""
     out = {}
+    if len(chunks) > 100_000:  # tokens of 1M chunks take about 5 GB: never all held
+        with timer() as t:
+            for c in chunks:
+                tokenize(c.indexed_text)
+        out["tokenize_s"] = t.seconds
+        with timer() as t:
+            postings = Postings.of_texts(c.indexed_text for c in chunks)
+        out["build_s"] = t.seconds - out["tokenize_s"]  # tokenized again as it goes
+        out["postings"] = len(postings.docs)
+        return out, postings
     with timer() as t:
         docs = [tokenize(c.indexed_text) for c in chunks]
     out["tokenize_s"] = t.seconds
@@ -103,15 +123,15 @@ def _build_lexical(chunks) -> dict:
         postings = Postings.from_docs(docs)
     out["build_s"] = t.seconds
     out["postings"] = len(postings.docs)
-    if len(chunks) <= 100_000:  # rank-bm25, the "before": its build and its query time
-        from rank_bm25 import BM25Okapi
+    # rank-bm25, the "before": its build and its query time
+    from rank_bm25 import BM25Okapi
 
-        with timer() as t:
-            reference = BM25Okapi(docs, k1=TUNING.k1, b=TUNING.b)
-        out["rank_bm25_build_s"] = t.seconds
-        queries = [tokenize(q) for q, _ in _questions(chunks)[:20]]
-        out["rank_bm25_query"] = latency(timed_calls(reference.get_scores, queries, warmup=1))
-    return out
+    with timer() as t:
+        reference = BM25Okapi(docs, k1=TUNING.k1, b=TUNING.b)
+    out["rank_bm25_build_s"] = t.seconds
+    queries = [tokenize(q) for q, _ in _questions(chunks)[:20]]
+    out["rank_bm25_query"] = latency(timed_calls(reference.get_scores, queries, warmup=1))
+    return out, postings
 
 
 def _questions(chunks) -> list[tuple[str, int]]:
@@ -136,11 +156,13 @@ def _build_dense(size: int, counts: np.ndarray, questions, folder: Path):
             rows = np.arange(a, min(a + BLOCK, size))
             yield model.chunk_block(rows, topics[rows])
 
-    def unit_blocks():
+    def unit_blocks():  # UNIT_BLOCK chunks' units at a time: `near` works in float64
         for n, block in enumerate(chunk_blocks()):
-            a = n * BLOCK
-            repeated = np.repeat(block, counts[a : a + len(block)], axis=0)
-            yield model.near(repeated, UNIT_SPREAD, salt=n)
+            for b in range(0, len(block), UNIT_BLOCK):
+                a = n * BLOCK + b
+                part = block[b : b + UNIT_BLOCK]
+                repeated = np.repeat(part, counts[a : a + len(part)], axis=0)
+                yield model.near(repeated, UNIT_SPREAD, salt=a)
 
     with timer() as t:
         chunk_vectors = np.concatenate(list(chunk_blocks()))
@@ -159,7 +181,9 @@ def _build_dense(size: int, counts: np.ndarray, questions, folder: Path):
             sample = model.near(
                 chunk_vectors[rows], UNIT_SPREAD, salt=10**6 + 1
             )  # units, spread out
-            unit_index = DenseIndex.build_approximate(sample, unit_blocks(), n_units)
+            unit_index = DenseIndex.build_approximate(
+                sample, unit_blocks(), n_units, folder / "unit-rows.npy"
+            )
         else:
             unit_index = DenseIndex.build(np.concatenate(list(unit_blocks())))
     out["unit_index"] = "IVF" if unit_index.approximate else "flat"
@@ -173,9 +197,12 @@ def _build_dense(size: int, counts: np.ndarray, questions, folder: Path):
 def _recall(chunk_vectors, chunk_index, unit_index, unit_blocks, counts, q_vectors) -> dict:
     """Recall@10 of an approximate chunk index, and of the whole dense leg, against exact."""
     out = {}
-    if chunk_index.approximate:
-        exact = DenseIndex.build(chunk_vectors, approximate=False)
-        out["chunk_index"] = _mean_recall(exact, chunk_index, q_vectors)
+    if chunk_index.approximate:  # exact top 10 by numpy: a flat index would copy the vectors
+        hits = [
+            len(set(np.argsort(-(chunk_vectors @ q))[:10].tolist()) & set(found.tolist()))
+            for q, found in ((q, chunk_index.search(q, 10)[0]) for q in q_vectors)
+        ]
+        out["chunk_index"] = round(float(np.mean(hits)) / 10, 4)
     if (chunk_index.approximate or unit_index.approximate) and counts.sum() <= EXACT_CHECK_LIMIT:
         exact = MultiVectorIndex(
             DenseIndex.build(chunk_vectors, approximate=False),
@@ -220,47 +247,30 @@ def chunk_index(size: int) -> dict:
     out["recall@10"] = _mean_recall(exact, index, q_vectors)
     truths = [exact.search(q, 10)[0] for q in q_vectors]
     del exact
-    out["pq"] = _pq_rescore(vectors, q_vectors, truths, index)
+    out["pq"] = _by_rescore(index, q_vectors, truths)
     out["peak"] = rss()
     return out
 
 
-def _pq_rescore(vectors, q_vectors, truths, ivf: DenseIndex) -> dict:
-    """Candidates from PQ codes (PQ_BYTES a vector, in the IVF index's groups), re-scored
-    exactly from their float rows: the way to hold 1M chunks in 2 GB (docs/benchmarks.md).
-    Recall@10 against exact search, by how many candidates are re-scored."""
-    import faiss
-
-    quantizer = ivf._index.quantizer  # the groups already trained: only the codes are new
-    nprobe, nlist = ivf.probes
-    index = faiss.IndexIVFPQ(
-        quantizer, vectors.shape[1], nlist, PQ_BYTES, 8, faiss.METRIC_INNER_PRODUCT
-    )
-    with timer() as t:
-        index.train(vectors[:: max(1, len(vectors) // train_size(len(vectors)))])
-        index.add(vectors)
-    index.nprobe = nprobe
-    out: dict = {
-        "bytes": PQ_BYTES,
-        "build_s": t.seconds,
-        "codes_mb": len(vectors) * PQ_BYTES / 2**20,
-    }
-    faiss.omp_set_num_threads(1)  # as DenseIndex.search: one question, one thread
-
-    def top10(q: np.ndarray, depth: int) -> np.ndarray:
-        _, found = index.search(q.reshape(1, -1), depth)
-        found = np.sort(found[0][found[0] >= 0])  # rows in file order: fewer pages touched
-        return found[np.argsort(-(vectors[found] @ q), kind="stable")[:10]]
-
-    for depth in RESCORE:
-        hits = [
-            len(set(top10(q, depth).tolist()) & set(t.tolist()))
-            for q, t in zip(q_vectors, truths, strict=True)
-        ]
-        out[str(depth)] = {
-            "recall@10": round(float(np.mean(hits)) / 10, 4),
-            "query": latency(timed_calls(lambda q, d=depth: top10(q, d), list(q_vectors))),
-        }
+def _by_rescore(index: DenseIndex, q_vectors, truths) -> dict:
+    """Recall@10 against exact search, and query time, by how many of the candidates that the
+    PQ codes rank first are re-scored from their float rows (the product re-scores the top
+    k + dense.RESCORE)."""
+    out: dict = {"bytes": index._index.pq.M, "codes_mb": index.size * index._index.pq.M / 2**20}
+    before = dense.RESCORE
+    try:
+        for depth in RESCORE:
+            dense.RESCORE = depth - 10
+            hits = [
+                len(set(index.search(q, 10)[0].tolist()) & set(t.tolist()))
+                for q, t in zip(q_vectors, truths, strict=True)
+            ]
+            out[str(depth)] = {
+                "recall@10": round(float(np.mean(hits)) / 10, 4),
+                "query": latency(timed_calls(lambda q: index.search(q, 10), list(q_vectors))),
+            }
+    finally:
+        dense.RESCORE = before
     return out
 
 
