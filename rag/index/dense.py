@@ -85,8 +85,8 @@ class DenseIndex:
     ) -> DenseIndex:
         """An IVF-PQ index over `n` rows given block by block, with about 8 sqrt(n) groups
         (see _nlist) found by seeded k-means on `sample`, and its codes trained there too.
-        `rows_file`: write the float rows to this .npy file as they come, and map it (rows that
-        need not fit in memory); else they are kept in memory."""
+        `rows_file`: write the float rows to this .npy file as they come, and read them from
+        there (RowFile: rows that need not fit in memory); else they are kept in memory."""
         dim = sample.shape[1]
         nlist = _nlist(n)
         index = _ivf_pq(faiss.IndexFlatIP(dim), nlist, _pq_bytes(dim))
@@ -262,7 +262,7 @@ class DenseIndex:
         found = rows[0][rows[0] >= 0]  # an approximate index may find fewer than asked
         if not self.compressed:
             return found, scores[0][: len(found)]
-        found = np.sort(found)  # in file order: the float rows are read front to back
+        found = np.sort(found)  # by row: equal scores keep row order, as an exact search does
         exact = self._rows[found] @ query[0]
         best = np.argsort(-exact, kind="stable")[:k]
         return found[best], exact[best]
@@ -282,7 +282,7 @@ def _one_thread() -> Iterator[None]:
 
 class _RowWriter:
     """Float rows as they come: kept in memory (one block is kept as it is, several joined),
-    or written to a .npy file that is then mapped."""
+    or written to a .npy file that is then read as a RowFile."""
 
     def __init__(self, n: int, dim: int, path: Path | None) -> None:
         self.n, self.dim, self.path, self.done = n, dim, path, 0
