@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/ is not installed
 
-from bench import plan, synth  # noqa: E402
+from bench import plan, scale, synth  # noqa: E402
 from bench.measure import latency, markdown_table, parse_status, percentile  # noqa: E402
 from bench.report import render  # noqa: E402
 
@@ -29,6 +29,22 @@ def test_percentile_by_hand():
         "p95_ms": 29.0,
         "max_ms": 30.0,
     }
+
+
+def test_rows_gathered_from_blocks_as_from_the_whole():
+    whole = np.random.default_rng(0).normal(size=(23, 4)).astype(np.float32)
+    blocks = [(a, whole[a : a + 5]) for a in range(0, 23, 5)]  # the last block is short
+    wanted = (np.array([22, 0, 7, 7]), np.array([], dtype=np.int64), np.arange(23)[::-3])
+    for got, rows in zip(scale._rows_of(blocks, wanted), wanted, strict=True):
+        np.testing.assert_array_equal(got, whole[rows])
+
+
+def test_exact_top_over_blocks_is_the_top_of_the_whole():
+    rng = np.random.default_rng(1)
+    whole, queries = rng.normal(size=(50, 8)), rng.normal(size=(6, 8))
+    blocks = [(a, whole[a : a + 7]) for a in range(0, 50, 7)]
+    top = scale._exact_top(blocks, queries, 4)
+    np.testing.assert_array_equal(top, np.argsort(-(queries @ whole.T), axis=1)[:, :4])
 
 
 def test_memory_lines_of_proc_status():
