@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.errors import IndexCorrupt
-from rag.index.cutting import Chunk, Unit
+from rag.index.cutting import Chunk, shared_units
 
 LAZY_BYTES = 64 << 20  # about 30,000 chunks of prose notes; their objects take about 45 MB
 _BLOCK = 16 << 20  # bytes read at a time while finding where the lines start
@@ -57,7 +57,7 @@ def chunk_paths(chunks: Sequence[Chunk]) -> list[str]:
 
 
 def chunk_from_json(data: dict) -> Chunk:
-    units = tuple(Unit(start, end, tuple(parents)) for start, end, parents in data["units"])
+    units = shared_units(data["units"])
     tags = tuple(data.get("tags", ()))  # absent before CUT_VERSION 7: that index is re-cut
     return Chunk(**{**data, "heading": tuple(data["heading"]), "units": units, "tags": tags})
 

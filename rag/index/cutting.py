@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import NamedTuple
@@ -188,7 +188,7 @@ def chunk_note(note: Note, count_tokens: TokenCounter, max_tokens: int) -> list[
             chunk_id = key[:16] if n == 1 else f"{key[:16]}-{n}"
             indexed = f"{piece_context}\n{visible_text(text)}"  # as Chunk.indexed_text
             content_hash = hashlib.sha256(indexed.encode()).hexdigest()[:32]
-            units = _grouped(list(_units(lines, s, a, b)))
+            units = shared_units(_grouped(list(_units(lines, s, a, b))))
             span = (a + 1, b + 1, text)
             own = body_tags("\n".join(lines[i] for i in range(a, b + 1) if not s.in_fence(i)))
             tags = tuple(dict.fromkeys([*fm.tags, *own]))
@@ -346,6 +346,21 @@ def _units(lines: list[str], s: Structure, a: int, b: int) -> Iterator[Unit]:
             end = _children_end(lines, i, b)
         yield Unit(i + 1, end + 1, tuple(parent_bullets(lines, s, a, i)))
         i = end + 1 if s.in_fence(i) else i + 1
+
+
+def shared_units(units: Iterable[tuple[int, int, Sequence[str]]]) -> tuple[Unit, ...]:
+    """A chunk's units, its equal line numbers and parent bullets each one object: siblings
+    share their parents, and most units start and end on one line. Held for every chunk of
+    an index, that is about a fifth of a chunk's memory."""
+    seen: dict = {}
+
+    def one(x):
+        return seen.setdefault(x, x)
+
+    return tuple(
+        Unit(one(start), one(end), one(tuple(one(p) for p in parents)))
+        for start, end, parents in units
+    )
 
 
 def _grouped(units: list[Unit]) -> tuple[Unit, ...]:
