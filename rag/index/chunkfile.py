@@ -29,8 +29,9 @@ from rag.index.cutting import Chunk, shared_units
 
 LAZY_BYTES = 64 << 20  # about 30,000 chunks of prose notes; their objects take about 45 MB
 _BLOCK = 16 << 20  # bytes read at a time while finding where the lines start
-# The start of a line as chunk_to_json and json_line write it: its id (hex), then its path.
-_PATH = re.compile(rb'^\{"id": "[0-9a-f]*", "path": ("(?:[^"\\\n]|\\.)*")', re.MULTILINE)
+# The start of a line as chunk_to_json and json_line write it: its id (hex, and -2 for the
+# second of equal sections), then its path.
+_PATH = re.compile(rb'\{"id": "[0-9a-f-]*", "path": ("(?:[^"\\\n]|\\.)*")')
 
 
 def chunk_to_json(chunk: Chunk) -> dict:
@@ -101,20 +102,23 @@ class ChunkFile(Sequence[Chunk]):
 
     @cached_property
     def paths(self) -> list[str]:
-        """Each row's note path, read from the start of its line (one string a note)."""
+        """Each row's note path, matched at the start of its line (one string a note)."""
         paths: list[str] = []
-        seen: dict[str, str] = {}
-        offset = 0
-        for stop in self._starts[1 :: max(1, len(self) // 64)].tolist() + [int(self._starts[-1])]:
-            if stop <= offset:
-                continue
-            text = os.pread(self._fd, stop - offset, offset)  # whole lines only
-            for match in _PATH.finditer(text):
-                path = json.loads(match[1])
-                paths.append(seen.setdefault(path, path))
-            offset = stop
-        if len(paths) != len(self):  # not written as chunk_to_json writes: parse them
-            return [chunk.path for chunk in self]
+        seen: dict[bytes, str] = {}
+        step = max(1, len(self) // 64)
+        for a in range(0, len(self), step):
+            starts = self._starts[a : a + step + 1]
+            offset = int(starts[0])
+            text = os.pread(self._fd, int(starts[-1]) - offset, offset)  # whole lines only
+            for start in (starts[:-1] - offset).tolist():
+                match = _PATH.match(text, start)
+                if match is None:  # not written as chunk_to_json writes: parse them
+                    return [chunk.path for chunk in self]
+                raw = match[1]
+                path = seen.get(raw)
+                if path is None:
+                    path = seen[raw] = json.loads(raw)
+                paths.append(path)
         return paths
 
     def __iter__(self) -> Iterator[Chunk]:
