@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 
 from rag.errors import BadInput
+from rag.index import chunkfile
 from rag.index.cutting import Chunk, chunk_note, split_lines
 from rag.index.obsidian import BadFrontMatter, body_tags, front_matter, visible_text
+from rag.jsonl import json_line
 from rag.notes import Note, load_notes
 from rag.search.filters import Condition, Where
 
@@ -315,6 +317,21 @@ def vault_chunks() -> list[Chunk]:
 )
 def test_where_conditions(vault_chunks, where, notes):
     assert allowed_notes(Where.parse(where), vault_chunks, VAULT) == notes
+
+
+def test_where_over_a_large_index_parses_rows_only_for_tags_and_properties(
+    vault_chunks, tmp_path, monkeypatch
+):
+    path = tmp_path / "chunks.jsonl"
+    path.write_text("".join(json_line(chunkfile.chunk_to_json(c)) for c in vault_chunks))
+    lazy = chunkfile.ChunkFile(path)  # as load_index reads a chunks.jsonl over LAZY_BYTES
+    for where in (["tag:infra"], ["Status:DRAFT", "folder:projects"], ["folder:people"]):
+        assert allowed_notes(Where.parse(where), lazy, VAULT) == allowed_notes(
+            Where.parse(where), vault_chunks, VAULT
+        )
+    monkeypatch.setattr(chunkfile, "_parse", None)  # a folder's notes are known by their paths
+    mask = Where.parse(["folder:people"]).mask(chunkfile.ChunkFile(path), VAULT)
+    assert mask.tolist() == [c.path.startswith("people/") for c in vault_chunks]
 
 
 def test_since_is_the_note_files_modification_day(vault_chunks, tmp_path):

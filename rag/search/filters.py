@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rag.errors import BadInput, NoteRefused
+from rag.index.chunkfile import chunk_paths
 from rag.index.cutting import Chunk
 from rag.notes import Folders
 
@@ -72,20 +74,23 @@ class Where:
         shown = [f"{c.name}:{c.value}" for c in self.conditions]
         return " ".join(shown + ([f"since {self.since}"] if self.since else []))
 
-    def mask(self, chunks: list[Chunk], notes: Folders | Path) -> np.ndarray:
-        """One bool per chunk: whether its note meets every condition."""
+    def mask(self, chunks: Sequence[Chunk], notes: Folders | Path) -> np.ndarray:
+        """One bool per chunk: whether its note meets every condition. A note's chunks are
+        parsed only for a condition on their tags or properties (a large index's rows are
+        read as asked: chunkfile)."""
         folders = Folders.of(notes)
-        by_note: dict[str, list[Chunk]] = {}
-        for c in chunks:
-            by_note.setdefault(c.path, []).append(c)
-        kept = {path for path, of in by_note.items() if self._holds(path, of, folders)}
-        return np.fromiter((c.path in kept for c in chunks), dtype=bool, count=len(chunks))
+        paths = chunk_paths(chunks)
+        rows: dict[str, list[int]] = {}
+        for row, path in enumerate(paths):
+            rows.setdefault(path, []).append(row)
+        kept = {path for path, of in rows.items() if self._holds(path, of, chunks, folders)}
+        return np.fromiter((p in kept for p in paths), dtype=bool, count=len(paths))
 
-    def _holds(self, path: str, chunks: list[Chunk], folders: Folders) -> bool:
+    def _holds(self, path: str, rows: list[int], chunks: Sequence[Chunk], folders: Folders) -> bool:
         for c in self.conditions:
             if c.name == "tag":
                 tag = c.value.lstrip("#").casefold()
-                tags = {t.casefold() for chunk in chunks for t in chunk.tags}
+                tags = {t.casefold() for r in rows for t in chunks[r].tags}
                 if not any(t == tag or t.startswith(tag + "/") for t in tags):
                     return False
             elif c.name == "folder":
@@ -93,7 +98,7 @@ class Where:
                 places = {path, folders.mounted(path), _below(folders, path)}
                 if not any(fnmatchcase(p, g) for p in places for g in (glob, glob + "/*")):
                     return False
-            elif not _has_property(chunks[0].properties, c.name, c.value):
+            elif not _has_property(chunks[rows[0]].properties, c.name, c.value):
                 return False
         return self.since is None or _modified(folders, path) >= self.since
 
