@@ -390,16 +390,27 @@ def edit(folder: Path) -> dict:
         )
     out = {"runs": runs, "chunks": len(engine.chunks)}
     out["seconds"] = statistics.median(r["seconds"] for r in runs)
+    q_vectors = np.load(folder / "question_vectors.npy", allow_pickle=False)
+    before = _top_ids(engine, q_vectors)
     note = notes[-1]
     note.write_text(note.read_text(encoding="utf-8") + "\n- quokka zanzibar tamarind\n")
     build.DELTA_MIN_CHUNKS = 10**9  # no delta: the whole index is written again
     with timer() as t:
         update_index(folder / "notes", folder / "index", embedder, 200, live=engine.index)
-    out["rewrite_s"] = t.seconds  # vectors, k-means groups and postings of the rest re-used
+    out["rewrite_s"] = t.seconds  # vectors, groups, PQ codes and postings of the rest re-used
     index = load_index(folder / "index", MODEL, DIM, 200)
     out["rewrite_deltas"] = len(index.manifest.deltas)
+    after = _top_ids(Engine(index, embedder, TUNING), q_vectors)  # its codes copied, or not
+    same = [len(a & b) for a, b in zip(before, after, strict=True)]
+    out["rewrite_same_top10"] = float(np.mean(same)) / 10
     out["peak"] = rss()
     return out
+
+
+def _top_ids(engine: Engine, q_vectors: np.ndarray) -> list[set[str]]:
+    """The chunk ids of the dense leg's top 10 for each question vector."""
+    found = (engine.dense.search(v, 10)[0] for v in q_vectors)
+    return [{engine.chunks[int(r)].id for r in rows} for rows in found]
 
 
 class _Hashed:

@@ -193,10 +193,16 @@ def test_a_rewrite_keeps_the_groups_of_an_approximate_index_while_they_stay_bala
     keep = rng.permutation(len(vectors))[:59_000]  # rows reordered, 1,000 dropped, 1,000 new
     new = np.concatenate([vectors[keep], clustered(rng, 1_000, 48, 300)])
     groups = np.concatenate([old.groups(keep), np.full(1_000, -1)])
-    kept = DenseIndex.build_in_groups(new, old, groups)
+    kept = DenseIndex.build_in_groups(new, old, groups, old.codes(keep))  # codes copied
     assert kept.probes == old.probes and np.array_equal(centroids(kept), centroids(old))
     assert np.array_equal(codebooks(kept), codebooks(old))  # the codes mean what they meant
     assert np.array_equal(kept.groups(np.arange(59_000)), old.groups(keep))  # no row moved
+    encoded = DenseIndex.build_in_groups(new, old, groups)  # every row encoded again
+    rows = np.arange(len(new))
+    assert np.array_equal(kept.codes(rows), encoded.codes(rows))
+    assert np.array_equal(kept.groups(rows), encoded.groups(rows)) and kept.size == len(new)
+    with pytest.raises(ValueError, match="codes for 59000 grouped rows"):
+        DenseIndex.build_in_groups(new, old, groups, old.codes(keep[:10]))
     assert kept.trained_balance == old.trained_balance
     exact = DenseIndex.build(new, approximate=False)
     queries = new[rng.integers(0, len(new), size=50)]

@@ -395,7 +395,9 @@ def _dense_index(vectors: np.ndarray, old, sources: np.ndarray) -> DenseIndex:
     groups = np.full(len(vectors), -1, dtype=np.int64)
     known = sources >= 0
     groups[known] = old.groups(sources[known])
-    return DenseIndex.build_in_groups(vectors, old.grouped, groups)
+    grouped = sources[groups >= 0]  # the rows of the base: their codes are copied
+    codes = old.codes(grouped) if old.grouped.compressed else None
+    return DenseIndex.build_in_groups(vectors, old.grouped, groups, codes)
 
 
 def _previous(

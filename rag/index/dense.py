@@ -108,12 +108,18 @@ class DenseIndex:
 
     @classmethod
     def build_in_groups(
-        cls, vectors: np.ndarray, old: DenseIndex, groups: np.ndarray
+        cls,
+        vectors: np.ndarray,
+        old: DenseIndex,
+        groups: np.ndarray,
+        codes: np.ndarray | None = None,
     ) -> DenseIndex:
         """`vectors` in the groups of `old`, an approximate index: `groups[i]` is the group of
-        `vectors[i]` there, or -1 for a vector new to it (put in its nearest group). Built as
-        `build` does, k-means and all, when the size calls for another number of groups or
-        the groups would be REBALANCE times as unbalanced as training left them."""
+        `vectors[i]` there, or -1 for a vector new to it (put in its nearest group). `codes`:
+        the PQ codes in `old` of the vectors with a group, in their order (`old.codes`),
+        copied instead of encoded again. Built as `build` does, k-means and all, when the
+        size calls for another number of groups or the groups would be REBALANCE times as
+        unbalanced as training left them."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         n, dim = vectors.shape
         nlist = old.probes[1]
@@ -121,6 +127,8 @@ class DenseIndex:
             return cls.build(vectors)
         groups = np.array(groups, dtype=np.int64)
         new = groups < 0
+        if codes is not None and len(codes) != n - int(new.sum()):
+            raise ValueError(f"{len(codes)} codes for {n - int(new.sum())} grouped rows")
         if new.any():
             with _one_thread():
                 groups[new] = old._index.quantizer.search(vectors[new], 1)[1][:, 0]
@@ -134,7 +142,15 @@ class DenseIndex:
         index = _ivf_pq(quantizer, nlist, old._index.pq.M)
         index.pq = old._index.pq  # a copy of the trained codebooks
         index.is_trained = True
-        index.add_core(n, faiss.swig_ptr(vectors), None, faiss.swig_ptr(groups))
+        if codes is None:
+            index.add_core(n, faiss.swig_ptr(vectors), None, faiss.swig_ptr(groups))
+        else:
+            _add_codes(index, np.flatnonzero(~new), groups[~new], codes)
+            fresh = np.flatnonzero(new)  # encoded; each row's id is its position, as add gives
+            # held by name: a pointer does not keep its array alive
+            x, at = np.ascontiguousarray(vectors[fresh]), np.ascontiguousarray(groups[fresh])
+            ptrs = faiss.swig_ptr(x), faiss.swig_ptr(fresh), faiss.swig_ptr(at)
+            index.add_core(len(fresh), *ptrs)
         index.nprobe = old._index.nprobe
         return cls(index, vectors, trained)
 
@@ -149,14 +165,18 @@ class DenseIndex:
         if not self.approximate:
             return np.full(len(rows), -1, dtype=np.int64)
         group = np.empty(self.size, dtype=np.int64)  # row -> group, from the groups' row lists
-        lists = self._index.invlists
-        for g in range(lists.nlist):
-            size = lists.list_size(g)
-            if size:
-                ids = lists.get_ids(g)
-                group[faiss.rev_swig_ptr(ids, size)] = g
-                lists.release_ids(g, ids)
+        for g, ids, _ in _lists(self._index.invlists):
+            group[ids] = g
         return group[rows]
+
+    def codes(self, rows: np.ndarray) -> np.ndarray:
+        """The PQ codes of the given rows of a compressed index, one row of bytes each."""
+        rows = np.asarray(rows, dtype=np.int64)
+        lists = self._index.invlists
+        code = np.empty((self.size, lists.code_size), dtype=np.uint8)
+        for _, ids, codes in _lists(lists, codes=True):
+            code[ids] = codes
+        return code[rows]
 
     @classmethod
     def empty(cls, dim: int) -> DenseIndex:
@@ -376,6 +396,38 @@ class RowFile:
         fd, self._fd = getattr(self, "_fd", None), None
         if fd is not None:
             os.close(fd)
+
+
+def _lists(lists: faiss.InvertedLists, codes: bool = False) -> Iterator[tuple]:
+    """(group, its rows, their codes or None) for each group of an IVF index that has rows;
+    the arrays are copies."""
+    for g in range(lists.nlist):
+        size = lists.list_size(g)
+        if not size:
+            continue
+        ids = lists.get_ids(g)
+        rows = faiss.rev_swig_ptr(ids, size).copy()
+        lists.release_ids(g, ids)
+        found = None
+        if codes:
+            ptr = lists.get_codes(g)
+            found = faiss.rev_swig_ptr(ptr, size * lists.code_size).reshape(size, -1).copy()
+            lists.release_codes(g, ptr)
+        yield g, rows, found
+
+
+def _add_codes(index: faiss.IndexIVF, rows: np.ndarray, groups: np.ndarray, codes) -> None:
+    """Rows already encoded into `index`'s lists: row `rows[i]` in group `groups[i]`."""
+    order = np.argsort(groups, kind="stable")
+    rows, groups = np.ascontiguousarray(rows[order]), groups[order]
+    codes = np.ascontiguousarray(np.asarray(codes, dtype=np.uint8)[order])
+    edges = np.flatnonzero(np.diff(groups)) + 1
+    for a, b in zip([0, *edges.tolist()], [*edges.tolist(), len(rows)], strict=True):
+        if b > a:  # rows and codes are held by name, as a pointer does not keep them alive
+            index.invlists.add_entries(
+                int(groups[a]), b - a, faiss.swig_ptr(rows[a:]), faiss.swig_ptr(codes[a:])
+            )
+    index.ntotal += len(rows)
 
 
 def _ivf_pq(quantizer: faiss.IndexFlatIP, nlist: int, m: int) -> faiss.IndexIVFPQ:

@@ -134,6 +134,13 @@ class JoinedDense:
         out[mine] = self.parts[0].groups(self.local[rows[mine]])
         return out
 
+    def codes(self, rows: np.ndarray) -> np.ndarray:
+        """The PQ codes of the given rows, each a row of the base (rows with a group)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if (self.part[rows] != 0).any():
+            raise ValueError("only the base's rows have codes")
+        return self.parts[0].codes(self.local[rows])
+
     @property
     def grouped(self) -> DenseIndex:
         """The index whose groups `groups` names."""
