@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ from filelock import FileLock, Timeout
 
 from rag.errors import IndexBusy, IndexProblem, IndexUnwritable
 from rag.index.chunkfile import chunk_paths
-from rag.index.cutting import Chunk, chunk_note
+from rag.index.cutting import Chunk, chunk_note, text_hash
 from rag.index.dense import DenseIndex
 from rag.index.embedding import Embedder
 from rag.index.join import join_postings
@@ -124,6 +124,10 @@ def update_index(
             problems = verify_generation(old.generation)
             if problems:
                 old, reason = None, f"the live index is damaged ({problems[0]})"
+        if old is not None and not isinstance(old.chunks, list):
+            # A large index's rows are read as asked: parsed once here for the passes below
+            # (the new chunks of unchanged notes are these same objects).
+            old = replace(old, chunks=list(old.chunks))
         old_files = old.manifest.files if old and not reason else {}
         old_chunks = old.chunks if old else []
         chunks, changed_files = _chunks(notes, old_chunks, old_files, embedder, max_tokens)
@@ -318,12 +322,13 @@ def vector_texts(
     """(hash, text) of every chunk vector and every unit vector, in index row order; `counts`:
     how many unit vectors each chunk has (all of its units, or none), when not all."""
     chunk_items = [(c.content_hash, c.indexed_text) for c in chunks]
-    unit_items = [
-        (c.unit_hash(u), c.unit_indexed_text(u))
+    unit_texts = (
+        c.unit_indexed_text(u)
         for i, c in enumerate(chunks)
         if counts is None or counts[i]
         for u in c.vector_units
-    ]
+    )
+    unit_items = [(text_hash(text), text) for text in unit_texts]  # each text made once
     return chunk_items, unit_items
 
 
