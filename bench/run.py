@@ -1,7 +1,7 @@
 """Run every benchmark and write docs/benchmarks.md and docs/benchmarks.json.
 
     python bench/run.py                                # default notes, then 10k and 100k chunks
-    python bench/run.py --sizes 10000,100000,1000000   # add the 1M-chunk leg (about 75 min more)
+    python bench/run.py --sizes 10000,100000,1000000   # add the 1M-chunk leg (about 65 min more)
     python bench/run.py --skip served,encode --sizes 10000
     python bench/run.py --chunk-index-sizes 1000000    # add the 1M chunk index alone (~6 min)
 
