@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -1050,6 +1051,60 @@ def test_an_answer_offers_the_sections_around_the_ones_it_cited(aws_settings, aw
     assert shown[-1]["options"] == [{"label": q, "value": q} for q in offered]
     declined = ask(aws_engine, "What is the capital of France?")
     assert next_questions(aws_engine, declined) == []  # nothing cited, nothing around it
+
+
+class _CountedRows(Sequence):
+    """Chunks that count the rows read, and know their paths without reading one (as a
+    large index's ChunkFile does)."""
+
+    def __init__(self, chunks: list[Chunk]) -> None:
+        self.chunks, self.read = chunks, set()
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, row):
+        chunk = self.chunks[row]  # IndexError past the end, which ends iteration
+        self.read.add(row)
+        return chunk
+
+    @property
+    def paths(self) -> list[str]:
+        return [c.path for c in self.chunks]
+
+
+@dataclass(eq=False)
+class _Shown:  # what the page reads of an Engine to draw its first screen
+    chunks: _CountedRows
+
+
+def test_a_large_index_opens_the_page_reading_a_spread_of_its_rows(aws_engine, monkeypatch):
+    """The first screen reads every chunk of a small index, and evenly spread rows of a large
+    one (which parses a row as it is read); an answer's next questions read only the cited
+    note's rows."""
+    from dataclasses import replace
+
+    from rag.answer.pipeline import ask
+    from rag.web import page
+
+    own = list(aws_engine.chunks)
+    small = _CountedRows(own)
+    whole = page.intro(_Shown(small), "notes", None)
+    assert small.read == set(range(len(own))) and re.search(r" and \d+ more$", whole)
+    monkeypatch.setattr(page, "FIRST_SCREEN_CHUNKS", len(own) // 3)
+    large = _CountedRows(own)
+    spread = page.intro(_Shown(large), "notes", None)
+    assert len(large.read) <= len(own) // 3 and max(large.read) > len(own) * 0.9
+    assert spread.endswith(" and more") and spread.split("**Topics:**")[1].startswith(
+        whole.split("**Topics:**")[1].split(" · ")[0]
+    )
+
+    answer = ask(aws_engine, SQS_QUESTION)
+    others = [replace(c, path="other.md") for c in own]  # a second note, the same headings
+    both = _CountedRows(own + others)
+    offered = page.next_questions(_Shown(both), answer)
+    assert offered == page.next_questions(aws_engine, answer)
+    assert both.read and max(both.read) < len(own)  # the other note's rows were not read
 
 
 def test_only_re_index_shows_progress_over_the_page(aws_settings):

@@ -4,6 +4,7 @@
     chunks[row]                       # that line read and parsed, nothing else
     len(chunks), iter(chunks)
     chunk_paths(chunks)               # each row's note path, without parsing the rows
+    rows_by_path(chunks)              # note path -> its rows, in order, likewise
 
 Up to LAZY_BYTES a file is parsed at load. A larger one is not: 1M chunks are 1.4 GB as
 objects, more than a whole 1M-chunk index may take in memory (docs/benchmarks.md), and a
@@ -55,6 +56,14 @@ def chunk_paths(chunks: Sequence[Chunk]) -> list[str]:
     """The note path of each row: from the file's text for a ChunkFile (no row is parsed)."""
     paths = getattr(chunks, "paths", None)
     return list(paths) if paths is not None else [c.path for c in chunks]
+
+
+def rows_by_path(chunks: Sequence[Chunk]) -> dict[str, list[int]]:
+    """Each note's rows, in row order, from `chunk_paths` (no row is parsed)."""
+    rows: dict[str, list[int]] = {}
+    for row, path in enumerate(chunk_paths(chunks)):
+        rows.setdefault(path, []).append(row)
+    return rows
 
 
 def chunk_from_json(data: dict) -> Chunk:

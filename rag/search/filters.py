@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rag.errors import BadInput, NoteRefused
-from rag.index.chunkfile import chunk_paths
+from rag.index.chunkfile import rows_by_path
 from rag.index.cutting import Chunk
 from rag.notes import Folders
 
@@ -79,12 +79,12 @@ class Where:
         parsed only for a condition on their tags or properties (a large index's rows are
         read as asked: chunkfile)."""
         folders = Folders.of(notes)
-        paths = chunk_paths(chunks)
-        rows: dict[str, list[int]] = {}
-        for row, path in enumerate(paths):
-            rows.setdefault(path, []).append(row)
+        rows = rows_by_path(chunks)
         kept = {path for path, of in rows.items() if self._holds(path, of, chunks, folders)}
-        return np.fromiter((p in kept for p in paths), dtype=bool, count=len(paths))
+        allowed = np.zeros(len(chunks), dtype=bool)
+        for path in kept:
+            allowed[rows[path]] = True
+        return allowed
 
     def _holds(self, path: str, rows: list[int], chunks: Sequence[Chunk], folders: Folders) -> bool:
         for c in self.conditions:

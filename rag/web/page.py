@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import zip_longest
 
@@ -16,6 +17,8 @@ import gradio as gr
 
 from rag.answer.base import Answer
 from rag.answer.pipeline import ask
+from rag.index.chunkfile import rows_by_path
+from rag.index.cutting import Chunk
 from rag.search.engine import Engine
 from rag.settings import MODES, LLMSettings, Settings
 from rag.web.feedback import REASONS
@@ -25,6 +28,10 @@ from rag.web.reply import escape_md
 MAX_SOURCES = 10
 EXAMPLES = 4  # example questions on the empty chat
 NEXT_QUESTIONS = 3  # questions offered under an answer (`next_questions`)
+# Chunks the first screen reads: every one of a smaller index, this many evenly spread rows of
+# a larger. A large index parses a row as it is read (rag.index.chunkfile): 36 us a row, so
+# all of 1M rows would hold the page for half a minute when it opens.
+FIRST_SCREEN_CHUNKS = 4_000
 # The page's own CSS, beside Gradio's theme: a slider's min and max and a control's info
 # line are drawn at 1.9:1 contrast (axe: serious); here in the text colour.
 # A citation's [n] is a target of at least 24x24 px (WCAG 2.5.8), not the digit's 8x22.
@@ -397,12 +404,15 @@ def intro(engine: Engine | None, folder: str, llm: LLMSettings | None, topics: i
     """The first screen's words: what is here (the notes' top headings as topics), how
     answers are made, and that nothing leaves the machine."""
     how = "lines quoted from your notes" if llm is None else "written by your LLM from your notes"
+    chunks = engine.chunks if engine else ()
     heads: dict[str, None] = {}  # the sections under each note's title, in order
-    for chunk in engine.chunks if engine else ():
+    for chunk in _spread(chunks):
         if len(chunk.heading) > 1:
             heads.setdefault(chunk.heading[1].split(" -- ")[0].strip(), None)  # "X -- what X is"
     shown = " · ".join(escape_md(h) for h in list(heads)[:topics])
     more = f" and {len(heads) - topics} more" if len(heads) > topics else ""
+    if more and len(chunks) > FIRST_SCREEN_CHUNKS:  # not every chunk was read: no count
+        more = " and more"
     return (
         f"# Ask your notes\n\nAnswers are {how} ({folder}); each [n] opens the note at the "
         "lines it came from. Everything runs on this machine: no question or note leaves it."
@@ -428,7 +438,7 @@ def example_questions(engine: Engine, n: int = 4, tries: int = 6) -> list[str]:
     only when the ask pipeline answers it from the section it names (an example that answers
     badly would show the product at its worst)."""
     topics: dict[str, tuple[str, ...]] = {}  # topic -> the heading path it closes
-    for chunk in engine.chunks:
+    for chunk in _spread(engine.chunks):
         if topic := _topic(chunk.heading):
             topics.setdefault(topic, chunk.heading)
     names = list(topics)
@@ -447,17 +457,21 @@ def example_questions(engine: Engine, n: int = 4, tries: int = 6) -> list[str]:
 def next_questions(engine: Engine, answer: Answer, n: int = NEXT_QUESTIONS) -> list[str]:
     """What to ask next, under an answer: the sections around those it cited (below one
     first, then beside it), as questions; none the answer cited or the question named."""
-    cited = list(dict.fromkeys(c.heading for c in answer.citations))
+    cited = list(dict.fromkeys((c.path, c.heading) for c in answer.citations))
     asked = answer.question.casefold()
-    around = _sections_under(engine)
     near = [  # for each cited section: its own sub-sections, then its siblings
-        [s for parent in (heading, heading[:-1]) for s in around.get(parent, ())]
-        for heading in cited
+        [
+            s
+            for parent in (heading, heading[:-1])
+            for s in _sections_under(engine, path).get(parent, ())
+        ]
+        for path, heading in cited
     ]
+    cited_headings = {heading for _, heading in cited}
     picks: dict[str, None] = {}
     for section in (s for row in zip_longest(*near) for s in row if s):  # in turn
         topic = _topic(section)
-        if section not in cited and topic and topic.casefold() not in asked:
+        if section not in cited_headings and topic and topic.casefold() not in asked:
             picks.setdefault(topic, None)
     return [about(topic) for topic in list(picks)[:n]]
 
@@ -473,16 +487,24 @@ def _topic(heading: tuple[str, ...]) -> str:
     return topic if len(topic) <= 40 else ""
 
 
-_UNDER: weakref.WeakKeyDictionary[Engine, dict] = weakref.WeakKeyDictionary()
+def _spread(chunks: Sequence[Chunk]) -> Iterator[Chunk]:
+    """The chunks the first screen reads, in row order: all of them, or FIRST_SCREEN_CHUNKS
+    evenly spread rows of a larger index."""
+    step = max(1, -(-len(chunks) // FIRST_SCREEN_CHUNKS))
+    return (chunks[row] for row in range(0, len(chunks), step))
 
 
-def _sections_under(engine: Engine) -> dict[tuple[str, ...], list[tuple[str, ...]]]:
-    """Each heading path -> the sections one level below it, in note order: made once per
-    index (a re-index swaps in a new engine)."""
-    found = _UNDER.get(engine)
-    if found is None:
-        found = {}
-        for heading in dict.fromkeys(c.heading for c in engine.chunks):
-            found.setdefault(heading[:-1], []).append(heading)
-        _UNDER[engine] = found
+_ROWS: weakref.WeakKeyDictionary[Engine, dict[str, list[int]]] = weakref.WeakKeyDictionary()
+
+
+def _sections_under(engine: Engine, path: str) -> dict[tuple[str, ...], list[tuple[str, ...]]]:
+    """Each heading path of one note -> its sections one level below, in note order. Only that
+    note's rows are read; which rows they are is found once per index (a re-index swaps in a
+    new engine) from the rows' paths, which a large index reads without parsing a row."""
+    rows = _ROWS.get(engine)
+    if rows is None:
+        rows = _ROWS[engine] = rows_by_path(engine.chunks)
+    found: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+    for heading in dict.fromkeys(engine.chunks[r].heading for r in rows.get(path, ())):
+        found.setdefault(heading[:-1], []).append(heading)
     return found
