@@ -376,8 +376,7 @@ class RowFile:
             raise IndexError(f"rows outside 0..{len(self) - 1}")
         order = np.argsort(rows, kind="stable")
         ordered = rows[order]
-        runs = np.flatnonzero(np.diff(ordered) != 1) + 1  # consecutive rows: one read each
-        for a, b in zip([0, *runs.tolist()], [*runs.tolist(), len(rows)], strict=True):
+        for a, b in _runs(ordered, 1):  # consecutive rows: one read each
             out[order[a:b]] = self._read(int(ordered[a]), b - a)
         return out
 
@@ -421,13 +420,20 @@ def _add_codes(index: faiss.IndexIVF, rows: np.ndarray, groups: np.ndarray, code
     order = np.argsort(groups, kind="stable")
     rows, groups = np.ascontiguousarray(rows[order]), groups[order]
     codes = np.ascontiguousarray(np.asarray(codes, dtype=np.uint8)[order])
-    edges = np.flatnonzero(np.diff(groups)) + 1
-    for a, b in zip([0, *edges.tolist()], [*edges.tolist(), len(rows)], strict=True):
-        if b > a:  # rows and codes are held by name, as a pointer does not keep them alive
-            index.invlists.add_entries(
-                int(groups[a]), b - a, faiss.swig_ptr(rows[a:]), faiss.swig_ptr(codes[a:])
-            )
+    # rows and codes are held by name: a pointer into them does not keep them alive
+    for a, b in _runs(groups, 0):
+        index.invlists.add_entries(
+            int(groups[a]), b - a, faiss.swig_ptr(rows[a:]), faiss.swig_ptr(codes[a:])
+        )
     index.ntotal += len(rows)
+
+
+def _runs(ordered: np.ndarray, step: int) -> Iterator[tuple[int, int]]:
+    """(start, stop) of each run of `ordered` whose next value is `step` more (0: equal values,
+    1: consecutive ones); none for an empty array."""
+    edges = (np.flatnonzero(np.diff(ordered) != step) + 1).tolist()
+    if len(ordered):
+        yield from zip([0, *edges], [*edges, len(ordered)], strict=True)
 
 
 def _ivf_pq(quantizer: faiss.IndexFlatIP, nlist: int, m: int) -> faiss.IndexIVFPQ:

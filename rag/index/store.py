@@ -273,8 +273,7 @@ def _fields(s: Segment | Joined) -> tuple:
 def _read_segment(gen: Path, counted: dict, dim: int, rows: bool = True) -> Segment:
     """One folder's chunks, vectors (FAISS memory-mapped, rows read as asked) and postings,
     checked against its counts: the generation's own (`counted["name"]` "") or a delta's.
-    `rows`: whether the folder has
-    float rows beside its FAISS files (format 4)."""
+    `rows`: whether the folder has float rows beside its FAISS files (format 4)."""
     folder = gen / counted["name"] if counted["name"] else gen
     chunks_expected, units_expected = counted["chunks"], counted["units"]
     chunks = read_chunks(folder / "chunks.jsonl")
