@@ -181,6 +181,26 @@ def test_deltas_stack_removed_and_new_notes_included(split, embedder, tmp_path, 
     assert update_index(notes, index, embedder, 200).written is False  # nothing changed
 
 
+def test_a_large_rewrite_gathers_its_vectors_in_files_into_the_same_index(
+    split, embedder, tmp_path, monkeypatch
+):
+    """A rewrite of STREAM_ROWS vectors or more writes them a block at a time to files that
+    the new generation links: the generation is the one a rewrite in memory writes."""
+    notes, index = split
+    add_line(notes, *EDIT)
+    monkeypatch.setattr(build, "DELTA_MIN_CHUNKS", 10**9)
+    in_memory = tmp_path / "in-memory"
+    shutil.copytree(index, in_memory)
+    assert update_index(notes, in_memory, embedder, 200).embedded == 1
+    monkeypatch.setattr(build, "STREAM_ROWS", 0)
+    monkeypatch.setattr(build, "ROW_BLOCK", 100)  # the default notes' 2,973 units: 30 blocks
+    assert update_index(notes, index, embedder, 200).embedded == 1
+    a, b = current_generation(in_memory), current_generation(index)
+    for name in FILES:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert [p.name for p in index.iterdir() if p.name.startswith("gen-vectors-")] == []
+
+
 def test_a_delta_that_would_outgrow_its_base_is_a_rewrite(split, embedder, monkeypatch):
     notes, index = split
     monkeypatch.setattr(build, "DELTA_SHARE", 1000)  # any delta is too big

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.index.dense import DenseIndex, MultiVectorIndex
+from rag.index.dense import DenseIndex, MultiVectorIndex, RowFile
 
 
 def unit(*xs: float) -> np.ndarray:
@@ -129,6 +129,23 @@ def test_rows_given_block_by_block_go_to_a_file_that_saving_links(tmp_path):
         DenseIndex.build_approximate(vectors[::2], [vectors[:100]], len(vectors))
 
 
+def test_an_index_built_from_a_rows_file_reads_it_a_block_at_a_time(tmp_path, monkeypatch):
+    """Rows in a RowFile make the index rows in memory make, and stay in that file."""
+    from rag.index import dense
+
+    vectors = clustered(np.random.default_rng(9), 3_000, 16, 20)
+    np.save(tmp_path / "r.npy", vectors)
+    monkeypatch.setattr(dense, "ROW_BLOCK", 1_000)  # three blocks
+    in_memory = DenseIndex.build(vectors, approximate=True)
+    from_file = DenseIndex.build(RowFile(tmp_path / "r.npy"), approximate=True)
+    rows = np.arange(len(vectors))
+    assert np.array_equal(from_file.codes(rows), in_memory.codes(rows))
+    assert np.array_equal(from_file.groups(rows), in_memory.groups(rows))
+    assert isinstance(from_file._rows, RowFile) and np.array_equal(from_file.vectors(), vectors)
+    small = DenseIndex.build(RowFile(tmp_path / "r.npy"), approximate=False)  # exact: in memory
+    assert isinstance(small._rows, np.ndarray) and np.array_equal(small.vectors(), vectors)
+
+
 def test_a_rows_file_reads_the_rows_asked_for(tmp_path):
     """Rows are read from the .npy file as asked (RowFile), never memory-mapped."""
     from rag.index.dense import RowFile
@@ -138,6 +155,8 @@ def test_a_rows_file_reads_the_rows_asked_for(tmp_path):
     rows = RowFile(tmp_path / "r.npy")
     picked = np.array([5, 6, 7, 2, 2, 99, 0])  # runs, repeats, out of order
     assert rows.shape == (100, 8) and np.array_equal(rows[picked], vectors[picked])
+    mask = np.arange(100) % 3 == 0
+    assert np.array_equal(rows[mask], vectors[mask])
     assert np.array_equal(rows[3:9], vectors[3:9]) and np.array_equal(rows[::7], vectors[::7])
     assert np.array_equal(np.array(rows), vectors) and np.array_equal(rows[np.int64(4)], vectors[4])
     with pytest.raises(IndexError):
@@ -185,7 +204,7 @@ def codebooks(index: DenseIndex) -> np.ndarray:
     return faiss.vector_to_array(index._index.pq.centroids)
 
 
-def test_a_rewrite_keeps_the_groups_of_an_approximate_index_while_they_stay_balanced():
+def test_a_rewrite_keeps_the_groups_of_an_approximate_index_while_they_stay_balanced(tmp_path):
     rng = np.random.default_rng(7)
     vectors = clustered(rng, 60_000, 48, 300)
     old = DenseIndex.build(vectors)
@@ -201,6 +220,12 @@ def test_a_rewrite_keeps_the_groups_of_an_approximate_index_while_they_stay_bala
     rows = np.arange(len(new))
     assert np.array_equal(kept.codes(rows), encoded.codes(rows))
     assert np.array_equal(kept.groups(rows), encoded.groups(rows)) and kept.size == len(new)
+    np.save(tmp_path / "new.npy", new)  # rows in a file (a large rewrite's): read as needed
+    from_file = DenseIndex.build_in_groups(
+        RowFile(tmp_path / "new.npy"), old, groups, old.codes(keep)
+    )
+    assert np.array_equal(from_file.codes(rows), kept.codes(rows))
+    assert isinstance(from_file._rows, RowFile) and np.array_equal(from_file.take(rows), new)
     with pytest.raises(ValueError, match="codes for 59000 grouped rows"):
         DenseIndex.build_in_groups(new, old, groups, old.codes(keep[:10]))
     assert kept.trained_balance == old.trained_balance

@@ -20,6 +20,8 @@ next update, even after a crash, adds them and keeps the chunk vectors.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -32,7 +34,7 @@ from filelock import FileLock, Timeout
 from rag.errors import IndexBusy, IndexProblem, IndexUnwritable
 from rag.index.chunkfile import chunk_paths
 from rag.index.cutting import Chunk, chunk_note, text_hash
-from rag.index.dense import DenseIndex
+from rag.index.dense import ROW_BLOCK, DenseIndex, RowFile, RowWriter
 from rag.index.embedding import Embedder
 from rag.index.join import join_postings
 from rag.index.lexical import Postings
@@ -67,6 +69,10 @@ DELTA_MIN_CHUNKS = 1_000
 MAX_DELTAS = 8
 DELTA_SHARE = 8
 Progress = Callable[[int, int], None]  # (done, total) texts embedded so far
+# A rewrite of this many vectors or more gathers them into .npy files block by block, and
+# builds its indexes from those (read as asked), instead of holding them all: the unit
+# vectors of 1M chunks are 11.7 GB. The files are linked into the new generation.
+STREAM_ROWS = 200_000
 
 
 @dataclass
@@ -138,21 +144,22 @@ def update_index(
         if dry_run or (same and whole and old_files == fingerprints(notes)):
             report.seconds = time.perf_counter() - started
             return report
-        chunk_vectors, unit_vectors = vectors.build(embedder, progress)
-        dense = _dense_index(chunk_vectors, old and old.dense, vectors.sources[0])
-        units = _dense_index(unit_vectors, old and old.units, vectors.sources[1])
-        manifest = _manifest(
-            embedder,
-            max_tokens,
-            notes,
-            chunks=len(chunks),
-            units=len(unit_vectors),
-            balance=_balances(dense, units),
-        )
-        postings = _postings(chunks, old if not reason else None)
-        gen = write_generation(
-            index_dir, chunks, dense, units, manifest, vectors.counts, postings=postings
-        )
+        with _scratch(index_dir) as folder:
+            chunk_vectors, unit_vectors = vectors.build(embedder, progress, folder)
+            dense = _dense_index(chunk_vectors, old and old.dense, vectors.sources[0])
+            units = _dense_index(unit_vectors, old and old.units, vectors.sources[1])
+            manifest = _manifest(
+                embedder,
+                max_tokens,
+                notes,
+                chunks=len(chunks),
+                units=len(unit_vectors),
+                balance=_balances(dense, units),
+            )
+            postings = _postings(chunks, old if not reason else None)
+            gen = write_generation(
+                index_dir, chunks, dense, units, manifest, vectors.counts, postings=postings
+            )
         report.written = True
         report.seconds = time.perf_counter() - started
         log.debug("wrote %s: %d chunks, %d embedded", gen.name, report.chunks, report.embedded)
@@ -364,32 +371,41 @@ class VectorPlan:
         self.new_chunks = len({h for h, _ in self.chunk_items if h in self.missing})
         self.sources: list[np.ndarray] = []  # by `build`: each row's old row, or -1 (new)
 
-    def build(self, embedder: Embedder, progress: Progress | None) -> tuple[np.ndarray, ...]:
-        fresh = _embed(embedder, list(self.missing.values()), progress)
+    def build(
+        self, embedder: Embedder, progress: Progress | None, folder: Path | None = None
+    ) -> tuple[np.ndarray | RowFile, ...]:
+        """The chunk vectors and the unit vectors, in row order. `folder`: where vectors go
+        when there are STREAM_ROWS or more, a block at a time (read back as a RowFile)."""
+        texts = list(self.missing.values())
+        many = folder is not None and len(texts) >= STREAM_ROWS
+        fresh = _embed(embedder, texts, progress, folder / "new.npy" if many else None)
         fresh_rows = {h: i for i, h in enumerate(self.missing)}
-
-        def gather(items: list[tuple[str, str]], kind: int) -> np.ndarray:
-            out = np.zeros((len(items), embedder.dim), dtype=np.float32)
-            sources = np.full(len(items), -1, dtype=np.int64)
-            kept: tuple[list[int], list[int]] = ([], [])  # places, old rows: chunks
-            kept_units: tuple[list[int], list[int]] = ([], [])  # and units
-            for i, (h, _) in enumerate(items):
-                if h in fresh_rows:
-                    out[i] = fresh[fresh_rows[h]]
-                else:
-                    kind, row = self.known[h]
-                    place = kept_units if kind else kept
-                    place[0].append(i)
-                    place[1].append(row)
-            for (places, rows), index in ((kept, "dense"), (kept_units, "units")):
-                if places:  # only the rows needed, read from the old index in one call
-                    out[places] = getattr(self.old, index).take(np.array(rows, dtype=np.int64))
-            same = kept_units if kind else kept  # rows of the index this one replaces
-            sources[same[0]] = same[1]  # (a vector taken from the other index has no group)
-            self.sources.append(sources)
-            return out
-
-        return gather(self.chunk_items, 0), gather(self.unit_items, 1)
+        out = []
+        for kind, items in enumerate((self.chunk_items, self.unit_items)):
+            n = len(items)
+            # each row's source: a new vector (-1) or an old index's (0: chunks, 1: units) row
+            known = [self.known.get(h, (-1, -1)) for h, _ in items]
+            index_of = np.array([k for k, _ in known], dtype=np.int64)
+            old_row = np.array([r for _, r in known], dtype=np.int64)
+            many = folder is not None and n >= STREAM_ROWS
+            file = folder / f"{('chunks', 'units')[kind]}.npy" if many else None
+            with RowWriter(n, embedder.dim, file) as rows:
+                for a in range(0, n, ROW_BLOCK):
+                    b = min(a + ROW_BLOCK, n)
+                    block = np.zeros((b - a, embedder.dim), dtype=np.float32)
+                    new = np.flatnonzero(index_of[a:b] < 0)
+                    if len(new):
+                        picks = [fresh_rows[items[a + i][0]] for i in new.tolist()]
+                        block[new] = fresh[np.array(picks, dtype=np.int64)]
+                    for k, name in ((0, "dense"), (1, "units")):
+                        places = np.flatnonzero(index_of[a:b] == k)
+                        if len(places):  # only the rows needed, read from the old index
+                            block[places] = getattr(self.old, name).take(old_row[a:b][places])
+                    rows.write(block)
+            # a vector taken from the other index has no group in the one this replaces
+            self.sources.append(np.where(index_of == kind, old_row, -1))
+            out.append(rows.array)
+        return out[0], out[1]
 
 
 def _dense_index(vectors: np.ndarray, old, sources: np.ndarray) -> DenseIndex:
@@ -442,19 +458,48 @@ def _previous(
     return old, ""
 
 
-def _embed(embedder: Embedder, texts: list[str], progress: Progress | None) -> np.ndarray:
-    """Vectors of `texts`, in their order. They are sent longest first: where batches are
-    padded (torch, without onnxruntime) each pads to texts of about its own length."""
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+def _embed(
+    embedder: Embedder, texts: list[str], progress: Progress | None, file: Path | None = None
+) -> np.ndarray | RowFile:
+    """Vectors of `texts`, in their order; written to the .npy `file` a block at a time, when
+    given. Within a block they are sent longest first: where batches are padded (torch,
+    without onnxruntime) each pads to texts of about its own length."""
     if progress and texts:
         progress(0, len(texts))
-    for start in range(0, len(texts), EMBED_BATCH):
-        rows = order[start : start + EMBED_BATCH]
-        out[rows] = embedder.embed_documents([texts[i] for i in rows])
-        if progress:
-            progress(min(start + EMBED_BATCH, len(texts)), len(texts))
-    return out
+    with RowWriter(len(texts), embedder.dim, file) as rows:
+        for first in range(0, len(texts), ROW_BLOCK):
+            part = texts[first : first + ROW_BLOCK]
+            order = sorted(range(len(part)), key=lambda i: -len(part[i]))
+            out = np.zeros((len(part), embedder.dim), dtype=np.float32)
+            for start in range(0, len(part), EMBED_BATCH):
+                picked = order[start : start + EMBED_BATCH]
+                out[picked] = embedder.embed_documents([part[i] for i in picked])
+                if progress:
+                    progress(first + min(start + EMBED_BATCH, len(part)), len(texts))
+            rows.write(out)
+    return rows.array
+
+
+@contextmanager
+def _scratch(index_dir: Path) -> Iterator[Path]:
+    """A folder for a rewrite's vectors on their way into the new generation, which links
+    them; removed after. Named as an unfinished generation is, so one a crash left behind is
+    removed with those (store.clean_old_generations)."""
+    folder = Path(index_dir) / f"gen-vectors-{os.getpid()}-{time.monotonic_ns()}.tmp"
+    try:
+        try:
+            folder.mkdir(parents=True)
+        except OSError as e:
+            raise IndexUnwritable(f"cannot write in {index_dir} ({e.strerror or e})") from e
+        try:
+            yield folder
+        except OSError as e:  # a full disk while vectors were written: nothing was switched
+            raise IndexUnwritable(
+                f"cannot write the new vectors in {index_dir} ({e.strerror or e}); "
+                "the live index is unchanged"
+            ) from e
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager

@@ -47,6 +47,7 @@ REBALANCE = 1.2
 # the unit search asks for 800 rows, and faiss takes 2.5 times as long for 1,600 as for 900.
 PQ_BYTES = 48
 RESCORE = 100
+ROW_BLOCK = 65_536  # rows read or written at a time when they are in a file (96 MiB)
 
 
 class DenseIndex:
@@ -63,17 +64,25 @@ class DenseIndex:
         self.trained_balance = trained_balance  # an approximate index's, when trained
 
     @classmethod
-    def build(cls, vectors: np.ndarray, approximate: bool | None = None) -> DenseIndex:
-        """An exact index, or an approximate one from APPROX_MIN rows (or when asked)."""
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    def build(cls, vectors: np.ndarray | RowFile, approximate: bool | None = None) -> DenseIndex:
+        """An exact index, or an approximate one from APPROX_MIN rows (or when asked). Rows in
+        a RowFile are read a block at a time for an approximate index, and stay in that file."""
         n, dim = vectors.shape
         if approximate is None:
             approximate = n >= APPROX_MIN
         if not approximate or n == 0:
+            vectors = np.ascontiguousarray(vectors, dtype=np.float32)
             index = faiss.IndexFlatIP(dim)
             index.add(vectors)
             return cls(index, vectors)
-        return cls.build_approximate(vectors[:: max(1, n // train_size(n))], [vectors], n)
+        sample = vectors[:: max(1, n // train_size(n))]
+        if not isinstance(vectors, RowFile):
+            vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+            return cls.build_approximate(sample, [vectors], n)
+        blocks = (vectors[a : a + ROW_BLOCK] for a in range(0, n, ROW_BLOCK))
+        built = cls.build_approximate(sample, blocks, n, keep_rows=False)
+        built._rows = vectors
+        return built
 
     @classmethod
     def build_approximate(
@@ -82,11 +91,13 @@ class DenseIndex:
         blocks: Iterable[np.ndarray],
         n: int,
         rows_file: Path | None = None,
+        keep_rows: bool = True,
     ) -> DenseIndex:
         """An IVF-PQ index over `n` rows given block by block, with about 8 sqrt(n) groups
         (see _nlist) found by seeded k-means on `sample`, and its codes trained there too.
         `rows_file`: write the float rows to this .npy file as they come, and read them from
-        there (RowFile: rows that need not fit in memory); else they are kept in memory."""
+        there (RowFile: rows that need not fit in memory); else they are kept in memory.
+        `keep_rows=False`: the caller has them (the index is made without its rows)."""
         dim = sample.shape[1]
         nlist = _nlist(n)
         index = _ivf_pq(faiss.IndexFlatIP(dim), nlist, _pq_bytes(dim))
@@ -96,7 +107,7 @@ class DenseIndex:
         # the time, and the codes only choose candidates that are then scored exactly.
         index.pq.cp.max_points_per_centroid = 64
         index.train(np.ascontiguousarray(sample, dtype=np.float32))
-        with _RowWriter(n, dim, rows_file) as rows:
+        with RowWriter(n, dim, rows_file, keep_rows) as rows:
             for block in blocks:
                 block = np.ascontiguousarray(block, dtype=np.float32)
                 index.add(block)
@@ -104,12 +115,12 @@ class DenseIndex:
         if index.ntotal != n:
             raise ValueError(f"{n} rows announced, {index.ntotal} given")
         index.nprobe = min(nlist, max(PROBE_MIN, nlist // PROBE_SHARE))
-        return cls(index, rows.array, _balance(index))
+        return cls(index, rows.array if keep_rows else None, _balance(index))
 
     @classmethod
     def build_in_groups(
         cls,
-        vectors: np.ndarray,
+        vectors: np.ndarray | RowFile,
         old: DenseIndex,
         groups: np.ndarray,
         codes: np.ndarray | None = None,
@@ -120,7 +131,8 @@ class DenseIndex:
         copied instead of encoded again. Built as `build` does, k-means and all, when the
         size calls for another number of groups or the groups would be REBALANCE times as
         unbalanced as training left them."""
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if not isinstance(vectors, RowFile):  # a RowFile's rows are read as needed
+            vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         n, dim = vectors.shape
         nlist = old.probes[1]
         if n < APPROX_MIN or not old.compressed or _nlist(n) != nlist:
@@ -143,7 +155,8 @@ class DenseIndex:
         index.pq = old._index.pq  # a copy of the trained codebooks
         index.is_trained = True
         if codes is None:
-            index.add_core(n, faiss.swig_ptr(vectors), None, faiss.swig_ptr(groups))
+            every = np.ascontiguousarray(vectors, dtype=np.float32)
+            index.add_core(n, faiss.swig_ptr(every), None, faiss.swig_ptr(groups))
         else:
             _add_codes(index, np.flatnonzero(~new), groups[~new], codes)
             fresh = np.flatnonzero(new)  # encoded; each row's id is its position, as add gives
@@ -300,17 +313,18 @@ def _one_thread() -> Iterator[None]:
         faiss.omp_set_num_threads(before)
 
 
-class _RowWriter:
+class RowWriter:
     """Float rows as they come: kept in memory (one block is kept as it is, several joined),
-    or written to a .npy file that is then read as a RowFile."""
+    or written to a .npy file that is then read as a RowFile (`array`, once closed); with
+    `keep=False`, only counted."""
 
-    def __init__(self, n: int, dim: int, path: Path | None) -> None:
-        self.n, self.dim, self.path, self.done = n, dim, path, 0
+    def __init__(self, n: int, dim: int, path: Path | None, keep: bool = True) -> None:
+        self.n, self.dim, self.path, self.done, self.keep = n, dim, path, 0, keep
         self.blocks: list[np.ndarray] = []
-        self.array = np.zeros((0, dim), dtype=np.float32)
+        self.array: np.ndarray | RowFile = np.zeros((0, dim), dtype=np.float32)
 
-    def __enter__(self) -> _RowWriter:
-        if self.path is not None:
+    def __enter__(self) -> RowWriter:
+        if self.path is not None and self.keep:
             self._file = open(self.path, "wb")
             header = {"descr": "<f4", "fortran_order": False, "shape": (self.n, self.dim)}
             np.lib.format.write_array_header_1_0(self._file, header)
@@ -320,12 +334,16 @@ class _RowWriter:
         self.done += len(block)
         if self.done > self.n:
             raise ValueError(f"{self.n} rows announced, more given")
+        if not self.keep:
+            return
         if self.path is None:
             self.blocks.append(block)
         else:
-            self._file.write(memoryview(block))  # contiguous: written as it is
+            self._file.write(memoryview(np.ascontiguousarray(block, dtype=np.float32)))
 
     def __exit__(self, *exc) -> None:
+        if not self.keep:
+            return
         if self.path is not None:
             self._file.close()
             if exc[0] is None and self.done == self.n:
@@ -366,7 +384,12 @@ class RowFile:
             if step != 1:
                 return self[np.arange(start, stop, step)]
             return self._read(start, max(stop - start, 0))
-        rows = np.asarray(key, dtype=np.int64)
+        rows = np.asarray(key)
+        if rows.dtype == bool:  # a mask of every row
+            if rows.shape != (len(self),):
+                raise IndexError(f"a mask of {rows.shape} for {len(self)} rows")
+            rows = np.flatnonzero(rows)
+        rows = rows.astype(np.int64)
         if rows.ndim == 0:
             return self[rows.reshape(1)][0]
         out = np.empty((len(rows), self.shape[1]), dtype=np.float32)
