@@ -340,9 +340,13 @@ def vector_texts(
 
 
 class VectorPlan:
-    """Which vectors of a new generation are re-used (by text hash) and which are embedded;
-    without `lines`, chunk vectors only (a first pass). `reuse`: the old chunk rows whose
-    vectors (their own and their units') may be re-used; None: all of them."""
+    """Which vectors of a new generation are re-used and which are embedded; without `lines`,
+    chunk vectors only (a first pass). `reuse`: the old chunk rows whose vectors (their own
+    and their units') may be re-used; None: all of them.
+
+    A new chunk that is the very object of an old row (an unchanged note's, in a rewrite)
+    takes that row's vectors as they are. Any other vector is found by the hash of its text
+    among the old chunks' and the units of old chunks not so kept, or embedded."""
 
     def __init__(
         self,
@@ -353,57 +357,85 @@ class VectorPlan:
     ) -> None:
         self.old = old
         self.counts = unit_counts(chunks) if lines else np.zeros(len(chunks), dtype=np.int64)
-        self.chunk_items, self.unit_items = vector_texts(chunks, self.counts)
-        self.known: dict[str, tuple[int, int]] = {}  # hash -> (0: chunk, 1: unit; old row)
+        # each vector's source, in row order (chunks, then units): 0 or 1, a row of the old
+        # chunk or unit index; -1, the text at that place in `texts`, embedded
+        self._source = [np.full(len(chunks), -1, dtype=np.int8), np.full(0, -1, dtype=np.int8)]
+        self._row = [np.full(len(chunks), -1, dtype=np.int64), np.full(0, -1, dtype=np.int64)]
+        self._source[1] = np.full(int(self.counts.sum()), -1, dtype=np.int8)
+        self._row[1] = np.full(len(self._source[1]), -1, dtype=np.int64)
+        self.texts: list[str] = []  # to embed, each once
+        self.sources: list[np.ndarray] = []  # by `build`: each row's old row, or -1 (new)
+        known: dict[str, tuple[int, int]] = {}  # hash -> (0: chunk, 1: unit; old row)
+        fresh: dict[str, int] = {}  # hash -> place in `texts`
+        same: dict[int, int] = {}  # id of an old chunk object -> its row
+        first = np.zeros(1, dtype=np.int64)
         if old:
+            first = np.concatenate([[0], np.cumsum(old.unit_counts)])
             rows = range(len(old.chunks)) if reuse is None else reuse.tolist()
-            first = np.concatenate([[0], np.cumsum(old.unit_counts)]).tolist()
-            for r in rows:
-                self.known.setdefault(old.chunks[r].content_hash, (0, r))
+            kept = {id(c) for c in chunks}
             for r in rows:
                 chunk = old.chunks[r]
-                if first[r + 1] > first[r]:
+                known.setdefault(chunk.content_hash, (0, r))
+                if id(chunk) in kept:
+                    same[id(chunk)] = r
+            for r in rows:
+                chunk = old.chunks[r]
+                if id(chunk) not in same and first[r + 1] > first[r]:
                     for i, unit in enumerate(chunk.vector_units):
-                        self.known.setdefault(chunk.unit_hash(unit), (1, first[r] + i))
-        self.missing = {  # hash -> text, for text no old vector was made from
-            h: t for h, t in [*self.chunk_items, *self.unit_items] if h not in self.known
-        }
-        self.new_chunks = len({h for h, _ in self.chunk_items if h in self.missing})
-        self.sources: list[np.ndarray] = []  # by `build`: each row's old row, or -1 (new)
+                        known.setdefault(chunk.unit_hash(unit), (1, int(first[r]) + i))
+
+        def place(kind: int, row: int, hash: str, text: str) -> None:
+            found = known.get(hash)
+            if found is None:
+                if hash not in fresh:
+                    fresh[hash] = len(self.texts)
+                    self.texts.append(text)
+                found = (-1, fresh[hash])
+            self._source[kind][row], self._row[kind][row] = found
+
+        unit_row = 0
+        for i, chunk in enumerate(chunks):
+            r = same.get(id(chunk))
+            if r is not None:
+                self._source[0][i], self._row[0][i] = 0, r
+            else:
+                place(0, i, chunk.content_hash, chunk.indexed_text)
+            n = int(self.counts[i])
+            if n and r is not None and first[r + 1] - first[r] == n:  # its unit vectors too
+                self._source[1][unit_row : unit_row + n] = 1
+                self._row[1][unit_row : unit_row + n] = np.arange(first[r], first[r] + n)
+            elif n:
+                for j, unit in enumerate(chunk.vector_units):
+                    text = chunk.unit_indexed_text(unit)
+                    place(1, unit_row + j, text_hash(text), text)
+            unit_row += n
+        new = self._row[0][self._source[0] < 0]
+        self.new_chunks = len(np.unique(new))  # chunk texts embedded
 
     def build(
         self, embedder: Embedder, progress: Progress | None, folder: Path | None = None
     ) -> tuple[np.ndarray | RowFile, ...]:
         """The chunk vectors and the unit vectors, in row order. `folder`: where vectors go
         when there are STREAM_ROWS or more, a block at a time (read back as a RowFile)."""
-        texts = list(self.missing.values())
-        many = folder is not None and len(texts) >= STREAM_ROWS
-        fresh = _embed(embedder, texts, progress, folder / "new.npy" if many else None)
-        fresh_rows = {h: i for i, h in enumerate(self.missing)}
+        many = folder is not None and len(self.texts) >= STREAM_ROWS
+        fresh = _embed(embedder, self.texts, progress, folder / "new.npy" if many else None)
         out = []
-        for kind, items in enumerate((self.chunk_items, self.unit_items)):
-            n = len(items)
-            # each row's source: a new vector (-1) or an old index's (0: chunks, 1: units) row
-            known = [self.known.get(h, (-1, -1)) for h, _ in items]
-            index_of = np.array([k for k, _ in known], dtype=np.int64)
-            old_row = np.array([r for _, r in known], dtype=np.int64)
+        for kind, (source, row) in enumerate(zip(self._source, self._row, strict=True)):
+            n = len(source)
             many = folder is not None and n >= STREAM_ROWS
             file = folder / f"{('chunks', 'units')[kind]}.npy" if many else None
             with RowWriter(n, embedder.dim, file) as rows:
                 for a in range(0, n, ROW_BLOCK):
                     b = min(a + ROW_BLOCK, n)
                     block = np.zeros((b - a, embedder.dim), dtype=np.float32)
-                    new = np.flatnonzero(index_of[a:b] < 0)
-                    if len(new):
-                        picks = [fresh_rows[items[a + i][0]] for i in new.tolist()]
-                        block[new] = fresh[np.array(picks, dtype=np.int64)]
-                    for k, name in ((0, "dense"), (1, "units")):
-                        places = np.flatnonzero(index_of[a:b] == k)
-                        if len(places):  # only the rows needed, read from the old index
-                            block[places] = getattr(self.old, name).take(old_row[a:b][places])
+                    for k, name in ((-1, ""), (0, "dense"), (1, "units")):
+                        places = np.flatnonzero(source[a:b] == k)
+                        if len(places):  # only the rows needed, each source read once
+                            at = row[a:b][places]
+                            block[places] = fresh[at] if k < 0 else getattr(self.old, name).take(at)
                     rows.write(block)
             # a vector taken from the other index has no group in the one this replaces
-            self.sources.append(np.where(index_of == kind, old_row, -1))
+            self.sources.append(np.where(source == kind, row, -1))
             out.append(rows.array)
         return out[0], out[1]
 
