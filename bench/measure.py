@@ -4,6 +4,7 @@ with timer() as t: work()
 t.seconds                         # wall time
 latency([0.010, 0.012, 0.050])    # {"n": 3, "p50_ms": 12.0, "p95_ms": 46.2, ...}
 rss()                             # {"rss_mb": ..., "peak_mb": ..., "anon_mb": ..., ...}
+reset_peak()                      # peak_mb from now on is the peak of what follows
 """
 
 from __future__ import annotations
@@ -81,6 +82,16 @@ def parse_status(text: str) -> dict:
 def rss(pid: int | str = "self") -> dict:
     """Resident memory now and at its peak; file_mb is memory-mapped file pages (reclaimable)."""
     return parse_status(Path(f"/proc/{pid}/status").read_text())
+
+
+def reset_peak() -> bool:
+    """Start this process's peak RSS (VmHWM) again from its RSS now, so that a later peak_mb
+    is the peak of what ran in between (Linux: clear_refs 5); False where that is refused."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 def free_port() -> int:

@@ -307,6 +307,7 @@ def _scale(scale: dict) -> list[str]:
             "a fourth edit, the whole index rewritten (as when the deltas outgrow their bound), s",
             *(e.get("rewrite_s") for e in edits),
         ),
+        ("  peak RSS of that rewrite, MiB", *(e.get("rewrite_peak_mb") for e in edits)),
     ]
     headers = ["synthetic notes", *(f"{int(s):,} chunks" for s in sizes)]
     return [

@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import synth  # noqa: E402
-from bench.measure import latency, rss, timed_calls, timer  # noqa: E402
+from bench.measure import latency, reset_peak, rss, timed_calls, timer  # noqa: E402
 from rag.index import dense  # noqa: E402
 from rag.index.dense import DenseIndex, MultiVectorIndex, train_size  # noqa: E402
 from rag.index.lexical import Postings, tokenize  # noqa: E402
@@ -397,9 +397,12 @@ def edit(folder: Path) -> dict:
     note = notes[-1]
     note.write_text(note.read_text(encoding="utf-8") + "\n- quokka zanzibar tamarind\n")
     build.DELTA_MIN_CHUNKS = 10**9  # no delta: the whole index is written again
+    peak_reset = reset_peak()
     with timer() as t:
         update_index(folder / "notes", folder / "index", embedder, 200, live=engine.index)
     out["rewrite_s"] = t.seconds  # vectors, groups, PQ codes and postings of the rest re-used
+    if peak_reset:  # the rewrite's own peak (the process's RSS before it included)
+        out["rewrite_peak_mb"] = rss()["peak_mb"]
     index = load_index(folder / "index", MODEL, DIM, 200)
     out["rewrite_deltas"] = len(index.manifest.deltas)
     after = _top_ids(Engine(index, embedder, TUNING), q_vectors)  # its codes copied, or not
