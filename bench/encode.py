@@ -22,10 +22,24 @@ SAMPLE = 192  # texts (chunks and units of the default notes) per bulk run
 QUERIES = 60
 
 
+def index_texts(chunks) -> list[str]:
+    """The texts a full build embeds, in index row order: every chunk's indexed text, then
+    the units' of every chunk that has unit vectors."""
+    from rag.index.store import unit_counts
+
+    counts = unit_counts(chunks)
+    units = (
+        c.unit_indexed_text(u)
+        for c, n in zip(chunks, counts, strict=True)
+        if n
+        for u in c.vector_units
+    )
+    return [c.indexed_text for c in chunks] + list(units)
+
+
 def main(work: Path) -> dict:
     import torch
 
-    from rag.index.build import vector_texts
     from rag.index.embedding import SentenceTransformerEmbedder, warm_up
     from rag.index.onnx import BULK_BATCH
     from rag.index.store import load_index
@@ -36,10 +50,8 @@ def main(work: Path) -> dict:
     embedder = SentenceTransformerEmbedder(Settings().model)
     out_problem = warm_up(embedder)  # as the app ships: questions through ONNX Runtime
     index = load_index(work / "index", embedder.name, embedder.dim, 200)
-    chunk_items, unit_items = vector_texts(index.chunks)
-    texts = [t for _, t in chunk_items + unit_items][
-        :: max(1, (len(chunk_items) + len(unit_items)) // SAMPLE)
-    ]
+    every = index_texts(index.chunks)
+    texts = every[:: max(1, len(every) // SAMPLE)]
     questions = eval_questions()
     out: dict = {"sample_texts": len(texts), "torch_threads": cores, "runs": []}
     out["fast_path_problem"] = out_problem

@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.encode import index_texts  # noqa: E402
 from bench.measure import markdown_table  # noqa: E402
 
 # The int8 products in the graph ONNX Runtime runs (a product by a stored int8 weight, with its
@@ -35,10 +36,8 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import onnxruntime as ort
 
-    from rag.index.build import vector_texts
     from rag.index.cutting import chunk_note
     from rag.index.embedding import SentenceTransformerEmbedder
-    from rag.index.store import unit_counts
     from rag.notes import load_notes
     from rag.settings import Settings
 
@@ -51,8 +50,7 @@ def main() -> None:
     chunks = [
         c for n in notes for c in chunk_note(n, embedder.count_tokens, settings.max_chunk_tokens)
     ]
-    chunk_items, unit_items = vector_texts(chunks, unit_counts(chunks))
-    texts = list(dict([*chunk_items, *unit_items]).values())  # each distinct text once
+    texts = list(dict.fromkeys(index_texts(chunks)))  # each distinct text once
     tokens = int(bulk._tokenize(texts)["attention_mask"].sum())  # as truncated for the model
 
     def one_thread(texts: list[str], profile: bool):

@@ -323,22 +323,6 @@ def _chunks(
     return chunks, changed
 
 
-def vector_texts(
-    chunks: list[Chunk], counts: np.ndarray | None = None
-) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """(hash, text) of every chunk vector and every unit vector, in index row order; `counts`:
-    how many unit vectors each chunk has (all of its units, or none), when not all."""
-    chunk_items = [(c.content_hash, c.indexed_text) for c in chunks]
-    unit_texts = (
-        c.unit_indexed_text(u)
-        for i, c in enumerate(chunks)
-        if counts is None or counts[i]
-        for u in c.vector_units
-    )
-    unit_items = [(text_hash(text), text) for text in unit_texts]  # each text made once
-    return chunk_items, unit_items
-
-
 class VectorPlan:
     """Which vectors of a new generation are re-used and which are embedded; without `lines`,
     chunk vectors only (a first pass). `reuse`: the old chunk rows whose vectors (their own
@@ -359,10 +343,9 @@ class VectorPlan:
         self.counts = unit_counts(chunks) if lines else np.zeros(len(chunks), dtype=np.int64)
         # each vector's source, in row order (chunks, then units): 0 or 1, a row of the old
         # chunk or unit index; -1, the text at that place in `texts`, embedded
-        self._source = [np.full(len(chunks), -1, dtype=np.int8), np.full(0, -1, dtype=np.int8)]
-        self._row = [np.full(len(chunks), -1, dtype=np.int64), np.full(0, -1, dtype=np.int64)]
-        self._source[1] = np.full(int(self.counts.sum()), -1, dtype=np.int8)
-        self._row[1] = np.full(len(self._source[1]), -1, dtype=np.int64)
+        sizes = (len(chunks), int(self.counts.sum()))
+        self._source = [np.full(n, -1, dtype=np.int8) for n in sizes]
+        self._row = [np.full(n, -1, dtype=np.int64) for n in sizes]
         self.texts: list[str] = []  # to embed, each once
         self.sources: list[np.ndarray] = []  # by `build`: each row's old row, or -1 (new)
         known: dict[str, tuple[int, int]] = {}  # hash -> (0: chunk, 1: unit; old row)
