@@ -459,12 +459,9 @@ def next_questions(engine: Engine, answer: Answer, n: int = NEXT_QUESTIONS) -> l
     first, then beside it), as questions; none the answer cited or the question named."""
     cited = list(dict.fromkeys((c.path, c.heading) for c in answer.citations))
     asked = answer.question.casefold()
+    around = {path: _sections_under(engine, path) for path, _ in cited}  # each note read once
     near = [  # for each cited section: its own sub-sections, then its siblings
-        [
-            s
-            for parent in (heading, heading[:-1])
-            for s in _sections_under(engine, path).get(parent, ())
-        ]
+        [s for parent in (heading, heading[:-1]) for s in around[path].get(parent, ())]
         for path, heading in cited
     ]
     cited_headings = {heading for _, heading in cited}
