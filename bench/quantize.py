@@ -28,7 +28,7 @@ def main() -> None:
 
     from rag.index.build import update_index
     from rag.index.embedding import SentenceTransformerEmbedder
-    from rag.index.onnx import OnnxEncoder, model_head, quantize_onnx
+    from rag.index.onnx import OnnxEncoder, quantize_onnx
     from rag.index.store import load_index
     from rag.quality.evaluate import evaluate, load_cases
     from rag.search.engine import Engine, Tuning
@@ -41,7 +41,7 @@ def main() -> None:
         embedder = SentenceTransformerEmbedder(settings.model, cache_dir=work / "onnx")
         fast = embedder.fast_path()
         assert fast is not None, embedder.fast_problem
-        head = model_head(embedder.path)
+        head, tokenizer = embedder.onnx_parts()
         every_op, shipped = work / "every-op.onnx", work / "shipped.onnx"
         quantize_dynamic(str(fast.file), str(every_op), weight_type=QuantType.QInt8)
         quantize_onnx(fast.file, shipped)
@@ -55,7 +55,7 @@ def main() -> None:
         ]
         rows, reference = [], None
         for n, (name, notes, questions) in enumerate(options):
-            notes_encoder = notes if notes is fast else OnnxEncoder(notes, embedder, head)
+            notes_encoder = notes if notes is fast else OnnxEncoder(notes, tokenizer, head)
             question_encoder = notes_encoder if questions is notes else fast
             embedder._bulk, embedder._bulk_tried = notes_encoder, True
             embedder._fast, embedder._fast_tried = question_encoder, True

@@ -23,7 +23,7 @@ from rag.answer.pipeline import stream_ask
 from rag.answer.schema import answer_json, search_json
 from rag.errors import BadInput, RagError, internal_error
 from rag.index.build import IndexReport, update_index
-from rag.index.embedding import SentenceTransformerEmbedder, warm_up
+from rag.index.embedding import SentenceTransformerEmbedder, prepare, warm_up
 from rag.index.store import current_generation, verify_generation
 from rag.quality import beir
 from rag.quality.evaluate import (
@@ -65,6 +65,8 @@ EXAMPLES = {
     "mcp": "examples:\n  rag mcp --notes ~/vault            # over stdio, for an agent to start\n"
     "  rag mcp --http --mcp-port 7861     # http://127.0.0.1:7861/mcp\n\n"
     "Claude Code: claude mcp add notes -- rag mcp --notes ~/vault",
+    "prepare": "examples:\n  rag prepare\n  rag prepare --model ~/models/my-model --json\n\n"
+    "`make install` runs it; without it the first index or question makes them",
     "beir": "examples:\n  rag beir ../shared/bench/scifact\n  rag beir ~/beir/nfcorpus --json\n\n"
     "the notes and index go to .bench/<name>/ unless --notes/--index say otherwise",
     "eval": "examples:\n  rag eval\n  rag eval --questions my-questions.jsonl --json\n"
@@ -163,6 +165,12 @@ def _parser() -> argparse.ArgumentParser:
         help="with --feedback: print the down-votes that give gold lines (marked in the note "
         "viewer) or say 'not in my notes' as eval cases, one JSON line each, for --questions",
     )
+    command(
+        "prepare",
+        "Make the model's ONNX encoders once (an export and its int8 copy, about 6 s), so the "
+        "first index and the first question do not wait for them.",
+        cmd_prepare,
+    )
     p = command("beir", "Measure retrieval on a BEIR folder (corpus, queries, qrels).", cmd_beir)
     p.add_argument("beir_dir", metavar="DIR", help="folder with corpus.jsonl, queries.jsonl, qrels")
     return parser
@@ -228,6 +236,16 @@ def _update(settings: Settings, full: bool, progress_bar: bool, dry_run=False) -
         )
     finally:
         bar.close()
+
+
+def cmd_prepare(args: argparse.Namespace, settings: Settings) -> int:
+    embedder = SentenceTransformerEmbedder(settings.model)
+    ready = prepare(embedder)
+    if args.json:
+        print(json.dumps({**ready, "cache": str(embedder.cache_dir)}))
+    else:
+        console.say(console.prepare_summary(ready, embedder.cache_dir))
+    return 0
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:

@@ -138,6 +138,16 @@ def index_summary(r: IndexReport, settings: Settings) -> str:
     return "\n".join(lines)
 
 
+def prepare_summary(ready: dict, cache: Path) -> str:
+    """What `rag prepare` made ready."""
+    questions = "ONNX Runtime" if ready["questions"] == "onnx" else "torch (slower)"
+    notes = "its int8 copy" if ready["notes"].startswith("onnx-int8") else "the float network"
+    lines = [
+        f"Encoders ready in {cache}: questions through {questions}, note text through {notes}."
+    ]
+    return "\n".join([*lines, *(f"  {p}" for p in ready["problems"])])
+
+
 def check_report(gen: Path | None, problems: list[str], as_json: bool) -> str:
     """What `rag index --check` found."""
     if as_json:

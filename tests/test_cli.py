@@ -113,6 +113,36 @@ def test_missing_index_is_built_on_first_use(capsys, tmp_path):
     assert current_generation(index) is not None
 
 
+def test_prepare_makes_the_encoders_once(capsys, tmp_path, monkeypatch):
+    """`make install` runs it, so a newcomer's first index and question find them made."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    code, out, _ = run(capsys, "prepare", "--json")
+    ready = json.loads(out)
+    assert code == 0 and ready["questions"] == "onnx" and ready["problems"] == []
+    assert ready["notes"].startswith("onnx-int8-") and ready["cache"] == str(tmp_path / "rag/onnx")
+    made = {f: f.stat().st_mtime_ns for f in (tmp_path / "rag" / "onnx").iterdir()}
+    assert len(made) == 2  # the export and its int8 copy
+    code, out, _ = run(capsys, "prepare")
+    assert code == 0 and "questions through ONNX Runtime, note text through its int8 copy" in out
+    assert {f: f.stat().st_mtime_ns for f in (tmp_path / "rag" / "onnx").iterdir()} == made
+
+
+def test_a_question_from_the_terminal_never_loads_torch(aws_settings):
+    """Once the encoders are made (the index fixture made them in the user's cache), `rag ask`
+    answers without importing torch or sentence-transformers, 5-6 s of every start."""
+    argv = ["ask", "what is the maximum sqs message size?", "--json", *at(aws_settings)]
+    code = f"""
+import sys
+from rag.cli import main
+assert main({argv!r}) == 0
+print([m for m in ("torch", "sentence_transformers", "transformers") if m in sys.modules])
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    answer, loaded = run.stdout.strip().splitlines()
+    assert loaded == "[]", run.stderr
+    assert json.loads(answer)["citations"][0]["path"] == "aws-notes.md"
+
+
 def test_empty_question_is_refused_without_search(capsys, aws_settings):
     code, out, err = run(capsys, "ask", " \t\n", *at(aws_settings))
     assert code == 2 and out == ""
@@ -160,7 +190,7 @@ def test_corrupt_index_is_named_with_the_fix(capsys, aws_settings, tmp_path):
     assert code == 2 and "dense.faiss" in err and "rag index --full" in err
 
 
-@pytest.mark.parametrize("command", ["index", "search", "ask", "eval"])
+@pytest.mark.parametrize("command", ["index", "search", "ask", "eval", "prepare"])
 def test_every_command_has_help_with_an_example(capsys, command):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +18,7 @@ from rag.index.embedding import SMALL_CALL, SentenceTransformerEmbedder, warm_up
 from rag.index.onnx import BULK_MIN_COSINE, TOLERANCE, Head, model_head
 from rag.settings import Settings
 
+ROOT = Path(__file__).resolve().parent.parent
 TEXTS = [
     "max sqs message size",
     "  What is the DEFAULT visibility timeout?  ",  # stripped; the model is uncased
@@ -192,8 +196,54 @@ def test_torch_answers_when_the_export_fails_too(warm_cache, tmp_path, monkeypat
     assert (embedder.embed_documents(TEXTS[:2]) == vectors).all()
 
 
+def test_an_export_without_its_probe_vectors_is_made_again(warm_cache, tmp_path):
+    """An export from before the probe vectors rode in its metadata cannot be checked without
+    torch: it is exported again, and its int8 copy made again from it."""
+    import onnx
+
+    cache, file, bulk = _copy(warm_cache, tmp_path)
+    for made in (file, bulk):
+        model = onnx.load(str(made))
+        del model.metadata_props[:]
+        onnx.save(model, str(made))
+    embedder = SentenceTransformerEmbedder(Settings().model, cache_dir=cache)
+    assert embedder.fast_path() is not None and embedder.bulk_path() is not None
+    assert embedder.fast_path().probe() is not None and embedder.bulk_path().probe() is not None
+
+
+def test_the_tokenizer_gives_the_ids_sentence_transformers_makes(embedder):
+    """Every line of the default notes, and the odd texts: the same ids, mask and type ids
+    as sentence-transformers' own tokenization, and the same counts as its tokenizer."""
+    texts = (ROOT / "notes" / "aws-notes.md").read_text(encoding="utf-8").splitlines() + TEXTS
+    texts += ["", "héllo wörld ñ 日本語 🙂", "\t tab\u00a0nbsp  "]
+    _, tokenizer = embedder.onnx_parts()
+    ours, theirs = tokenizer(texts), embedder.model[0].preprocess(texts)
+    for name, ids in ours.items():
+        assert (ids == theirs[name].numpy()).all(), name
+    plain = embedder.model.tokenizer(texts, add_special_tokens=False, verbose=False)
+    assert embedder.count_tokens(texts) == [len(ids) for ids in plain["input_ids"]]
+
+
+def test_questions_and_notes_never_load_torch_once_exported(warm_cache):
+    """A process that finds both files cached embeds questions and notes and counts tokens
+    without importing torch or sentence-transformers (5-6 s of every start)."""
+    code = f"""
+import sys
+from pathlib import Path
+from rag.index.embedding import SentenceTransformerEmbedder
+from rag.settings import Settings
+embedder = SentenceTransformerEmbedder(Settings().model, cache_dir=Path({str(warm_cache)!r}))
+assert embedder.embed(["max sqs message size"]).shape == (1, 384)
+assert embedder.embed_documents(["a line of a note"] * 40).shape == (40, 384)
+assert embedder.count_tokens(["a line"]) == [2]
+print([m for m in ("torch", "sentence_transformers", "transformers") if m in sys.modules])
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "[]", run.stderr
+
+
 def test_model_head_reads_the_config(tmp_path):
-    assert model_head(SentenceTransformerEmbedder(Settings().model).path) == Head("mean", True)
+    assert model_head(SentenceTransformerEmbedder(Settings().model).path) == Head("mean", True, 384)
     (tmp_path / "1_Pooling").mkdir()
     kinds = "sentence_transformers.models"
     modules = [
@@ -202,8 +252,9 @@ def test_model_head_reads_the_config(tmp_path):
     ]
     (tmp_path / "modules.json").write_text(json.dumps(modules))
     pooling = {"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}
+    pooling["word_embedding_dimension"] = 8
     (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
-    assert model_head(tmp_path) == Head("cls", normalize=False)
+    assert model_head(tmp_path) == Head("cls", normalize=False, dim=8)
     pooling["pooling_mode_mean_tokens"] = True  # two modes concatenated: not the fast path's
     (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
     with pytest.raises(ValueError, match="pooling"):

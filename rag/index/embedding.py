@@ -4,13 +4,15 @@
     vectors = embedder.embed(["max sqs message size"])   # float32, shape (1, 384), norm 1
     rows = embedder.embed_documents(lines_of_notes)      # what an index stores
 
-Questions: once `warm_up(embedder)` has opened it (the app does at start, batch commands too),
-a question goes through ONNX Runtime on one thread, 2.5x faster than torch and the same vector
-within 1e-5 (`rag.index.onnx`). Note text (`embed_documents`) goes through the export's int8
+Questions go through ONNX Runtime on one thread, 2.5x faster than torch and the same vector
+within 1e-5 (`rag.index.onnx`); `warm_up(embedder)` opens it before the first (servers and
+batch commands do). Note text (`embed_documents`) goes through the export's int8
 copy, one text a run and one run per core: a full build takes half the time, each vector
 within a cosine of about 0.99 of the float one, and the eval's tune split lost nothing. The
 index records which (`documents_encoder`), so vectors from the two are never mixed in one.
-Everything stays on torch if onnxruntime is missing or the export fails.
+Everything stays on torch if onnxruntime is missing or the export fails. torch and
+sentence-transformers (5-6 s to import) are loaded only to export the network, once per
+machine (`rag prepare`), or where ONNX Runtime cannot be had.
 """
 
 from __future__ import annotations
@@ -25,7 +27,15 @@ from typing import Protocol
 import numpy as np
 
 from rag.errors import ModelError
-from rag.index.onnx import BULK_VERSION, OnnxEncoder, open_bulk, open_onnx
+from rag.index.onnx import (
+    BULK_VERSION,
+    Head,
+    OnnxEncoder,
+    Tokenizer,
+    model_head,
+    open_bulk,
+    open_onnx,
+)
 
 log = logging.getLogger(__name__)
 SMALL_CALL = 32  # texts; up to this many are encoded on one thread (bench: docs/benchmarks.md)
@@ -58,21 +68,22 @@ class SentenceTransformerEmbedder:
         # Offline by construction: a local folder must never turn into a hub request.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # "Loading weights" bars on every start
-
-        import torch
-
-        self._torch, self._threads = torch, torch.get_num_threads()
-        self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-        self._tokenizer = self.model.tokenizer
-        self.batch_size = batch_size
-        self.dim = int(self.model.get_embedding_dimension())
-        self.name = model_name(path)
-        self.max_tokens = int(self.model.max_seq_length)
         self.path, self.cache_dir = path, cache_dir or _user_cache() / "rag" / "onnx"
+        self.name = model_name(path)
+        self.batch_size = batch_size
+        self._threads = _cores()
+        self._model = None  # the sentence-transformers model, loaded by `model`
+        self._model_lock = threading.Lock()
+        # What ONNX Runtime needs from the model's folder, read without torch: its head and
+        # tokenizer; else why not (torch then does it all).
+        self._head: Head | None = None
+        self._tokenizer: Tokenizer | None = None
+        self._onnx_problem = ""
+        try:
+            self._head, self._tokenizer = model_head(path), Tokenizer(path)
+        except (ValueError, OSError, KeyError) as e:
+            self._onnx_problem = f"{type(e).__name__}: {e}"
+        self.dim = self._head.dim if self._head else int(self.model.get_embedding_dimension())
         self._fast: OnnxEncoder | None = None  # opened by fast_path()
         self._fast_tried, self._fast_lock = False, threading.Lock()
         self.fast_problem = ""  # why small calls use torch, once the fast path was tried
@@ -80,10 +91,39 @@ class SentenceTransformerEmbedder:
         self._bulk_tried, self._bulk_lock = False, threading.Lock()
         self.bulk_problem = ""  # why note text is embedded as questions are, once tried
 
+    @property
+    def model(self):
+        """The sentence-transformers model, loaded on first use (with torch: 5-6 s): to export
+        the network once, and to answer where ONNX Runtime cannot."""
+        if self._model is None:
+            with self._model_lock:
+                if self._model is None:
+                    from sentence_transformers import SentenceTransformer
+                    from transformers.utils import logging as hf_logging
+
+                    hf_logging.disable_progress_bar()  # "Loading weights" bars on every load
+                    self._model = SentenceTransformer(
+                        str(self.path), device="cpu", local_files_only=True
+                    )
+        return self._model
+
+    @property
+    def max_tokens(self) -> int:
+        """The most tokens of a text the model reads (the rest is cut)."""
+        if self._tokenizer is not None:
+            return self._tokenizer.max_tokens
+        return int(self.model.max_seq_length)
+
+    def onnx_parts(self) -> tuple[Head, Tokenizer]:
+        """The head and tokenizer ONNX Runtime runs with; ValueError saying why there are none."""
+        if self._head is None or self._tokenizer is None:
+            raise ValueError(self._onnx_problem)
+        return self._head, self._tokenizer
+
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if (fast := self._fast) is None:
+        if (fast := self.fast_path()) is None:
             return self.embed_torch(texts)
         if len(texts) <= SMALL_CALL:
             return fast.embed(texts)
@@ -121,9 +161,12 @@ class SentenceTransformerEmbedder:
         """Through sentence-transformers (the reference the fast path is checked against)."""
         # A question or a one-line edit is a few short texts: splitting each small matrix
         # product across cores costs more than it saves (a question took 14 ms on one thread,
-        # 50-480 ms on two, on 2 busy cores). Bulk encoding keeps torch's own thread count.
-        self._torch.set_num_threads(1 if len(texts) <= SMALL_CALL else self._threads)
-        vectors = self.model.encode(
+        # 50-480 ms on two, on 2 busy cores). Bulk encoding takes a thread per core.
+        model = self.model
+        import torch
+
+        torch.set_num_threads(1 if len(texts) <= SMALL_CALL else self._threads)
+        vectors = model.encode(
             texts,
             batch_size=self.batch_size,
             normalize_embeddings=True,
@@ -133,31 +176,54 @@ class SentenceTransformerEmbedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def fast_path(self) -> OnnxEncoder | None:
-        """The ONNX encoder for small calls, opened (and exported, once) on the first call;
-        from then on small calls use it. None when it cannot be had, with the reason in
-        `fast_problem`. Opening takes 0.5 s (2 s to export): more than one question saves,
-        so only processes that answer many questions open it (`warm_up`)."""
+        """The ONNX encoder for questions, opened on the first call (0.5 s; exported once, with
+        torch, 2-3 s). None when it cannot be had, with the reason in `fast_problem` (logged
+        once): questions then go through torch."""
         if not self._fast_tried:
             with self._fast_lock:
                 if not self._fast_tried:
                     self._fast, self.fast_problem = open_onnx(self, self.cache_dir)
                     self._fast_tried = True
+                    if self._fast is None:
+                        log.warning("questions go through torch (slower): %s", self.fast_problem)
         return self._fast
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         if not texts:
             return []
-        ids = self._tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        if self._tokenizer is not None:
+            return self._tokenizer.count(texts)
+        ids = self.model.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
         return [len(x) for x in ids]
 
 
 def warm_up(embedder: Embedder) -> str:
-    """Open the embedder's fast path for questions, if it has one; why not (logged), or ""."""
+    """Open the embedder's fast path for questions before the first one, if it has one; why
+    not (logged), or ""."""
     fast_path = getattr(embedder, "fast_path", None)  # an Embedder need not have one
     if fast_path is None or fast_path() is not None:
         return ""
-    log.warning("questions are embedded through torch (slower): %s", embedder.fast_problem)
     return embedder.fast_problem
+
+
+def prepare(embedder: SentenceTransformerEmbedder) -> dict:
+    """Open both ONNX encoders, making each once if needed (export 2-3 s, int8 copy 1.5-3 s),
+    so a first index or question need not: what questions and note text go through, and why
+    not ONNX Runtime where it cannot be had (torch answers then)."""
+    warm_up(embedder)
+    embedder.bulk_path()
+    why = (("questions", embedder.fast_problem), ("note text", embedder.bulk_problem))
+    problems = [f"{what}: {problem}" for what, problem in why if problem]
+    questions = "onnx" if embedder.fast_path() is not None else "torch"
+    return {"questions": questions, "notes": embedder.documents_encoder, "problems": problems}
+
+
+def _cores() -> int:
+    """The cores this process may run on (its affinity, where the OS says)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _user_cache() -> Path:

@@ -10,6 +10,11 @@ sentence-transformers config names follow in numpy (`Head`). A question takes 4-
 against 12-13 ms through torch (docs/benchmarks.md). Cached in the user cache under a hash of
 the model's files and torch's version, so a changed model or torch exports anew.
 
+Once exported, neither file needs torch: text is tokenized by the model's own tokenizer.json
+(`Tokenizer`, the ids sentence-transformers makes), and each file carries the vectors torch
+gave a few probe texts when it was exported, which it must give again when opened. A process
+that finds both files cached never imports torch or sentence-transformers (5-6 s of a start).
+
 Notes are embedded by `open_bulk`'s copy, whose matrix weights are int8 (per output channel,
 7-bit for CPUs without VNNI): a full build takes half the time, and its vectors keep a cosine
 of 0.98-1.0 to the float ones. Questions stay float32. Decided on the eval's tune split, which
@@ -25,6 +30,7 @@ import os
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
@@ -40,7 +46,15 @@ BULK_VERSION = 1  # of the quantisation in `quantize_onnx`; part of its file's n
 # Lowest cosine to torch the int8 copy may give a probe text: the tune split's 2,973 lines
 # gave 0.984 and up, so below this the copy is broken, not merely rounded.
 BULK_MIN_COSINE = 0.97
-_PROBE = ["a", "What is the largest message an SQS queue accepts, and can it be raised?"]
+# Short, long (past any model's limit: truncation), spaced and mixed case (the tokenizer's own
+# casing and stripping): the ids must be those sentence-transformers makes for torch.
+_PROBE = [
+    "a",
+    "What is the largest message an SQS queue accepts, and can it be raised?",
+    "  Mixed CASE text,\twith   spaces  ",
+    "retention period " * 300,
+]
+PROBE_KEY = "rag.probe"  # the export's metadata: torch's vectors of _PROBE, as JSON
 
 
 class Head(NamedTuple):
@@ -48,14 +62,49 @@ class Head(NamedTuple):
 
     pooling: Literal["mean", "cls", "max"]
     normalize: bool
+    dim: int  # of the vectors
+
+
+class Tokenizer:
+    """The model's tokenization from its tokenizer.json, without torch or transformers: the
+    ids, mask and type ids sentence-transformers makes for the network (the probe checks), and
+    token counts for the cutter. ValueError for a model without one."""
+
+    def __init__(self, path: Path) -> None:
+        from tokenizers import Tokenizer as Fast
+
+        file, config = path / "tokenizer.json", path / "sentence_bert_config.json"
+        settings = json.loads(config.read_text(encoding="utf-8")) if config.is_file() else {}
+        if not file.is_file() or "max_seq_length" not in settings:
+            raise ValueError(f"{path} has no tokenizer.json and max_seq_length to tokenize by")
+        if settings.get("do_lower_case"):
+            raise ValueError("do_lower_case: the fast path tokenizes as tokenizer.json says only")
+        self.max_tokens = int(settings["max_seq_length"])
+        self._count = Fast.from_file(str(file))  # a file's own padding and truncation dropped
+        self._count.no_padding()
+        self._count.no_truncation()
+        self._fit = Fast.from_file(str(file))  # cut at max_tokens, padded to the longest
+        pad = self._fit.padding or {"pad_id": 0, "pad_token": "[PAD]"}
+        self._fit.enable_padding(pad_id=pad["pad_id"], pad_token=pad["pad_token"])
+        self._fit.enable_truncation(self.max_tokens)
+
+    def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
+        found = self._fit.encode_batch(texts)
+        return {
+            "input_ids": np.array([e.ids for e in found], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in found], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in found], dtype=np.int64),
+        }
+
+    def count(self, texts: list[str]) -> list[int]:
+        """Tokens of each text, without the model's special tokens and without a limit."""
+        return [len(e.ids) for e in self._count.encode_batch(texts, add_special_tokens=False)]
 
 
 class OnnxEncoder:
     """The exported network in ONNX Runtime, then the model's pooling and normalisation."""
 
-    def __init__(
-        self, file: Path, embedder: SentenceTransformerEmbedder, head: Head, threads: int = 1
-    ) -> None:
+    def __init__(self, file: Path, tokenizer: Tokenizer, head: Head, threads: int = 1) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -65,11 +114,16 @@ class OnnxEncoder:
         self.file, self.head = file, head
         self._session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
         self._inputs = [i.name for i in self._session.get_inputs()]
-        self._tokenize = _preprocess(embedder.model)
+        self._tokenize = tokenizer
+
+    def probe(self) -> np.ndarray | None:
+        """The vectors torch gave the probe texts when this file was exported, if it says."""
+        stored = self._session.get_modelmeta().custom_metadata_map.get(PROBE_KEY)
+        return None if stored is None else np.array(json.loads(stored), dtype=np.float32)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         features = self._tokenize(texts)
-        feeds = {name: features[name].numpy().astype(np.int64) for name in self._inputs}
+        feeds = {name: features[name] for name in self._inputs}
         hidden = self._session.run(None, feeds)[0]  # (texts, tokens, dim)
         mask = feeds["attention_mask"][..., None].astype(np.float32)
         if self.head.pooling == "cls":
@@ -99,10 +153,11 @@ class OnnxEncoder:
 
 
 def open_onnx(embedder: SentenceTransformerEmbedder, cache: Path) -> tuple[OnnxEncoder | None, str]:
-    """Load the cached export, or export it; a file that fails to load or disagrees with
-    torch on a probe is exported again, once. Any failure leaves the caller on torch."""
+    """Load the cached export, or export it; a file that fails to load or does not give the
+    probe vectors torch gave when it was exported is exported again, once. Any failure
+    leaves the caller on torch."""
     try:
-        head = model_head(embedder.path)
+        head, tokenizer = embedder.onnx_parts()
         import onnxruntime  # noqa: F401
     except (ImportError, ValueError) as e:
         return None, str(e)
@@ -112,8 +167,12 @@ def open_onnx(embedder: SentenceTransformerEmbedder, cache: Path) -> tuple[OnnxE
         try:
             if again or not file.is_file():
                 export_onnx(embedder, file)
-            encoder = OnnxEncoder(file, embedder, head)
-            diff = float(np.abs(encoder.embed(_PROBE) - embedder.embed_torch(_PROBE)).max())
+            encoder = OnnxEncoder(file, tokenizer, head)
+            if (torch := encoder.probe()) is None:
+                problem = f"{file} holds no probe vectors (an older export)"
+                continue
+            ours = np.concatenate([encoder.embed([t]) for t in _PROBE])  # unpadded: 0.1 s
+            diff = float(np.abs(ours - torch).max())
             if diff <= TOLERANCE:
                 return encoder, ""
             problem = f"{file} differs from torch by {diff:.1e}"
@@ -125,9 +184,10 @@ def open_onnx(embedder: SentenceTransformerEmbedder, cache: Path) -> tuple[OnnxE
 def open_bulk(embedder: SentenceTransformerEmbedder, cache: Path) -> tuple[OnnxEncoder | None, str]:
     """The int8 copy of the export for note text: made (1.5 s, once) from the cached export,
     which is exported first if missing. A copy that fails to load, or whose probe vectors are
-    too far from torch's, is made again once; any failure leaves notes on the float path."""
+    too far from torch's (as the export recorded them), is made again once; any failure
+    leaves notes on the float path."""
     try:
-        head = model_head(embedder.path)
+        head, tokenizer = embedder.onnx_parts()
         import onnxruntime.quantization  # noqa: F401
     except (ImportError, ValueError) as e:
         return None, str(e)
@@ -140,8 +200,11 @@ def open_bulk(embedder: SentenceTransformerEmbedder, cache: Path) -> tuple[OnnxE
                 if again or not export.is_file():
                     export_onnx(embedder, export)
                 quantize_onnx(export, file)
-            encoder = OnnxEncoder(file, embedder, head)
-            cosine = (encoder.embed_many(_PROBE, 1) * embedder.embed_torch(_PROBE)).sum(axis=1)
+            encoder = OnnxEncoder(file, tokenizer, head)
+            if (torch := encoder.probe()) is None:  # the quantizer keeps the export's metadata
+                problem = f"{file} holds no probe vectors (made from an older export)"
+                continue
+            cosine = (encoder.embed_many(_PROBE, 1) * torch).sum(axis=1)
             if cosine.min() >= BULK_MIN_COSINE:
                 return encoder, ""
             problem = f"{file}: cosine {cosine.min():.3f} to torch"
@@ -197,12 +260,15 @@ def model_head(path: Path) -> Head:
     names = {"mean_tokens": "mean", "cls_token": "cls", "max_tokens": "max"}
     if len(modes) != 1 or modes[0] not in names or config.get("include_prompt", True) is False:
         raise ValueError(f"pooling {config}: the fast path knows one of mean, cls, max")
-    return Head(names[modes[0]], kinds[-1] == "Normalize")
+    if "word_embedding_dimension" not in config:
+        raise ValueError(f"pooling {config}: no word_embedding_dimension")
+    return Head(names[modes[0]], kinds[-1] == "Normalize", int(config["word_embedding_dimension"]))
 
 
 def export_onnx(embedder: SentenceTransformerEmbedder, file: Path) -> None:
     """Write the transformer's last hidden state as ONNX, atomically (a reader sees the old
-    file or the whole new one)."""
+    file or the whole new one), with torch's vectors of the probe texts in its metadata."""
+    import onnx
     import torch
 
     network = embedder.model[0].auto_model.eval()
@@ -233,23 +299,25 @@ def export_onnx(embedder: SentenceTransformerEmbedder, file: Path) -> None:
                 opset_version=17,
                 dynamo=False,
             )
+        exported = onnx.load(str(tmp))
+        probe = embedder.embed_torch(_PROBE).tolist()  # float32 values: exact in JSON
+        onnx.helper.set_model_props(exported, {PROBE_KEY: json.dumps(probe)})
+        onnx.save(exported, str(tmp))
         os.replace(tmp, file)
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def _preprocess(model):
-    """The model's own tokenization (it strips, lower-cases and truncates as configured);
-    `preprocess` in newer sentence-transformers, `tokenize` (deprecated there) in older."""
+    """sentence-transformers' tokenization, to trace the export with: `preprocess` in newer
+    sentence-transformers, `tokenize` (deprecated there) in older."""
     return getattr(model, "preprocess", None) or model.tokenize
 
 
 def _content_hash(path: Path) -> str:
     """Every file of the model folder, and what the export depends on: a changed model or
-    torch makes a new file (0.1 s for the packaged model's 90 MB)."""
-    import torch
-
-    digest = hashlib.sha256(f"v{FAST_VERSION} torch {torch.__version__}\0".encode())
+    torch makes a new file (0.1 s for the packaged model's 90 MB). torch is not imported."""
+    digest = hashlib.sha256(f"v{FAST_VERSION} torch {version('torch')}\0".encode())
     for f in sorted(p for p in path.rglob("*") if p.is_file()):
         digest.update(f"{f.relative_to(path)}\0".encode() + f.read_bytes())
     return digest.hexdigest()[:24]
