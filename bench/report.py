@@ -53,7 +53,7 @@ def _targets(r: dict) -> list[str]:
         _target("ask p50, default notes", _get(core, "ask", "p50_ms"), 25, "ms"),
         _target("full build, default notes", _get(core, "build", "s"), 10, "s"),
         _target(
-            "first pass, default notes (the page serves after it)",
+            "first pass, default notes (questions are answered after it)",
             _get(core, "first_pass", "s"),
             10,
             "s",
@@ -156,7 +156,7 @@ def _core(c: dict, served: dict | None) -> list[str]:
             f"{b.get('s', 0):.1f} s ({b.get('chunks_per_s', 0):.1f} chunks/s)",
         ),
         (
-            "first pass: section vectors only, what a server builds before serving",
+            "first pass: section vectors only, what a server builds before answering",
             f"{_get(c, 'first_pass', 's', default=0):.1f} s",
         ),
         (

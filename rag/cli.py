@@ -310,7 +310,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from rag.search.live import serving
     from rag.web.app import serve
 
-    serve(serving(settings), settings)
+    serve(serving(settings, page=True), settings)
     return 0
 
 

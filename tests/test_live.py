@@ -7,6 +7,7 @@ import re
 import shutil
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -207,6 +208,27 @@ def test_a_server_without_an_index_starts_at_once_and_builds_it_in_the_backgroun
     assert live.engine.index.units.size >= 40 and live.version >= 2
     again = serving(settings)  # a restart: the index is there, opened at once
     assert again.ready and again.current is not None and not again.status().indexing
+
+
+def test_a_first_build_for_a_page_waits_until_the_page_serves(tmp_path):
+    """The page's start and the build share one interpreter: the build begins once the page
+    says it serves (`page_up`), or when the server stops (then it builds nothing)."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.md").write_text("# Queues\n\n- The default visibility timeout is 30 seconds.\n")
+    settings = Settings.from_env(env={}, notes_dir=notes, index_dir=tmp_path / "index")
+    live = serving(settings, page=True)
+    assert not live.wait_ready(3) and live.indexing and live.status().progress is None
+    assert current_generation(settings.index_dir) is None  # nothing read or written yet
+    live.page_up()
+    assert live.wait_ready(120) and live.engine.chunks[0].path == "a.md"
+    assert current_generation(settings.index_dir) is not None
+    live.stop()
+
+    stopped = LiveIndex.first_build(replace(settings, index_dir=tmp_path / "other"), None, True)
+    assert stopped.stop(timeout=10) and stopped.wait_ready(10)
+    assert "stopped before" in stopped.status().error
+    assert current_generation(tmp_path / "other") is None
 
 
 def test_a_first_build_stops_at_its_next_step_and_leaves_no_index(tmp_path, aws_settings):

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 WATCH_DEBOUNCE_MS = 800  # an editor's save-and-rename bursts become one re-index
 RETRY_FIRST, RETRY_MOST = 1.0, 300.0  # seconds between attempts after a failed re-index
 BUSY_WAIT = 0.5  # seconds before trying again while another re-index runs
+PAGE_WAIT = 30.0  # seconds a first build waits for its page to serve, at most
 
 
 def time_ago(stamp: str, now: float | None = None) -> str:
@@ -93,13 +94,14 @@ def open_engine(
     return Engine(index, embedder, tuning or Tuning())
 
 
-def serving(settings: Settings) -> LiveIndex:
+def serving(settings: Settings, page: bool = False) -> LiveIndex:
     """The live index a server starts with, kept fresh: its index opened (cut again if the
     settings changed), or, when there is none yet, built in the background
-    (`LiveIndex.first_build`) so the page serves at once."""
+    (`LiveIndex.first_build`) so the server answers at once. `page`: a chat page is starting,
+    and the first build waits until it serves (`page_up`)."""
     require_notes(settings.folders)  # a wrong --notes fails at once, not in a thread
     if current_generation(settings.index_dir) is None:
-        return LiveIndex.first_build(settings)
+        return LiveIndex.first_build(settings, after_page=page)
     engine = open_engine(settings, first_pass=True)
     warm_up(engine.embedder)  # questions through ONNX Runtime from the first one
     live = LiveIndex(settings, engine)
@@ -168,15 +170,22 @@ class LiveIndex:
         self._progress: tuple[int, int] | None = None  # (texts embedded, of) in this re-index
         self.version = 0  # counts the engines swapped in: what a page shows can be compared
         self._stopping = threading.Event()  # set by `stop`: builds end at their next step
+        self._page = threading.Event()  # set by `page_up`: a first build may start
         self._fingerprints = Fingerprinter()  # `stale` reads only the notes that changed
 
     @classmethod
-    def first_build(cls, settings: Settings, tuning: Tuning | None = None) -> LiveIndex:
-        """A server's live index over notes that have no index yet: returned at once, so the
-        page can serve while the model loads and a first pass (section vectors only) is built
-        in the background; then `keep_fresh` adds the line vectors. Questions asked meanwhile
-        wait for the first pass (`engine`), and `describe` says how far it is."""
+    def first_build(
+        cls, settings: Settings, tuning: Tuning | None = None, after_page: bool = False
+    ) -> LiveIndex:
+        """A server's live index over notes that have no index yet: returned at once, while a
+        first pass (section vectors only) is built in the background; then `keep_fresh` adds
+        the line vectors. Questions asked meanwhile wait for the first pass (`engine`), and
+        `describe` says how far it is. `after_page`: the build starts once `page_up` says the
+        page serves (at most PAGE_WAIT seconds later): importing gradio and the build's
+        Python share one interpreter, and the page took 10 s instead of 6 beside it."""
         live = cls(settings, None)
+        if not after_page:
+            live._page.set()
         live._busy.acquire()  # held until the first pass is in: status says "indexing"
         thread = threading.Thread(
             target=live._build_first, args=(tuning,), name="rag-first-build", daemon=True
@@ -184,8 +193,15 @@ class LiveIndex:
         thread.start()
         return live
 
+    def page_up(self) -> None:
+        """The page serves: a first build waiting for it starts."""
+        self._page.set()
+
     def _build_first(self, tuning: Tuning | None) -> None:
         try:
+            self._page.wait(PAGE_WAIT)
+            if self._stopping.is_set():
+                raise _Stopped
             engine = open_engine(self.settings, tuning, first_pass=True, progress=self._step)
             self._engine = engine
             self.version += 1
@@ -283,6 +299,7 @@ class LiveIndex:
         For a server on its way out: a process that exits while a thread is inside torch
         aborts ("terminate called without an active exception")."""
         self._stopping.set()
+        self._page.set()  # a first build waiting for its page ends at once
         if not self._busy.acquire(timeout=timeout):
             return False
         self._busy.release()

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args, "app")
     try:
         settings = settings_from_args(args)
-        live = serving(settings)  # no index yet: built while the page already serves
+        live = serving(settings, page=True)  # no index yet: built once the page serves
     except RagError as e:
         print(f"app: error: {e}", file=sys.stderr)
         return 2
@@ -236,16 +236,17 @@ def serve(live: LiveIndex, settings: Settings) -> None:
         uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")
     )
     url = f"http://{settings.host}:{settings.port}"
-    threading.Thread(target=_announce, args=(server, url), daemon=True).start()
+    threading.Thread(target=_announce, args=(server, url, live), daemon=True).start()
     try:
         server.run()
     finally:
         shut_down(live)  # a first build or a line pass in progress ends before the process
 
 
-def _announce(server, url: str) -> None:
-    """Say where the chat is, once the server listens."""
+def _announce(server, url: str, live: LiveIndex) -> None:
+    """Say where the chat is, once the server listens; a first build waiting for it starts."""
     while not server.started and not server.should_exit:
         time.sleep(0.05)
     if server.started:
+        live.page_up()
         log.info("Running on local URL:  %s", url)
