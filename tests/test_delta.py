@@ -8,12 +8,14 @@ DELTA_MIN_CHUNKS is lowered so that 451 chunks count as large.
 
 from __future__ import annotations
 
+import errno
 import re
 import shutil
 
 import numpy as np
 import pytest
 
+from rag.errors import IndexUnwritable
 from rag.index import build, chunkfile, store
 from rag.index.build import update_index
 from rag.index.join import JoinedChunks, join_postings
@@ -198,6 +200,25 @@ def test_a_large_rewrite_gathers_its_vectors_in_files_into_the_same_index(
     a, b = current_generation(in_memory), current_generation(index)
     for name in FILES:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert [p.name for p in index.iterdir() if p.name.startswith("gen-vectors-")] == []
+
+
+def test_a_disk_error_while_vectors_stream_leaves_the_live_index(split, embedder, monkeypatch):
+    """A full disk while a large rewrite writes its vector files: the message says so, the
+    live index answers as before, and no scratch folder is left."""
+    notes, index = split
+    live = current_generation(index)
+    add_line(notes, *EDIT)
+    monkeypatch.setattr(build, "DELTA_MIN_CHUNKS", 10**9)
+    monkeypatch.setattr(build, "STREAM_ROWS", 0)
+
+    def full_disk(self, block):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(build.RowWriter, "write", full_disk)
+    with pytest.raises(IndexUnwritable, match=r"vectors were read or written \(No space left"):
+        update_index(notes, index, embedder, 200)
+    assert current_generation(index) == live
     assert [p.name for p in index.iterdir() if p.name.startswith("gen-vectors-")] == []
 
 

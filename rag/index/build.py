@@ -508,10 +508,10 @@ def _scratch(index_dir: Path) -> Iterator[Path]:
             raise IndexUnwritable(f"cannot write in {index_dir} ({e.strerror or e})") from e
         try:
             yield folder
-        except OSError as e:  # a full disk while vectors were written: nothing was switched
+        except OSError as e:  # a full disk, or a failing one: nothing was switched
             raise IndexUnwritable(
-                f"cannot write the new vectors in {index_dir} ({e.strerror or e}); "
-                "the live index is unchanged"
+                f"the new index could not be made in {index_dir}: a disk error while its "
+                f"vectors were read or written ({e.strerror or e}); the live index is unchanged"
             ) from e
     finally:
         shutil.rmtree(folder, ignore_errors=True)
