@@ -314,13 +314,11 @@ def _one_thread() -> Iterator[None]:
 
 
 class RowWriter:
-    """Float rows as they come: kept in memory (one block is kept as it is, several joined),
-    or written to a .npy file that is then read as a RowFile (`array`, once closed); with
-    `keep=False`, only counted."""
+    """Float rows as they come: copied into one array (`array`), or written to a .npy file
+    that is then read as a RowFile (`array`, once closed); with `keep=False`, only counted."""
 
     def __init__(self, n: int, dim: int, path: Path | None, keep: bool = True) -> None:
         self.n, self.dim, self.path, self.done, self.keep = n, dim, path, 0, keep
-        self.blocks: list[np.ndarray] = []
         self.array: np.ndarray | RowFile = np.zeros((0, dim), dtype=np.float32)
 
     def __enter__(self) -> RowWriter:
@@ -328,6 +326,8 @@ class RowWriter:
             self._file = open(self.path, "wb")
             header = {"descr": "<f4", "fortran_order": False, "shape": (self.n, self.dim)}
             np.lib.format.write_array_header_1_0(self._file, header)
+        elif self.keep:
+            self.array = np.zeros((self.n, self.dim), dtype=np.float32)
         return self
 
     def write(self, block: np.ndarray) -> None:
@@ -337,19 +337,16 @@ class RowWriter:
         if not self.keep:
             return
         if self.path is None:
-            self.blocks.append(block)
+            self.array[self.done - len(block) : self.done] = block
         else:
             self._file.write(memoryview(np.ascontiguousarray(block, dtype=np.float32)))
 
     def __exit__(self, *exc) -> None:
-        if not self.keep:
+        if not self.keep or self.path is None:
             return
-        if self.path is not None:
-            self._file.close()
-            if exc[0] is None and self.done == self.n:
-                self.array = RowFile(self.path)
-        elif self.blocks:
-            self.array = self.blocks[0] if len(self.blocks) == 1 else np.concatenate(self.blocks)
+        self._file.close()
+        if exc[0] is None and self.done == self.n:
+            self.array = RowFile(self.path)
 
 
 class RowFile:
