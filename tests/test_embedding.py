@@ -15,7 +15,7 @@ import pytest
 import rag.index.embedding
 import rag.index.onnx
 from rag.index.embedding import SMALL_CALL, SentenceTransformerEmbedder, warm_up
-from rag.index.onnx import BULK_MIN_COSINE, TOLERANCE, Head, model_head
+from rag.index.onnx import BULK_MIN_COSINE, TOLERANCE, Head, Tokenizer, model_head
 from rag.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -222,6 +222,21 @@ def test_the_tokenizer_gives_the_ids_sentence_transformers_makes(embedder):
         assert (ids == theirs[name].numpy()).all(), name
     plain = embedder.model.tokenizer(texts, add_special_tokens=False, verbose=False)
     assert embedder.count_tokens(texts) == [len(ids) for ids in plain["input_ids"]]
+
+
+def test_a_tokenizer_file_without_padding_pads_with_the_models_pad_token(embedder, tmp_path):
+    model = Path(Settings().model)
+    for name in ("sentence_bert_config.json", "special_tokens_map.json"):
+        shutil.copy(model / name, tmp_path / name)
+    tokenizer = json.loads((model / "tokenizer.json").read_text(encoding="utf-8"))
+    tokenizer["padding"] = tokenizer["truncation"] = None
+    (tmp_path / "tokenizer.json").write_text(json.dumps(tokenizer), encoding="utf-8")
+    texts = ["a", "What is the largest message an SQS queue accepts?"]
+    ours, theirs = Tokenizer(tmp_path)(texts), embedder.onnx_parts()[1](texts)
+    assert all((ours[name] == theirs[name]).all() for name in theirs)
+    (tmp_path / "special_tokens_map.json").unlink()
+    with pytest.raises(ValueError, match="no pad token"):
+        Tokenizer(tmp_path)
 
 
 def test_questions_and_notes_never_load_torch_once_exported(warm_cache):

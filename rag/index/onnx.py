@@ -84,7 +84,7 @@ class Tokenizer:
         self._count.no_padding()
         self._count.no_truncation()
         self._fit = Fast.from_file(str(file))  # cut at max_tokens, padded to the longest
-        pad = self._fit.padding or {"pad_id": 0, "pad_token": "[PAD]"}
+        pad = self._fit.padding or _pad_token(path, self._fit)
         self._fit.enable_padding(pad_id=pad["pad_id"], pad_token=pad["pad_token"])
         self._fit.enable_truncation(self.max_tokens)
 
@@ -99,6 +99,19 @@ class Tokenizer:
     def count(self, texts: list[str]) -> list[int]:
         """Tokens of each text, without the model's special tokens and without a limit."""
         return [len(e.ids) for e in self._count.encode_batch(texts, add_special_tokens=False)]
+
+
+def _pad_token(path: Path, tokenizer) -> dict:
+    """The pad token a tokenizer.json without padding settings pads with: the model's
+    special_tokens_map.json names it (the attention mask hides it from the vectors)."""
+    names = path / "special_tokens_map.json"
+    token = (
+        json.loads(names.read_text(encoding="utf-8")).get("pad_token") if names.is_file() else None
+    )
+    token = token.get("content") if isinstance(token, dict) else token
+    if token is None or tokenizer.token_to_id(token) is None:
+        raise ValueError(f"{path} names no pad token its tokenizer.json knows")
+    return {"pad_id": tokenizer.token_to_id(token), "pad_token": token}
 
 
 class OnnxEncoder:
