@@ -181,8 +181,9 @@ class LiveIndex:
         first pass (section vectors only) is built in the background; then `keep_fresh` adds
         the line vectors. Questions asked meanwhile wait for the first pass (`engine`), and
         `describe` says how far it is. `after_page`: the build starts once `page_up` says the
-        page serves (at most PAGE_WAIT seconds later): importing gradio and the build's
-        Python share one interpreter, and the page took 10 s instead of 6 beside it."""
+        page serves (at most PAGE_WAIT seconds later): the page's start (importing gradio)
+        and the build share the cores and the interpreter, and beside the build the page took
+        8-11 s instead of 6 on two cores."""
         live = cls(settings, None)
         if not after_page:
             live._page.set()
