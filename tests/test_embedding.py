@@ -237,6 +237,9 @@ def test_a_tokenizer_file_without_padding_pads_with_the_models_pad_token(embedde
     (tmp_path / "special_tokens_map.json").unlink()
     with pytest.raises(ValueError, match="no pad token"):
         Tokenizer(tmp_path)
+    (tmp_path / "tokenizer.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ValueError, match="tokenizer.json"):
+        Tokenizer(tmp_path)  # the embedder then keeps torch: a clear reason, not a crash
 
 
 def test_questions_and_notes_never_load_torch_once_exported(warm_cache):

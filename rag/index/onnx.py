@@ -80,11 +80,13 @@ class Tokenizer:
         if settings.get("do_lower_case"):
             raise ValueError("do_lower_case: the fast path tokenizes as tokenizer.json says only")
         self.max_tokens = int(settings["max_seq_length"])
-        self._count = Fast.from_file(str(file))  # a file's own padding and truncation dropped
-        self._count.no_padding()
+        try:
+            self._count, self._fit = Fast.from_file(str(file)), Fast.from_file(str(file))
+        except Exception as e:  # tokenizers raises a bare Exception for a file it cannot read
+            raise ValueError(f"{file}: {e}") from e
+        self._count.no_padding()  # a file's own padding and truncation dropped
         self._count.no_truncation()
-        self._fit = Fast.from_file(str(file))  # cut at max_tokens, padded to the longest
-        pad = self._fit.padding or _pad_token(path, self._fit)
+        pad = self._fit.padding or _pad_token(path, self._fit)  # cut, padded to the longest
         self._fit.enable_padding(pad_id=pad["pad_id"], pad_token=pad["pad_token"])
         self._fit.enable_truncation(self.max_tokens)
 
