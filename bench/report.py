@@ -150,7 +150,10 @@ def _core(c: dict, served: dict | None) -> list[str]:
         return ["## Default notes", "", f"Failed: {c['error']}", ""]
     b = c.get("build", {})
     rows = [
-        ("model load (SentenceTransformer, packaged MiniLM)", f"{c.get('model_load_s', 0):.2f} s"),
+        (
+            "embedder ready (packaged MiniLM; torch is loaded only to export it)",
+            f"{c.get('model_load_s', 0):.2f} s",
+        ),
         (
             f"full index build: {b.get('chunks')} chunks, {b.get('embedded')} new",
             f"{b.get('s', 0):.1f} s ({b.get('chunks_per_s', 0):.1f} chunks/s)",
