@@ -22,7 +22,7 @@ install-dev: $(DEV_STAMP)
 llm: install-dev
 
 # Re-install only when the project's dependencies change. `rag prepare` makes the model's ONNX
-# encoders (about 6 s, once per machine), so the first index and question need not.
+# encoders (10-16 s on 2 cores, once per machine), so the first index and question need not.
 $(APP_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e .

@@ -167,7 +167,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     command(
         "prepare",
-        "Make the model's ONNX encoders once (an export and its int8 copy, about 6 s), so the "
+        "Make the model's ONNX encoders once (an export and its int8 copy, 10-16 s), so the "
         "first index and the first question do not wait for them.",
         cmd_prepare,
     )

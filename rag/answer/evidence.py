@@ -18,12 +18,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from itertools import pairwise
 
 from rag.answer.base import Status
 from rag.index.cutting import Chunk, Unit, strip_marker
-from rag.index.lexical import tokenize
+from rag.index.lexical import note_tokens, tokenize
 from rag.search.engine import Hit
 from rag.search.terms import NoteWords, is_everyday, is_name, is_salient
 
@@ -31,7 +30,6 @@ TOP_HITS = 5  # the hits whose units are candidates
 PARENT_REACH = 2  # a parent bullet this close above its line is cited with it
 TABLE_LINES = 12  # a table row is cited with its whole table up to this many lines
 MISSING_SHOWN = 3  # the asked terms a partial answer names as missing, rarest first
-TERMS_CACHED = 8192  # note texts whose tokens are kept (the default notes have 3,900 to read)
 # English question forms that ask for an amount (any subject's notes state amounts in digits).
 _QUANTITY = re.compile(
     r"\b(?:how (?:many|much|long|big|large|small|often|old|fast|far)|max(?:imum)?|min(?:imum)?|"
@@ -114,13 +112,6 @@ def read_question(text: str, words: NoteWords) -> Question:
     return Question(text, weights, salient, unknown, share, rare, bool(_QUANTITY.search(text)))
 
 
-@lru_cache(maxsize=TERMS_CACHED)
-def _terms(text: str) -> tuple[str, ...]:
-    """The tokens of a note's text, kept: the same sections and lines come up question after
-    question, and tokenizing them was half of an answer's time."""
-    return tuple(tokenize(text))
-
-
 def rank_units(q: Question, hits: list[Hit]) -> list[Candidate]:
     """Every unit of the top hits, best first."""
     out = []
@@ -129,7 +120,7 @@ def rank_units(q: Question, hits: list[Hit]) -> list[Candidate]:
         chunk = hit.chunk
         cosines = hit.unit_scores or (hit.cosine,) * len(chunk.units)
         best = max(cosines, default=hit.cosine)
-        context = set(_terms(chunk.context))
+        context = set(note_tokens(chunk.context))
         for unit, cosine in zip(chunk.units, cosines, strict=True):
             f = unit_features(q, hit, unit, cosine, hit.score / top, rank, best, context)
             score = sum(UNIT_WEIGHTS[name] * x for name, x in zip(FEATURES, f, strict=True))
@@ -149,9 +140,9 @@ def unit_features(
     context: set[str],
 ) -> tuple[float, ...]:
     body = hit.chunk.unit_body(unit)
-    body_terms = _terms(body)
+    body_terms = note_tokens(body)
     own = set(body_terms)
-    parents = set(_terms(" ".join(unit.parents)))
+    parents = set(note_tokens(" ".join(unit.parents)))
     total = sum(q.weights.values()) or 1.0
 
     def share(found) -> float:
@@ -254,7 +245,7 @@ def verdict_features(q: Question, ranked: list[Candidate], hits: list[Hit]) -> t
         total = sum(q.weights.values()) or 1.0
         f["top_score"] = top.score
         f["best_cosine"] = max([c.features[0] for c in ranked] + [h.cosine for h in hits[:3]])
-        found = [set(_terms(h.chunk.indexed_text)) for h in hits[:3]]
+        found = [set(note_tokens(h.chunk.indexed_text)) for h in hits[:3]]
         f["coverage"] = max(sum(w for t, w in q.weights.items() if t in terms) for terms in found)
         f["coverage"] /= total
         f["top_salient"] = _feature(top, "salient")
@@ -297,7 +288,7 @@ def _feature(c: Candidate, name: str) -> float:
 def _detail(q: Question, top: Candidate) -> float:
     """Of the question's term weight outside the best candidate's heading path (what it asks
     about the topic, not the topic), the share the candidate's own words or parents hold."""
-    context = set(tokenize(top.hit.chunk.context))
+    context = set(note_tokens(top.hit.chunk.context))
     line = set(tokenize(f"{' '.join(top.unit.parents)} {top.display}"))
     asked = {t: w for t, w in q.weights.items() if t not in context}
     return sum(w for t, w in asked.items() if t in line) / (sum(asked.values()) or 1.0)

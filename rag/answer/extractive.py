@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from rag.answer.base import DECLINE, Answer, Citation, Done, Exchange, marker
 from rag.answer.evidence import Candidate, judge, rank_units, read_question
 from rag.index.cutting import shown_line
-from rag.index.lexical import tokenize
+from rag.index.lexical import note_tokens, tokenize
 from rag.search.engine import Hit
 from rag.search.terms import NoteWords
 
@@ -120,7 +120,7 @@ def comparison_sides(question: str) -> list[set[str]]:
 
 
 def _speaks_of(c: Candidate, side: set[str]) -> bool:
-    return bool(side & set(tokenize(c.display)))
+    return bool(side & set(note_tokens(c.display)))
 
 
 def _new(c: Candidate, chosen: list[Candidate]) -> bool:

@@ -19,6 +19,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
@@ -35,6 +36,7 @@ _JOINER = re.compile(r"[:._/\-]")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+[0-9]*|[A-Z]+[0-9]*|[0-9]+")
 _NUMBER_UNIT = re.compile(r"^([0-9]+)([a-z]+)$")
 # Hiragana, Katakana, CJK ideographs (and extension A, compatibility), Hangul syllables.
+TOKENS_CACHED = 8192  # note texts `note_tokens` keeps (the default notes: about 3,900)
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]+")
 
 STOPWORDS = frozenset(
@@ -61,6 +63,13 @@ def tokenize(text: str) -> list[str]:
         for part in parts:
             tokens.extend(_part_tokens(part))
     return tokens
+
+
+@lru_cache(maxsize=TOKENS_CACHED)
+def note_tokens(text: str) -> tuple[str, ...]:
+    """`tokenize` of a note's text, kept: an answer reads the same sections and lines question
+    after question, and tokenizing them again was half of its time."""
+    return tuple(tokenize(text))
 
 
 def is_cjk(token: str) -> bool:
